@@ -1,0 +1,141 @@
+"""What every sharing family provides, and the registry that finds them by name.
+
+A family is a small object (see ``Family``) that knows its typed ``ArchConfig``, how to
+sample one with Optuna (define-by-run), how to enumerate its discrete space, and how to
+build the network from a backbone's stages. The same ``sample`` replayed on a
+``optuna.trial.FixedTrial`` decodes stored parameters, so trials, export and reload share
+one code path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Sequence
+
+import optuna
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from ..backbones import Backbone
+from ..tasks import Task
+
+
+class ArchConfig(BaseModel):
+    """A family's recipe: typed, frozen, JSON round-trip, canonical (equal iff same network)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    family: ClassVar[str] = ""
+
+    def summary(self) -> str:
+        """One short line for tables and the dashboard, e.g. ``tree: [L R S] > [L R][S]``."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.family, **self.model_dump(mode="json")}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+class FamilyOptions(BaseModel):
+    """A family's search options from the spec's ``families.<name>`` section."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+@dataclass
+class Phase:
+    """One stretch of training: the tasks whose losses count and the parameters that move.
+
+    ``param_groups`` pairs parameters with a learning-rate multiplier (cross-stitch alpha
+    trains faster). Most families have one phase; progressive networks have one per column.
+    """
+
+    tasks: tuple[str, ...]
+    param_groups: list[tuple[list[nn.Parameter], float]]
+    name: str = "all"
+
+
+class MultiTaskModel(nn.Module):
+    """``forward(x) -> {task: output}``; ``phases()`` tells the trainer what to train when."""
+
+    def __init__(self, config: ArchConfig, task_names: Sequence[str]):
+        super().__init__()
+        self.config = config
+        self.task_names = tuple(task_names)
+
+    def phases(self) -> list[Phase]:
+        return [Phase(self.task_names, [([p for p in self.parameters() if p.requires_grad], 1.0)])]
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters GradNorm measures gradient norms on (default: all of them)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def architecture_details(self) -> dict[str, Any]:
+        """Learned facts worth drawing (e.g. cross-stitch alphas); JSON-serialisable."""
+        return {}
+
+
+class Family:
+    """Base for a sharing family; subclasses set ``name``, ``Config``, ``Options``."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[ArchConfig]] = ArchConfig
+    Options: ClassVar[type[FamilyOptions]] = FamilyOptions
+
+    def sample(self, trial: optuna.Trial, tasks: Sequence[str], n_stages: int, options: FamilyOptions) -> ArchConfig:
+        """Define-by-run sampling; parameter names start with ``<family>.`` and read well."""
+        raise NotImplementedError
+
+    def to_params(self, config: ArchConfig, tasks: Sequence[str], n_stages: int, options: FamilyOptions) -> dict[str, Any]:
+        """The Optuna parameters that make ``sample`` reproduce ``config`` (for replays and grids)."""
+        raise NotImplementedError
+
+    def enumerate(self, tasks: Sequence[str], n_stages: int, options: FamilyOptions) -> list[ArchConfig]:
+        """Every architecture of the discrete space once (continuous options at their defaults)."""
+        raise NotImplementedError
+
+    def space_size(self, tasks: Sequence[str], n_stages: int, options: FamilyOptions) -> int:
+        """How many distinct discrete architectures the space holds."""
+        return len(self.enumerate(tasks, n_stages, options))
+
+    def build(self, config: ArchConfig, backbone: Backbone, tasks: Sequence[Task]) -> MultiTaskModel:
+        raise NotImplementedError
+
+    def decode(self, params: Mapping[str, Any], tasks: Sequence[str], n_stages: int, options: FamilyOptions) -> ArchConfig:
+        """Stored Optuna parameters -> config, by replaying ``sample`` on a FixedTrial."""
+        mine = {k: v for k, v in params.items() if k.startswith(self.name + ".")}
+        return self.sample(optuna.trial.FixedTrial(mine), tasks, n_stages, options)
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    """Add a family instance to the registry; a duplicate name is a programming error."""
+    if not family.name:
+        raise ValueError("a family needs a name")
+    if family.name in FAMILIES:
+        raise ValueError(f"family {family.name!r} is already registered")
+    FAMILIES[family.name] = family
+    return family
+
+
+def get_family(name: str) -> Family:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise KeyError(f"unknown family {name!r} (known: {', '.join(sorted(FAMILIES))})") from None
+
+
+def config_from_dict(data: Mapping[str, Any]) -> ArchConfig:
+    """Inverse of ``ArchConfig.to_dict``."""
+    data = dict(data)
+    family = get_family(data.pop("family"))
+    return family.Config.model_validate(data)
+
+
+def build_model(config: ArchConfig, backbone: Backbone, tasks: Sequence[Task]) -> MultiTaskModel:
+    """The one place a network is built from a recipe (trials, export, reload)."""
+    return get_family(config.family).build(config, backbone, tasks)

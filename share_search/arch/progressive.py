@@ -1,0 +1,1 @@
+"""Placeholder: the progressive family is written in its own change."""

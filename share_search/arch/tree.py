@@ -1,0 +1,1 @@
+"""Placeholder: the tree family is written in its own change."""

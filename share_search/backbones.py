@@ -1,0 +1,193 @@
+"""Backbones as ordered lists of stages.
+
+Every sharing family is built from a backbone's stages only, so a new backbone never
+needs family code. A backbone is a *recipe*: ``build_stages()`` returns fresh, freshly
+initialised stage modules each call (a tree node, a cross-stitch column and a progressive
+column each own a copy). Output shapes are found once by a dummy forward pass.
+
+User backbones: ``module:function`` with signature ``function(input_shape, **options)``
+returning a list of ``nn.Module`` stages.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from .errors import SpecError
+
+StageBuilder = Callable[..., Sequence[nn.Module]]
+BACKBONES: dict[str, StageBuilder] = {}
+
+
+def register_backbone(name: str):
+    """Decorator: add a built-in stage builder under ``name`` (duplicates are a bug)."""
+
+    def add(fn: StageBuilder) -> StageBuilder:
+        if name in BACKBONES:
+            raise ValueError(f"backbone {name!r} is already registered")
+        BACKBONES[name] = fn
+        return fn
+
+    return add
+
+
+@register_backbone("mlp")
+def mlp(input_shape: Sequence[int], widths: Sequence[int] = (128, 128, 64)) -> list[nn.Module]:
+    """Flatten, then one ``Linear + ReLU`` stage per width."""
+    stages: list[nn.Module] = []
+    n_in = math.prod(input_shape)
+    for i, width in enumerate(widths):
+        layers: list[nn.Module] = [nn.Flatten()] if i == 0 else []
+        layers += [nn.Linear(n_in, width), nn.ReLU()]
+        stages.append(nn.Sequential(*layers))
+        n_in = width
+    return stages
+
+
+def _as_image(input_shape: Sequence[int]) -> tuple[int, int, int]:
+    if len(input_shape) == 2:
+        return (1, *input_shape)
+    if len(input_shape) == 3:
+        return tuple(input_shape)  # type: ignore[return-value]
+    raise SpecError("backbone.name", f"convolutional backbones need an image input (H, W) or (C, H, W), got shape {tuple(input_shape)}")
+
+
+class _Unsqueeze(nn.Module):
+    """Give a (N, H, W) batch a channel axis so grey images work with conv stages."""
+
+    def forward(self, x):
+        return x.unsqueeze(1) if x.dim() == 3 else x
+
+
+@register_backbone("convnet")
+def convnet(input_shape: Sequence[int], channels: Sequence[int] = (16, 32), hidden: int = 64) -> list[nn.Module]:
+    """LeNet-like: ``conv3x3 + ReLU + maxpool`` stages, then one fully connected stage."""
+    c, h, w = _as_image(input_shape)
+    stages: list[nn.Module] = []
+    for i, out in enumerate(channels):
+        layers: list[nn.Module] = [_Unsqueeze()] if i == 0 else []
+        layers += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        stages.append(nn.Sequential(*layers))
+        c, h, w = out, h // 2, w // 2
+    stages.append(nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, hidden), nn.ReLU()))
+    return stages
+
+
+class _BasicBlock(nn.Module):
+    """A ResNet basic block (He et al. 2016) with an optional strided projection."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.skip = (
+            nn.Identity()
+            if stride == 1 and c_in == c_out
+            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        )
+
+    def forward(self, x):
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.skip(x))
+
+
+@register_backbone("resnet")
+def resnet(input_shape: Sequence[int], channels: Sequence[int] = (16, 32, 64)) -> list[nn.Module]:
+    """A small ResNet: a stem stage, one basic block per width (stride 2 after the first), then pooling."""
+    c, _, _ = _as_image(input_shape)
+    stem = nn.Sequential(_Unsqueeze(), nn.Conv2d(c, channels[0], 3, 1, 1, bias=False), nn.BatchNorm2d(channels[0]), nn.ReLU())
+    stages: list[nn.Module] = [stem]
+    c = channels[0]
+    for i, out in enumerate(channels):
+        block = _BasicBlock(c, out, 1 if i == 0 else 2)
+        if i == len(channels) - 1:
+            block = nn.Sequential(block, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        stages.append(block)
+        c = out
+    return stages
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A named stage recipe with the per-sample output shape of every stage."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    builder: StageBuilder = field(default=mlp, repr=False, compare=False, hash=False)
+    stage_shapes: tuple[tuple[int, ...], ...] = ()
+
+    @property
+    def n_stages(self) -> int:
+        return len(self.stage_shapes)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.stage_shapes[-1]
+
+    def stage_input_shape(self, i: int) -> tuple[int, ...]:
+        return self.input_shape if i == 0 else self.stage_shapes[i - 1]
+
+    def build_stages(self) -> list[nn.Module]:
+        """Fresh stage modules (new parameters) for one column or tree node."""
+        return list(self.builder(self.input_shape, **self.options))
+
+    def build_stage(self, i: int) -> nn.Module:
+        return self.build_stages()[i]
+
+
+def _resolve_builder(name: str) -> StageBuilder:
+    if name in BACKBONES:
+        return BACKBONES[name]
+    if ":" not in name:
+        known = ", ".join(sorted(BACKBONES))
+        raise SpecError("backbone.name", f"unknown backbone {name!r} (known: {known}, or module:function)")
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import failure is the user's module
+        raise SpecError("backbone.name", f"cannot import module {module_name!r} ({type(exc).__name__}: {exc})") from exc
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise SpecError("backbone.name", f"module {module_name!r} has no callable {attr!r}")
+    return fn
+
+
+def make_backbone(name: str, input_shape: Sequence[int], options: dict[str, Any] | None = None) -> Backbone:
+    """Resolve ``name`` and measure the stage shapes with one dummy forward pass."""
+    options = dict(options or {})
+    builder = _resolve_builder(name)
+    input_shape = tuple(int(s) for s in input_shape)
+    try:
+        stages = list(builder(input_shape, **options))
+    except TypeError as exc:
+        raise SpecError("backbone.options", f"{name}: {exc}") from exc
+    if not stages:
+        raise SpecError("backbone", f"backbone {name!r} has zero stages; it needs at least one")
+    for i, stage in enumerate(stages):
+        if not isinstance(stage, nn.Module):
+            raise SpecError("backbone.name", f"{name}: stage {i} is a {type(stage).__name__}, not an nn.Module")
+    shapes = []
+    x = torch.zeros(2, *input_shape)
+    with torch.no_grad():
+        for i, stage in enumerate(stages):
+            stage.eval()
+            try:
+                x = stage(x)
+            except Exception as exc:
+                raise SpecError("backbone", f"{name}: stage {i} fails on input of shape {tuple(x.shape[1:])}: {exc}") from exc
+            shapes.append(tuple(x.shape[1:]))
+    return Backbone(name=name, input_shape=input_shape, options=options, builder=builder, stage_shapes=tuple(shapes))
+
+
+def make_head(in_shape: Sequence[int], n_outputs: int) -> nn.Module:
+    """A task head: flatten the last stage's output, then one linear layer."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(in_shape), n_outputs))

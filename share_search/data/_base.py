@@ -1,0 +1,52 @@
+"""The in-memory form every data source produces.
+
+Inputs are float32 arrays ``(N, *input_shape)``. Labels are float32 arrays ``(N,)`` or
+``(N, k)`` with NaN where a sample carries no label for that task; class labels are
+integral floats. Splits are fixed before training from the spec's seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+LabelKind = Literal["multiclass", "binary", "regression"]
+
+
+@dataclass(frozen=True)
+class LabelInfo:
+    """What a label column holds, so a task can default its type and output size."""
+
+    kind: str  # "multiclass" | "binary" | "regression"
+    n_outputs: int  # classes, 1 for binary, width for regression
+    class_names: tuple[str, ...] | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Split:
+    x: np.ndarray
+    y: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    input_shape: tuple[int, ...]
+    labels: dict[str, LabelInfo]
+    train: Split
+    val: Split
+    test: Split
+    description: str = ""
+
+    def split(self, name: str) -> Split:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}

@@ -1,0 +1,407 @@
+"""The YAML spec: frozen, validated models with defaults; errors name the key path.
+
+A value in ``train:`` may be fixed (``lr: 0.001``), a choice list (``lr: [0.001, 0.01]``)
+or a range (``lr: {low: 1e-4, high: 1e-2, log: true}``); ``Param`` holds any of the three
+and knows how to ask Optuna for it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Mapping, Optional
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import SpecError
+from .tasks import METRICS, TASK_TYPES
+
+WEIGHTINGS = ("equal", "uncertainty", "dwa", "gradnorm", "pcgrad")
+OPTIMIZERS = ("adam", "sgd")
+SAMPLERS = ("tpe", "random", "nsga2", "grid")
+
+
+# --------------------------------------------------------------------------- searchable values
+@dataclass(frozen=True)
+class Param:
+    """A training value that is fixed, one of a list, or drawn from a range."""
+
+    kind: str  # "fixed" | "choice" | "range"
+    value: Any = None
+    choices: tuple = ()
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+
+    @property
+    def is_fixed(self) -> bool:
+        return self.kind == "fixed"
+
+    def suggest(self, trial, name: str):
+        """Ask Optuna for this value (a fixed value is returned without a parameter)."""
+        if self.kind == "fixed":
+            return self.value
+        if self.kind == "choice":
+            return trial.suggest_categorical(name, list(self.choices))
+        if self.integer:
+            return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(name, self.low, self.high, log=self.log)
+
+    def grid_values(self) -> tuple:
+        """The values a grid walks through; a range cannot be enumerated."""
+        if self.kind == "fixed":
+            return (self.value,)
+        if self.kind == "choice":
+            return self.choices
+        raise ValueError("a range has no finite grid")
+
+    def default(self):
+        """The value used where one value must stand for the parameter (e.g. baselines)."""
+        if self.kind == "fixed":
+            return self.value
+        if self.kind == "choice":
+            return self.choices[0]
+        mid = math.sqrt(self.low * self.high) if self.log else (self.low + self.high) / 2
+        return int(round(mid)) if self.integer else mid
+
+    def describe(self) -> str:
+        if self.kind == "fixed":
+            return repr(self.value)
+        if self.kind == "choice":
+            return "one of " + ", ".join(map(repr, self.choices))
+        return f"{'log-' if self.log else ''}range [{self.low}, {self.high}]"
+
+
+def _scalar(value, kind: str, allowed: tuple | None):
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"expected a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"expected a finite number, got {value!r}")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected a name, got {value!r}")
+    if allowed is not None and value not in allowed:
+        raise ValueError(f"unknown value {value!r} (known: {', '.join(allowed)})")
+    return value
+
+
+def searchable(kind: str, *, allowed: tuple | None = None, minimum: float | None = None, positive: bool = False):
+    """Pydantic validator turning YAML into a ``Param`` of scalars of ``kind``."""
+
+    def check_bounds(v):
+        if positive and v <= 0:
+            raise ValueError(f"must be > 0, got {v!r}")
+        if minimum is not None and v < minimum:
+            raise ValueError(f"must be >= {minimum}, got {v!r}")
+        return v
+
+    def parse(value):
+        if isinstance(value, Param):
+            return value
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("a choice list needs at least one value, got []")
+            choices = tuple(check_bounds(_scalar(v, kind, allowed)) for v in value)
+            if len(set(choices)) != len(choices):
+                raise ValueError(f"choice list has duplicates: {value!r}")
+            return Param("choice", choices=choices) if len(choices) > 1 else Param("fixed", value=choices[0])
+        if isinstance(value, dict):
+            if kind == "str":
+                raise ValueError(f"expected a name or a list of names, got a range {value!r}")
+            unknown = set(value) - {"low", "high", "log"}
+            if unknown or not {"low", "high"} <= set(value):
+                raise ValueError(f"a range is {{low: ..., high: ..., log: true|false}}, got {value!r}")
+            low, high = (check_bounds(_scalar(value[k], kind, None)) for k in ("low", "high"))
+            log = value.get("log", False)
+            if not isinstance(log, bool):
+                raise ValueError(f"range 'log' must be true or false, got {log!r}")
+            if not low < high:
+                raise ValueError(f"a range needs low < high, got low={low!r}, high={high!r}")
+            if log and low <= 0:
+                raise ValueError(f"a log range needs low > 0, got low={low!r}")
+            return Param("range", low=low, high=high, log=log, integer=(kind == "int"))
+        return Param("fixed", value=check_bounds(_scalar(value, kind, allowed)))
+
+    return BeforeValidator(parse)
+
+
+# --------------------------------------------------------------------------- sections
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+class DataSpec(_Section):
+    """Where the data comes from; built-in name, a .npz/.csv/.parquet file, or module:function."""
+
+    source: str
+    inputs: Optional[list[str]] = None
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+    max_samples: Optional[int] = Field(None, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+    cache_dir: Optional[str] = None
+
+
+class TaskSpec(_Section):
+    label: Optional[str] = None
+    type: Optional[Literal["multiclass", "binary", "regression"]] = None
+    metric: Optional[str] = None
+    extra_metrics: list[str] = Field(default_factory=list)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v):
+        if v is not None and v not in METRICS:
+            raise ValueError(f"unknown metric {v!r} (known: {', '.join(METRICS)})")
+        return v
+
+    @field_validator("extra_metrics")
+    @classmethod
+    def _known_metrics(cls, v):
+        for m in v:
+            if m not in METRICS:
+                raise ValueError(f"unknown metric {m!r} (known: {', '.join(METRICS)})")
+        return v
+
+    @model_validator(mode="after")
+    def _metric_fits_type(self):
+        if self.type is not None:
+            for m in [self.metric, *self.extra_metrics]:
+                if m is not None and self.type not in METRICS[m].task_types:
+                    fits = [n for n, x in METRICS.items() if self.type in x.task_types]
+                    raise ValueError(f"metric {m!r} does not fit a {self.type} task (use one of: {', '.join(fits)})")
+        return self
+
+
+class BackboneSpec(_Section):
+    name: str = "mlp"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainSpec(_Section):
+    optimizer: Annotated[Param, searchable("str", allowed=OPTIMIZERS)] = Param("fixed", value="adam")
+    lr: Annotated[Param, searchable("float", positive=True)] = Param("fixed", value=1e-3)
+    weight_decay: Annotated[Param, searchable("float", minimum=0.0)] = Param("fixed", value=0.0)
+    epochs: Annotated[Param, searchable("int", positive=True)] = Param("fixed", value=5)
+    batch_size: Annotated[Param, searchable("int", positive=True)] = Param("fixed", value=64)
+    weighting: Annotated[Param, searchable("str", allowed=WEIGHTINGS)] = Param("fixed", value="equal")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    gradnorm_alpha: float = Field(1.5, ge=0)
+    dwa_temperature: float = Field(2.0, gt=0)
+    patience: Optional[int] = Field(None, gt=0)
+    threads: int = Field(1, gt=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def searched(self) -> dict[str, Param]:
+        """The parameters Optuna samples (ranges and choice lists), by name."""
+        return {k: v for k, v in self.params().items() if not v.is_fixed}
+
+    def params(self) -> dict[str, Param]:
+        return {k: getattr(self, k) for k in ("optimizer", "lr", "weight_decay", "epochs", "batch_size", "weighting")}
+
+
+class Resources(_Section):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class SchedulerSpec(_Section):
+    type: Literal["asha"] = "asha"
+    grace_period: int = Field(1, gt=0)
+    reduction_factor: float = Field(3.0, gt=1)
+
+
+class SearchSpec(_Section):
+    sampler: Literal["tpe", "random", "nsga2", "grid"] = "tpe"
+    objective: Literal["delta_m", "per_task"] = "delta_m"
+    cost: Optional[Literal["params", "macs"]] = None
+    trials: int = Field(20, gt=0)
+    concurrency: int = Field(2, gt=0)
+    resources: Resources = Field(default_factory=Resources)
+    scheduler: Optional[SchedulerSpec] = None
+    storage: Optional[str] = None
+    export_top: int = Field(3, ge=0)
+    baselines: bool = True
+    out: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _scheduler_needs_scalar(self):
+        if self.scheduler is not None and self.objective != "delta_m":
+            raise ValueError(
+                f"an ASHA scheduler needs one scalar objective; use objective: delta_m, got objective: {self.objective}"
+            )
+        return self
+
+
+class Spec(_Section):
+    """A whole search: what to learn, from what, which sharing to try, and the budget."""
+
+    name: str
+    seed: int = 0
+    data: DataSpec
+    tasks: dict[str, TaskSpec]
+    backbone: BackboneSpec = Field(default_factory=BackboneSpec)
+    families: dict[str, Any]
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, v):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
+            raise ValueError(f"must be letters, digits, '_', '.', '-' (it names the run folder), got {v!r}")
+        return v
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _tasks_mapping(cls, v):
+        if isinstance(v, dict):
+            v = {k: ({} if t is None else t) for k, t in v.items()}
+            for k in v:
+                if not isinstance(k, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
+                    raise ValueError(f"task names are identifiers (letters, digits, '_'), got {k!r}")
+        return v
+
+    @field_validator("tasks")
+    @classmethod
+    def _at_least_two_tasks(cls, v):
+        if len(v) < 2:
+            raise ValueError(f"multi-task search needs at least 2 tasks, got {len(v)}")
+        return v
+
+    @field_validator("families", mode="before")
+    @classmethod
+    def _families(cls, v):
+        from .arch import FAMILIES
+
+        if v is None or (isinstance(v, (dict, list)) and not v):
+            raise SpecError("families", f"needs at least one sharing family (known: {', '.join(FAMILIES)})")
+        if isinstance(v, list):  # `families: [tree, cross_stitch]` means default options
+            v = {name: {} for name in v}
+        if not isinstance(v, dict):
+            raise SpecError("families", f"expected a mapping of family name to options, got {v!r}")
+        parsed = {}
+        for name, options in v.items():
+            if name not in FAMILIES:
+                raise SpecError(f"families.{name}", f"unknown family {name!r} (known: {', '.join(FAMILIES)})")
+            try:
+                parsed[name] = FAMILIES[name].Options.model_validate(options or {})
+            except ValidationError as exc:
+                raise spec_error_from(exc, prefix=("families", name)) from None
+        return parsed
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.tasks)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, the form written to ``spec.resolved.yaml`` and read back by ``parse_spec``."""
+        out = self.model_dump(mode="python")
+        out["families"] = {k: v.model_dump(mode="json") for k, v in self.families.items()}
+        out["train"] = {k: _param_to_yaml(v) if isinstance(v, Param) else v for k, v in out["train"].items()}
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def with_search(self, **changes) -> "Spec":
+        """A copy with some ``search`` values changed (command-line overrides), re-validated."""
+        data = self.to_dict()
+        data["search"].update({k: v for k, v in changes.items() if v is not None})
+        return parse_spec(data)
+
+
+def _param_to_yaml(p: Param | dict):
+    if isinstance(p, dict):  # model_dump of a Param dataclass
+        p = Param(**p)
+    if p.kind == "fixed":
+        return p.value
+    if p.kind == "choice":
+        return list(p.choices)
+    return {"low": p.low, "high": p.high, "log": p.log}
+
+
+# --------------------------------------------------------------------------- errors and loading
+_PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def spec_error_from(exc: ValidationError, prefix: tuple = ()) -> SpecError:
+    """The first pydantic error as a ``SpecError`` with a dotted key path and the bad value."""
+    err = exc.errors()[0]
+    original = (err.get("ctx") or {}).get("error")
+    if isinstance(original, SpecError):
+        return original
+    loc = [str(p) for p in (*prefix, *err["loc"])]
+    path = ".".join(loc)
+    msg = err["msg"]
+    for p in _PYDANTIC_PREFIXES:
+        if msg.startswith(p):
+            msg = msg[len(p):]
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown key {loc[-1]!r}"
+        model = _model_at(exc.title, err["loc"][:-1])
+        if model is not None:
+            msg += f" (known: {', '.join(model.model_fields)})"
+        path = ".".join(loc)
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    elif err["type"] not in ("value_error", "assertion_error") and "input" in err:
+        msg = f"{msg[0].lower()}{msg[1:]}, got {err['input']!r}"
+    return SpecError(path, msg)
+
+
+def _model_at(title: str, loc) -> type[BaseModel] | None:
+    """The section model a location points into (for listing the known keys)."""
+    models = {"Spec": Spec}
+    model = models.get(title)
+    for part in loc:
+        if model is None:
+            return None
+        field = model.model_fields.get(str(part)) if isinstance(part, str) else None
+        if field is None:
+            if model is Spec and False:
+                return None
+            # dict-valued fields (tasks.<name>) step over the key
+            continue
+        ann = field.annotation
+        model = next((a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None and str(part) == "tasks":
+            model = TaskSpec
+    return model
+
+
+def parse_spec(data: Any, source: str = "spec") -> Spec:
+    """Validate plain data (already parsed YAML) into a ``Spec``."""
+    if not isinstance(data, Mapping):
+        raise SpecError("", f"{source}: the top level must be a mapping of sections (name, data, tasks, ...), got {type(data).__name__}")
+    try:
+        return Spec.model_validate(dict(data))
+    except ValidationError as exc:
+        raise spec_error_from(exc) from None
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a YAML spec file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError("", f"spec file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError("", f"{path}: malformed YAML{at}: {problem}") from None
+    if data is None:
+        raise SpecError("", f"{path}: the file is empty")
+    return parse_spec(data, source=str(path))
