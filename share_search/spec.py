@@ -308,7 +308,7 @@ class Spec(_Section):
         """Plain data, the form written to ``spec.resolved.yaml`` and read back by ``parse_spec``."""
         out = self.model_dump(mode="python")
         out["families"] = {k: v.model_dump(mode="json") for k, v in self.families.items()}
-        out["train"] = {k: _param_to_yaml(v) if isinstance(v, Param) else v for k, v in out["train"].items()}
+        out["train"].update({k: _param_to_yaml(p) for k, p in self.train.params().items()})
         return out
 
     def to_yaml(self) -> str:
@@ -321,9 +321,7 @@ class Spec(_Section):
         return parse_spec(data)
 
 
-def _param_to_yaml(p: Param | dict):
-    if isinstance(p, dict):  # model_dump of a Param dataclass
-        p = Param(**p)
+def _param_to_yaml(p: Param):
     if p.kind == "fixed":
         return p.value
     if p.kind == "choice":
@@ -368,10 +366,7 @@ def _model_at(title: str, loc) -> type[BaseModel] | None:
         if model is None:
             return None
         field = model.model_fields.get(str(part)) if isinstance(part, str) else None
-        if field is None:
-            if model is Spec and False:
-                return None
-            # dict-valued fields (tasks.<name>) step over the key
+        if field is None:  # a dict-valued field (tasks.<name>): step over the key
             continue
         ann = field.annotation
         model = next((a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
