@@ -1,0 +1,304 @@
+"""The plain training loop: one trial's model, data and hyper-parameters in, metrics out.
+
+No Ray here: ``search.py`` wraps ``fit`` and forwards each ``EpochReport``. The loop walks
+the model's phases (one for most families, one per column for progressive networks). In
+a phase only that phase's parameters train; the rest are frozen (``requires_grad`` off,
+frozen BatchNorm layers keep their running statistics).
+
+Selection: after every epoch the phase's tasks are scored on validation by their mean
+*relative* loss, ``mean_t L_t^val(epoch) / L_t^val(first epoch of the phase)``. It is
+scale-free (a regression loss in large units cannot drown a classification loss) and
+smooth (unlike accuracy, it rarely ties). The epoch with the lowest score wins; at the end
+of a phase the model goes back to that epoch's weights, so each progressive column keeps
+its own best weights and later columns train on top of them. Test metrics are computed
+once, at the selected weights.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .arch._base import MultiTaskModel, Phase
+from .data._base import Dataset, Split
+from .errors import DataError, ShareSearchError
+from .tasks import Task
+from .weighting import Weighting, make_weighting
+
+
+class TrainingDiverged(ShareSearchError):
+    """A training loss became NaN or infinite; the trial fails with this message."""
+
+    def __init__(self, epoch: int, phase: str, values: Mapping[str, float]):
+        self.epoch, self.phase, self.values = epoch, phase, dict(values)
+        bad = ", ".join(f"{name} = {value}" for name, value in values.items())
+        super().__init__(
+            f"training diverged in epoch {epoch} (phase {phase!r}): non-finite loss for {bad}; "
+            "a lower learning rate usually helps"
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One trial's concrete training values (the resolved form of ``spec.TrainSpec``)."""
+
+    optimizer: str = "adam"  # "adam" | "sgd"; weight decay is an L2 term in both
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    epochs: int = 5  # per phase (progressive: per column)
+    batch_size: int = 64
+    weighting: str = "equal"  # a name in weighting.WEIGHTINGS
+    momentum: float = 0.9  # SGD only
+    gradnorm_alpha: float = 1.5
+    dwa_temperature: float = 2.0
+    patience: int | None = None  # stop a phase after this many epochs without a better score
+    threads: int = 1
+    device: str = "auto"  # "auto" (cuda when available) | "cpu" | "cuda"
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)!r}")
+
+
+@dataclass
+class EpochReport:
+    """What ``fit`` tells its caller after each epoch (Ray forwards it; checkpoint when ``is_best``).
+
+    ``is_best`` means the epoch beat every earlier epoch of its phase; the model then holds
+    the weights ``fit`` will return unless a later epoch does better.
+    """
+
+    epoch: int  # 1-based, counted over all phases
+    phase: str
+    train_loss: float  # unweighted sum over the phase's tasks of their mean batch losses
+    val_loss: float  # unweighted sum over the phase's tasks of their validation losses
+    val: dict[str, dict[str, float]]  # task -> metric -> value, every task
+    is_best: bool
+    model: nn.Module
+
+
+@dataclass
+class FitResult:
+    """One trial's outcome; everything but ``state_dict`` is plain data."""
+
+    best_epoch: int  # the selected epoch of the last phase
+    val: dict[str, dict[str, float]]  # at the selected weights
+    test: dict[str, dict[str, float]]  # at the selected weights
+    history: list[dict[str, Any]]  # per epoch: epoch, phase, train_loss, val_loss, is_best, "<task>.<metric>"
+    state_dict: dict[str, Tensor]  # the selected weights, on the CPU
+    wall_time_s: float
+    weighting_state: dict[str, dict]  # phase -> Weighting.state() at that phase's selected epoch
+    best_epochs: dict[str, int] = field(default_factory=dict)  # phase -> its selected epoch
+
+
+@dataclass(frozen=True)
+class _Tensors:
+    x: Tensor
+    y: dict[str, Tensor]  # by task name
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when PyTorch sees a GPU; ``cuda`` is whichever GPU the process was given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ShareSearchError("train.device: 'cuda' was asked for, but PyTorch sees no CUDA device (use 'auto' or 'cpu')")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"train.device must be one of auto, cpu, cuda, got {name!r}")
+    return torch.device(name)
+
+
+def fit(
+    model: MultiTaskModel,
+    data: Dataset,
+    tasks: Sequence[Task],
+    config: TrainConfig = TrainConfig(),
+    report: Callable[[EpochReport], None] | None = None,
+) -> FitResult:
+    """Train ``model`` phase by phase and return its metrics at the weights chosen on validation.
+
+    Global random state is reset from ``config.seed`` first, so the same inputs give the same
+    result on the CPU however many fits ran before in this process. ``model`` is left
+    holding the selected weights.
+    """
+    started = time.perf_counter()
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    model.to(device)
+    by_name = {t.name: t for t in tasks}
+    splits = {name: _to_tensors(data, name, tasks, device) for name in ("train", "val", "test")}
+    shuffle = torch.Generator().manual_seed(config.seed)
+
+    history: list[dict[str, Any]] = []
+    best_epochs: dict[str, int] = {}
+    weighting_state: dict[str, dict] = {}
+    trainable = {p: p.requires_grad for p in model.parameters()}
+    epoch = best_epoch = 0
+    try:
+        for index, phase in enumerate(model.phases()):
+            begin_phase = getattr(model, "begin_phase", None)
+            if begin_phase is not None:
+                begin_phase(index)
+            params = _train_only(model, phase)
+            shared_ids = {id(p) for p in model.shared_parameters()}
+            shared = [p for p in params if id(p) in shared_ids]
+            phase_tasks = [by_name[name] for name in phase.tasks]
+            weighting = make_weighting(config.weighting, phase.tasks, config).to(device)
+            optimizer = _make_optimizer(phase, weighting, config)
+
+            reference: dict[str, float] = {}
+            best_score, best_state, since_best = float("inf"), None, 0
+            for _ in range(config.epochs):
+                epoch += 1
+                train_losses = _train_epoch(
+                    model, splits["train"], phase_tasks, weighting, optimizer, params, shared, config, shuffle, epoch, phase.name
+                )
+                weighting.end_epoch(train_losses)
+                val_losses, val_metrics = _evaluate(model, splits["val"], tasks, config.batch_size)
+                reference = reference or {t: max(val_losses[t], 1e-12) for t in phase.tasks}
+                score = sum(val_losses[t] / reference[t] for t in phase.tasks) / len(phase.tasks)
+                is_best = best_state is None or score < best_score
+                if is_best:
+                    best_score, since_best = score, 0
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    best_epoch = best_epochs[phase.name] = epoch
+                    weighting_state[phase.name] = weighting.state()
+                else:
+                    since_best += 1
+                train_loss = sum(train_losses.values())
+                val_loss = sum(val_losses[t] for t in phase.tasks)
+                history.append(
+                    {"epoch": epoch, "phase": phase.name, "train_loss": train_loss, "val_loss": val_loss, "is_best": is_best}
+                    | {f"{task}.{metric}": value for task, values in val_metrics.items() for metric, value in values.items()}
+                )
+                if report is not None:
+                    report(EpochReport(epoch, phase.name, train_loss, val_loss, val_metrics, is_best, model))
+                if config.patience is not None and since_best >= config.patience:
+                    break
+            model.load_state_dict(best_state)
+    finally:
+        for p, flag in trainable.items():
+            p.requires_grad_(flag)
+
+    _, val = _evaluate(model, splits["val"], tasks, config.batch_size)
+    _, test = _evaluate(model, splits["test"], tasks, config.batch_size)
+    return FitResult(
+        best_epoch=best_epoch,
+        val=val,
+        test=test,
+        history=history,
+        state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        wall_time_s=time.perf_counter() - started,
+        weighting_state=weighting_state,
+        best_epochs=best_epochs,
+    )
+
+
+def _to_tensors(data: Dataset, split_name: str, tasks: Sequence[Task], device: torch.device) -> _Tensors:
+    """A split on the training device; the whole split fits in memory by design."""
+    split: Split = data.split(split_name)
+    for t in tasks:
+        if t.label not in split.y:
+            raise DataError(
+                f"task {t.name!r} reads label {t.label!r}, which dataset {data.name!r} does not have "
+                f"(labels: {', '.join(split.y)})"
+            )
+    x = torch.as_tensor(split.x, dtype=torch.float32, device=device)
+    y = {t.name: torch.as_tensor(split.y[t.label], dtype=torch.float32, device=device) for t in tasks}
+    return _Tensors(x, y)
+
+
+def _train_only(model: nn.Module, phase: Phase) -> list[nn.Parameter]:
+    """Make exactly the phase's parameters trainable and return them."""
+    params = [p for group, _ in phase.param_groups for p in group]
+    ids = {id(p) for p in params}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in ids)
+    return params
+
+
+def _make_optimizer(phase: Phase, weighting: Weighting, config: TrainConfig) -> torch.optim.Optimizer:
+    groups = [{"params": group, "lr": config.lr * multiplier} for group, multiplier in phase.param_groups if group]
+    extra = list(weighting.parameters())
+    if extra:  # learned loss weights are not decayed towards zero
+        groups.append({"params": extra, "weight_decay": 0.0})
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    raise ValueError(f"train.optimizer must be one of adam, sgd, got {config.optimizer!r}")
+
+
+def _train_epoch(
+    model: nn.Module,
+    split: _Tensors,
+    tasks: Sequence[Task],
+    weighting: Weighting,
+    optimizer: torch.optim.Optimizer,
+    params: list[nn.Parameter],
+    shared: list[nn.Parameter],
+    config: TrainConfig,
+    shuffle: torch.Generator,
+    epoch: int,
+    phase: str,
+) -> dict[str, float]:
+    """One pass over the shuffled training split; returns each task's mean batch loss."""
+    model.train()
+    for m in model.modules():  # frozen BatchNorm keeps its statistics
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
+            m.eval()
+    order = torch.randperm(len(split.x), generator=shuffle).to(split.x.device)
+    sums = dict.fromkeys((t.name for t in tasks), 0.0)
+    batches = range(0, len(order), config.batch_size)
+    for start in batches:
+        rows = order[start : start + config.batch_size]
+        outputs = model(split.x[rows])
+        losses = {t.name: t.loss(outputs[t.name], split.y[t.name][rows]) for t in tasks}
+        values = dict(zip(losses, torch.stack(list(losses.values())).tolist()))
+        _check_finite(values, epoch, phase)
+        optimizer.zero_grad(set_to_none=True)
+        total = weighting.backward(losses, params, shared)
+        _check_finite({f"weighted total ({weighting.name})": total.item()}, epoch, phase)
+        optimizer.step()
+        weighting.after_step()
+        for name, value in values.items():
+            sums[name] += value
+    return {name: value / len(batches) for name, value in sums.items()}
+
+
+def _check_finite(values: Mapping[str, float], epoch: int, phase: str) -> None:
+    bad = {name: value for name, value in values.items() if not np.isfinite(value)}
+    if bad:
+        raise TrainingDiverged(epoch, phase, bad)
+
+
+@torch.no_grad()
+def _evaluate(
+    model: nn.Module, split: _Tensors, tasks: Sequence[Task], batch_size: int
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Per-task loss and metrics over a whole split, predicted in eval mode in batches."""
+    model.eval()
+    chunks = [model(split.x[start : start + batch_size]) for start in range(0, len(split.x), batch_size)]
+    outputs = {t.name: torch.cat([c[t.name] for c in chunks]) for t in tasks}
+    losses = {t.name: t.loss(outputs[t.name], split.y[t.name]).item() for t in tasks}
+    metrics = {t.name: t.evaluate(outputs[t.name].cpu().numpy(), split.y[t.name].cpu().numpy()) for t in tasks}
+    return losses, metrics
+
+
+def evaluate(model: nn.Module, split: Split, tasks: Sequence[Task], batch_size: int = 256) -> dict[str, dict[str, float]]:
+    """Every task's metrics on one split (used by export for the selected architectures)."""
+    device = next(model.parameters()).device
+    x = torch.as_tensor(split.x, dtype=torch.float32, device=device)
+    y = {t.name: torch.as_tensor(split.y[t.label], dtype=torch.float32, device=device) for t in tasks}
+    return _evaluate(model, _Tensors(x, y), tasks, batch_size)[1]

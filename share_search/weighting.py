@@ -1,0 +1,241 @@
+"""Loss weighting: how the per-task losses of one batch become one set of gradients.
+
+Every method is a small ``Weighting`` with the same few hooks, so the training loop never
+branches on the method. A weighting is an ``nn.Module`` because two methods learn values
+(uncertainty's log-variances, GradNorm's weights): the trainer moves it to the model's
+device and hands ``parameters()`` to the optimizer. The trainer makes a fresh instance
+for every training phase, so a progressive column starts with fresh statistics.
+
+All methods work on the *sum* scale: equal weighting is ``sum_t L_t`` and the DWA and
+GradNorm weights sum to the number of tasks T, so every method starts from the same loss.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from .train import TrainConfig
+
+
+class Weighting(nn.Module):
+    """Base class; ``Equal`` is the smallest complete implementation.
+
+    ``backward`` must leave gradients in ``.grad`` of the model parameters (and of
+    ``parameters()``, if any) and return the combined loss, detached, for logging.
+    ``params`` are the parameters trained in this phase; ``shared`` is the subset that
+    several tasks use (``MultiTaskModel.shared_parameters``), where gradient-based methods
+    measure and resolve conflicts.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, tasks: Sequence[str], config: "TrainConfig"):
+        super().__init__()
+        self.tasks = tuple(tasks)
+
+    def backward(self, losses: Mapping[str, Tensor], params: Sequence[nn.Parameter], shared: Sequence[nn.Parameter]) -> Tensor:
+        raise NotImplementedError
+
+    def after_step(self) -> None:
+        """Called after each optimizer step (GradNorm renormalises its weights here)."""
+
+    def end_epoch(self, epoch_losses: Mapping[str, float]) -> None:
+        """Called with each task's mean training loss of the epoch that just ended (DWA)."""
+
+    def state(self) -> dict:
+        """What the method has learned, as JSON-able plain data (empty for stateless methods)."""
+        return {}
+
+
+WEIGHTINGS: dict[str, type[Weighting]] = {}
+
+
+def register_weighting(cls: type[Weighting]) -> type[Weighting]:
+    """Class decorator adding a method under ``cls.name``; a duplicate name is a bug."""
+    if cls.name in WEIGHTINGS:
+        raise ValueError(f"weighting {cls.name!r} is already registered")
+    WEIGHTINGS[cls.name] = cls
+    return cls
+
+
+def make_weighting(name: str, tasks: Sequence[str], config: "TrainConfig") -> Weighting:
+    try:
+        cls = WEIGHTINGS[name]
+    except KeyError:
+        raise ValueError(f"unknown weighting {name!r} (known: {', '.join(WEIGHTINGS)})") from None
+    return cls(tasks, config)
+
+
+def _weighted_sum(losses: Mapping[str, Tensor], tasks: Sequence[str], weights) -> Tensor:
+    return sum(w * losses[t] for t, w in zip(tasks, weights))
+
+
+def _flat_grad(loss: Tensor, params: Sequence[nn.Parameter]) -> Tensor:
+    """d loss / d params as one vector, zeros for unused parameters; keeps the graph."""
+    if not params:
+        return loss.new_zeros(0)
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, grads)])
+
+
+@register_weighting
+class Equal(Weighting):
+    """The plain sum of the task losses."""
+
+    name = "equal"
+
+    def backward(self, losses, params, shared):
+        total = _weighted_sum(losses, self.tasks, [1.0] * len(self.tasks))
+        total.backward()
+        return total.detach()
+
+
+@register_weighting
+class Uncertainty(Weighting):
+    """Homoscedastic uncertainty weighting (Kendall, Gal & Cipolla, CVPR 2018).
+
+    ``L = sum_t exp(-s_t) L_t + s_t`` with learned ``s_t = log sigma_t^2`` (initialised to 0).
+    This is the simplified form of the authors' example code
+    (github.com/yaringal/multi-task-learning-example), used for every task type. The paper's
+    regression form ``1/2 exp(-s) L + 1/2 s`` is exactly half of it (same minimiser); its
+    classification form weights ``s`` by 1/2 only.
+    """
+
+    name = "uncertainty"
+
+    def __init__(self, tasks, config):
+        super().__init__(tasks, config)
+        self.log_vars = nn.Parameter(torch.zeros(len(self.tasks)))
+
+    def backward(self, losses, params, shared):
+        s = self.log_vars
+        total = sum(torch.exp(-s[i]) * losses[t] + s[i] for i, t in enumerate(self.tasks))
+        total.backward()
+        return total.detach()
+
+    def state(self):
+        return {"log_vars": dict(zip(self.tasks, self.log_vars.tolist()))}
+
+
+@register_weighting
+class DWA(Weighting):
+    """Dynamic weight average (Liu, Johns & Davison, CVPR 2019, "MTAN", eq. 7).
+
+    ``w_t(k) = T exp(r_t(k-1)/tau) / sum_i exp(r_i(k-1)/tau)`` with
+    ``r_t(k-1) = L_t(k-1) / L_t(k-2)`` on mean epoch losses: a task whose loss falls more
+    slowly gets more weight. The weights are 1 for the first two epochs.
+    """
+
+    name = "dwa"
+
+    def __init__(self, tasks, config):
+        super().__init__(tasks, config)
+        self.temperature = config.dwa_temperature
+        self.weights = [1.0] * len(self.tasks)
+        self._previous: Mapping[str, float] | None = None
+
+    def backward(self, losses, params, shared):
+        total = _weighted_sum(losses, self.tasks, self.weights)
+        total.backward()
+        return total.detach()
+
+    def end_epoch(self, epoch_losses):
+        previous, self._previous = self._previous, dict(epoch_losses)
+        if previous is None:
+            return
+        # A task with no labelled row in an epoch has no rate; treat it as unchanged.
+        rates = torch.tensor([epoch_losses[t] / previous[t] if previous[t] > 0 else 1.0 for t in self.tasks])
+        self.weights = (len(self.tasks) * torch.softmax(rates / self.temperature, dim=0)).tolist()
+
+    def state(self):
+        return {"weights": dict(zip(self.tasks, self.weights))}
+
+
+@register_weighting
+class GradNorm(Weighting):
+    """GradNorm (Chen, Badrinarayanan, Lee & Rabinovich, ICML 2018, Algorithm 1).
+
+    Learned weights ``w_t`` scale the task losses. Their gradient comes only from
+    ``L_grad = sum_t |G_t - G_avg r_t^alpha|`` where ``G_t = ||d(w_t L_t)/dW||`` on the
+    shared parameters W, ``r_t`` is the task's loss ratio ``L_t / L_t(0)`` over its mean,
+    and the target is held constant. After each step the weights are renormalised to sum
+    to T. ``L_t(0)`` is a task's first non-zero batch loss of the phase.
+    """
+
+    name = "gradnorm"
+
+    def __init__(self, tasks, config):
+        super().__init__(tasks, config)
+        self.alpha = config.gradnorm_alpha
+        self.weights = nn.Parameter(torch.ones(len(self.tasks)))
+        self.register_buffer("initial_losses", torch.full((len(self.tasks),), math.nan))
+
+    def backward(self, losses, params, shared):
+        task_losses = torch.stack([losses[t] for t in self.tasks])
+        # ||d(w_t L_t)/dW|| = w_t ||dL_t/dW||, so only the plain norms need autograd.
+        norms = torch.stack([_flat_grad(losses[t], shared).norm() for t in self.tasks])
+        total = (self.weights.detach() * task_losses).sum()
+        total.backward()
+        with torch.no_grad():
+            current = task_losses.detach()
+            unset = torch.isnan(self.initial_losses) & (current > 0)
+            self.initial_losses.copy_(torch.where(unset, current, self.initial_losses))
+            ratios = torch.nan_to_num(current / self.initial_losses, nan=1.0)
+            target = (self.weights * norms).mean() * (ratios / ratios.mean()) ** self.alpha
+        grad_loss = (self.weights * norms - target).abs().sum()
+        self.weights.grad = torch.autograd.grad(grad_loss, self.weights)[0]
+        return total.detach()
+
+    def after_step(self):
+        with torch.no_grad():
+            # A weight scales its loss; one pushed below zero would make that task ascend.
+            self.weights.clamp_(min=1e-6)
+            self.weights.mul_(len(self.tasks) / self.weights.sum())
+
+    def state(self):
+        return {"weights": dict(zip(self.tasks, self.weights.tolist()))}
+
+
+@register_weighting
+class PCGrad(Weighting):
+    """Projecting conflicting gradients (Yu et al., NeurIPS 2020, "Gradient surgery", Alg. 1).
+
+    On the shared parameters, each task's gradient ``g_i`` visits the other tasks in a
+    random order (seeded from ``TrainConfig.seed``) and drops its component along any
+    original ``g_j`` it conflicts with (``g_i . g_j < 0``):
+    ``g_i <- g_i - (g_i . g_j) / ||g_j||^2 g_j``. The projected gradients are summed.
+    Task-specific parameters get their plain summed gradient (there is nothing to conflict).
+    """
+
+    name = "pcgrad"
+
+    def __init__(self, tasks, config):
+        super().__init__(tasks, config)
+        self.rng = random.Random(config.seed)
+
+    def backward(self, losses, params, shared):
+        shared_ids = {id(p) for p in shared}
+        grads = torch.stack([_flat_grad(losses[t], params) for t in self.tasks])
+        is_shared = torch.cat(
+            [torch.full((p.numel(),), id(p) in shared_ids, dtype=torch.bool, device=grads.device) for p in params]
+        )
+        original = grads[:, is_shared]
+        projected = original.clone()
+        for i in range(len(self.tasks)):
+            others = [j for j in range(len(self.tasks)) if j != i]
+            self.rng.shuffle(others)
+            for j in others:
+                dot = projected[i] @ original[j]
+                if dot < 0:
+                    projected[i] -= dot / (original[j] @ original[j]) * original[j]
+        combined = grads.sum(dim=0)
+        combined[is_shared] = projected.sum(dim=0)
+        for p, g in zip(params, combined.split([p.numel() for p in params])):
+            p.grad = g.view_as(p).clone()
+        return sum(losses[t] for t in self.tasks).detach()
