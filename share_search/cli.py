@@ -1,0 +1,274 @@
+"""The ``share-search`` command: ``init``, ``validate``, ``run``, ``leaderboard``, ``export``,
+``report``, ``dashboard``.
+
+``main(argv) -> int``: a user error prints one line naming the key, file or value and
+returns 2 (``--debug`` shows the traceback); nothing runs at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+from .errors import ShareSearchError
+
+EXIT_USER_ERROR = 2
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+# --------------------------------------------------------------------------- init / validate
+def cmd_init(args) -> int:
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        raise ShareSearchError(f"{path} already exists; pass --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = resources.files("share_search").joinpath("starter.yaml").read_text()
+    path.write_text(text.replace("name: my-search", f"name: {_slug(path.stem)}"))
+    print(f"wrote {path}; next: share-search validate {path} && share-search run {path}")
+    return 0
+
+
+def _slug(text: str) -> str:
+    out = "".join(c if c.isalnum() or c in "_.-" else "-" for c in text).strip("-.")
+    return out or "search"
+
+
+def cmd_validate(args) -> int:
+    from rich.table import Table
+
+    from .problem import load_problem
+    from .spaces import grid_points, space_sizes
+    from .spec import load_spec
+
+    spec = load_spec(args.spec)
+    problem = load_problem(spec)
+    con = _console()
+    con.print(f"[bold]{spec.name}[/]: spec is valid (seed {spec.seed})")
+    d = problem.data
+    sizes = d.sizes
+    con.print(f"data [bold]{d.name}[/]: input shape {d.input_shape}; train {sizes['train']}, val {sizes['val']}, test {sizes['test']}")
+    t = Table(title="tasks", title_justify="left")
+    for col in ("task", "label", "type", "outputs", "metric", "direction", "labelled (train)"):
+        t.add_column(col)
+    import numpy as np
+
+    for task in problem.tasks:
+        y = d.train.y[task.label]
+        labelled = int((~np.isnan(y)).reshape(len(y), -1).any(axis=1).sum())
+        t.add_row(task.name, task.label, task.type, str(task.n_outputs), ", ".join(task.metrics), "higher is better" if task.higher_is_better else "lower is better", f"{labelled}/{len(y)}")
+    con.print(t)
+    b = problem.backbone
+    t = Table(title=f"backbone {b.name} ({b.n_stages} stages)", title_justify="left")
+    t.add_column("stage")
+    t.add_column("output shape")
+    t.add_column("parameters")
+    for i, (stage, shape) in enumerate(zip(b.build_stages(), b.stage_shapes)):
+        t.add_row(str(i), str(shape), f"{sum(p.numel() for p in stage.parameters()):,}")
+    con.print(t)
+    t = Table(title="sharing families", title_justify="left")
+    t.add_column("family")
+    t.add_column("architectures")
+    t.add_column("options")
+    for name, size in space_sizes(problem).items():
+        t.add_row(name, f"{size:,}", spec.families[name].model_dump_json())
+    con.print(t)
+    searched = spec.train.searched()
+    fixed = {k: p.value for k, p in spec.train.params().items() if p.is_fixed}
+    con.print("train: fixed " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
+    if searched:
+        con.print("train: searched " + "; ".join(f"{k}: {p.describe()}" for k, p in searched.items()))
+    s = spec.search
+    con.print(f"search: sampler {s.sampler}, objective {s.objective}{' + ' + s.cost if s.cost else ''}, {s.trials} trials, concurrency {s.concurrency}, resources {s.resources.model_dump()}")
+    if s.sampler == "grid":
+        con.print(f"grid: {len(grid_points(problem)):,} architecture/training combinations")
+    return 0
+
+
+# --------------------------------------------------------------------------- run
+def cmd_run(args) -> int:
+    from .runner import run_search
+    from .spec import load_spec
+
+    spec = load_spec(args.spec)
+    spec = spec.with_search(trials=args.trials, concurrency=args.concurrency, sampler=args.sampler, out=args.out)
+    con = _console()
+
+    def on_phase(phase: str, n: int) -> None:
+        what = "reference trials (single-task networks, hard sharing)" if phase == "references" else "trials"
+        con.print(f"{phase}: {n} {what}")
+
+    outcome = run_search(spec, resume=args.resume, address=args.address, show_progress=not args.quiet, on_phase=on_phase)
+    _print_board(con, outcome.board, outcome.problem.task_names, rows=10)
+    c = outcome.counts
+    con.print(f"trials this run: {c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed")
+    failed = outcome.board[outcome.board["state"] == "FAIL"]
+    for _, row in failed.iterrows():
+        con.print(f"  trial {row['trial']} failed: {row['fail_reason']}")
+    con.print(f"run folder: {outcome.run_dir}")
+    con.print(f"  study     : {spec.search.storage or outcome.run_dir / 'study.db'}  (share-search dashboard {outcome.run_dir})")
+    con.print(f"  leaderboard: {outcome.run_dir / 'leaderboard.csv'}")
+    for path in outcome.exported:
+        con.print(f"  exported  : {path}")
+    ranked = int(outcome.board["rank"].notna().sum())
+    return 0 if ranked or c["complete"] else 1
+
+
+def _print_board(con, board, task_names, rows: int | None = None) -> None:
+    from rich.table import Table
+
+    from .rank import DELTA_M_CONVENTION
+
+    t = Table(title="leaderboard (validation metrics)", title_justify="left")
+    cols = ["rank", "trial", "family", "arch", *[f"val.{n}" for n in task_names], "delta_m", "params", "macs", "time_s", "state"]
+    for c in cols:
+        t.add_column(c.replace("val.", ""), overflow="fold")
+    shown = board if rows is None else board.head(rows)
+    for _, r in shown.iterrows():
+        t.add_row(*[_cell(r.get(c)) for c in cols])
+    con.print(t)
+    con.print(f"[dim]{DELTA_M_CONVENTION}[/]")
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        return f"{v:.4f}" if abs(v) < 1000 else f"{v:,.0f}"
+    try:
+        import pandas as pd
+
+        if pd.isna(v):
+            return "-"
+    except (TypeError, ValueError):
+        pass
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+# --------------------------------------------------------------------------- after a run
+def _problem_of_run(run_dir):
+    from .problem import load_problem
+    from .runner import open_run
+
+    study, spec = open_run(run_dir)
+    return study, load_problem(spec)
+
+
+def cmd_leaderboard(args) -> int:
+    from .runner import leaderboard_of
+
+    study, problem = _problem_of_run(args.run)
+    board = leaderboard_of(study, problem, rank_by=args.rank_by, budget=args.budget)
+    fmt = args.format
+    if fmt == "table":
+        _print_board(_console(), board, problem.task_names)
+        return 0
+    if fmt == "csv":
+        text = board.to_csv(index=False)
+    elif fmt == "json":
+        text = board.to_json(orient="records", indent=2)
+    else:
+        if not args.output:
+            raise ShareSearchError("--format parquet writes a binary file; give it with --output FILE")
+        board.to_parquet(args.output, index=False)
+        print(f"wrote {args.output}")
+        return 0
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_ranked
+    from .runner import leaderboard_of
+
+    if args.top < 1:
+        raise ShareSearchError(f"--top must be >= 1, got {args.top}")
+    study, problem = _problem_of_run(args.run)
+    board = leaderboard_of(study, problem, rank_by=args.rank_by, budget=args.budget)
+    for path in export_ranked(Path(args.run).resolve(), problem, board, args.top):
+        print(f"exported {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="share-search", description="Search how tasks should share a network.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("init", help="write a commented starter spec")
+    s.add_argument("path")
+    s.add_argument("--force", action="store_true", help="overwrite an existing file")
+    s.set_defaults(func=cmd_init)
+
+    s = sub.add_parser("validate", help="check a spec and print what it describes")
+    s.add_argument("spec")
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("run", help="search: sample, train in parallel, rank, export")
+    s.add_argument("spec")
+    s.add_argument("--out", help="run folder (default runs/<spec name>)")
+    s.add_argument("--trials", type=int, help="total trials, the reference trials included")
+    s.add_argument("--concurrency", type=int, help="trials trained at once")
+    s.add_argument("--sampler", choices=("tpe", "random", "nsga2", "grid"))
+    s.add_argument("--resume", action="store_true", help="continue the run in the run folder")
+    s.add_argument("--address", help="join an existing Ray cluster (e.g. 10.0.0.1:6379 or auto)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_run)
+
+    for name, func, help_ in (("leaderboard", cmd_leaderboard, "rank the trials of a run"), ("export", cmd_export, "export the top architectures of a run")):
+        s = sub.add_parser(name, help=help_)
+        s.add_argument("run", help="run folder")
+        s.add_argument("--rank-by", default="delta_m", help="delta_m (default), pareto, or a task name")
+        s.add_argument("--budget", help="keep architectures within a budget, e.g. params<=100000 or macs<=2e6")
+        if name == "leaderboard":
+            s.add_argument("--format", choices=("table", "csv", "parquet", "json"), default="table")
+            s.add_argument("--output", help="write to this file instead of the terminal")
+        else:
+            s.add_argument("--top", type=int, default=1)
+        s.set_defaults(func=func)
+    return p
+
+
+def _quiet_libraries() -> None:
+    """Optuna's per-trial info lines and experimental-feature warnings are noise on a terminal."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_libraries()
+    try:
+        return int(args.func(args) or 0)
+    except ShareSearchError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; continue with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""A spec made concrete: the loaded data, the resolved tasks and the measured backbone.
+
+This is the one place where spec, data and backbone meet, so trials, ``validate``,
+export and reload all see the same tasks (types, output sizes, metric directions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .backbones import Backbone, make_backbone
+from .data import Dataset, load_data
+from .errors import SpecError
+from .spec import Spec
+from .tasks import DEFAULT_METRIC, METRICS, Task
+
+
+@dataclass(frozen=True)
+class Problem:
+    spec: Spec
+    data: Dataset
+    tasks: tuple[Task, ...]
+    backbone: Backbone
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    @property
+    def higher_is_better(self) -> dict[str, bool]:
+        return {t.name: t.higher_is_better for t in self.tasks}
+
+
+def resolve_tasks(spec: Spec, data: Dataset) -> tuple[Task, ...]:
+    """Tasks from the spec, typed and sized by the labels the data carries."""
+    tasks = []
+    for name, ts in spec.tasks.items():
+        label = ts.label or name
+        if label not in data.labels:
+            known = ", ".join(sorted(data.labels))
+            raise SpecError(f"tasks.{name}.label", f"data {data.name!r} has no label {label!r} (labels: {known})")
+        info = data.labels[label]
+        kind = ts.type or info.kind
+        n_outputs = info.n_outputs
+        if kind != info.kind:
+            if kind == "multiclass" and info.kind == "binary":
+                n_outputs = 2
+            else:
+                raise SpecError(f"tasks.{name}.type", f"label {label!r} is {info.kind}; type {kind!r} does not fit it")
+        metric = ts.metric or DEFAULT_METRIC[kind]
+        for m in (metric, *ts.extra_metrics):
+            if kind not in METRICS[m].task_types:
+                fits = [n for n, x in METRICS.items() if kind in x.task_types]
+                raise SpecError(f"tasks.{name}.metric", f"metric {m!r} does not fit a {kind} task (use one of: {', '.join(fits)})")
+        tasks.append(
+            Task(
+                name=name,
+                label=label,
+                type=kind,
+                n_outputs=n_outputs,
+                metric=metric,
+                extra_metrics=tuple(ts.extra_metrics),
+                class_names=info.class_names if kind != "regression" else None,
+            )
+        )
+    return tuple(tasks)
+
+
+def load_problem(spec: Spec) -> Problem:
+    """Load the data and measure the backbone once (both can fail with a clear error)."""
+    data = load_data(spec.data, seed=spec.seed)
+    tasks = resolve_tasks(spec, data)
+    backbone = make_backbone(spec.backbone.name, data.input_shape, spec.backbone.options)
+    return Problem(spec=spec, data=data, tasks=tasks, backbone=backbone)

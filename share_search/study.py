@@ -1,0 +1,161 @@
+"""The Optuna study as the run's database: open it, name its objectives, read it back.
+
+Every trial of a run lives here (SQLite in the run folder by default, any SQLAlchemy URL
+for clusters), so optuna-dashboard, the leaderboard and export all read one source.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from .errors import RunError
+from .problem import Problem
+from .spec import Spec
+from .tasks import Task
+
+SQLITE_TIMEOUT_S = 30  # a dashboard reading the file must never make a write fail
+INTERRUPTED = "interrupted: the driver stopped before the trial finished"
+
+
+def storage_url(spec: Spec, run_dir: Path) -> str:
+    return spec.search.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """An RDB storage; a database that cannot be reached is a clear error, not a traceback."""
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot use this URL"
+        shown = _hide_password(url)
+        raise RunError(f"search.storage: cannot open storage {shown!r}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+
+
+def _hide_password(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':')[0]}:***@{host}"
+    return url
+
+
+def objective_names(spec: Spec, problem: Problem) -> tuple[list[str], list[str]]:
+    """Objective names and Optuna directions for the spec's objective and cost."""
+    if spec.search.objective == "delta_m":
+        names, directions = ["delta_m"], ["maximize"]
+    else:
+        names = [f"{t.name}.{t.metric}" for t in problem.tasks]
+        directions = [t.direction for t in problem.tasks]
+    if spec.search.cost:
+        names.append(spec.search.cost)
+        directions.append("minimize")
+    return names, directions
+
+
+def create_or_load_study(spec: Spec, problem: Problem, storage, resume: bool) -> optuna.Study:
+    names, directions = objective_names(spec, problem)
+    exists = spec.name in {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if exists and not resume:
+        raise RunError(
+            f"study {spec.name!r} already exists in {_hide_password(storage.url)}; "
+            "continue it with --resume, or give the spec another name"
+        )
+    if resume and exists:
+        study = optuna.load_study(study_name=spec.name, storage=storage)
+        if list(study.directions) != [optuna.study.StudyDirection[d.upper()] for d in directions]:
+            raise RunError(f"study {spec.name!r} has other objectives than the spec ({', '.join(names)}); it cannot be resumed with this spec")
+        return study
+    study = optuna.create_study(study_name=spec.name, storage=storage, directions=directions)
+    study.set_metric_names(names)
+    study.set_user_attr("spec", spec.to_dict())
+    study.set_user_attr("tasks", [{"name": t.name, "metric": t.metric, "higher_is_better": t.higher_is_better} for t in problem.tasks])
+    return study
+
+
+def mark_interrupted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials a killed driver left RUNNING become FAIL (reason recorded); returns them for a retry."""
+    left = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in left:
+        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", INTERRUPTED)
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    return left
+
+
+def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that count against the budget: complete, pruned, or failed for a reason of their own."""
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            out.append(t)
+        elif t.state == TrialState.FAIL and t.user_attrs.get("fail_reason") != INTERRUPTED:
+            out.append(t)
+    return out
+
+
+def trials_frame(study: optuna.Study, tasks: Sequence[Task]) -> pd.DataFrame:
+    """One row per trial in the columns ``rank.leaderboard`` reads (validation metrics only)."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.WAITING:
+            continue
+        a = t.user_attrs
+        val = a.get("val", {})
+        row = {
+            "trial": t.number,
+            "state": t.state.name,
+            "family": a.get("family", t.params.get("family", "")),
+            "arch": a.get("arch", ""),
+            "role": a.get("role") or "",
+            "baseline": a.get("role") == "single_task",
+            "params": a.get("params"),
+            "macs": a.get("macs"),
+            "time_s": a.get("time_s"),
+            "best_epoch": a.get("best_epoch"),
+            "fail_reason": a.get("fail_reason", ""),
+        }
+        for task in tasks:
+            value = (val.get(task.name) or {}).get(task.metric)
+            row[f"val.{task.name}"] = float("nan") if value is None else value
+        rows.append(row)
+    columns = ["trial", "state", "family", "arch", "role", "baseline", "params", "macs", "time_s", "best_epoch", "fail_reason"]
+    return pd.DataFrame(rows, columns=columns + [f"val.{t.name}" for t in tasks])
+
+
+def load_run_study(run_dir: Path) -> tuple[optuna.Study, Spec]:
+    """Open the study of an existing run folder (its resolved spec says where it lives)."""
+    from .spec import load_spec
+
+    spec_file = run_dir / "spec.resolved.yaml"
+    if not spec_file.is_file():
+        raise RunError(f"{run_dir} is not a run folder (no spec.resolved.yaml); run `share-search run SPEC` first")
+    spec = load_spec(spec_file)
+    storage = open_storage(storage_url(spec, run_dir))
+    try:
+        study = optuna.load_study(study_name=spec.name, storage=storage)
+    except KeyError:
+        raise RunError(f"{run_dir}: the storage holds no study named {spec.name!r}") from None
+    return study, spec
+
+
+def json_safe(value: Any) -> Any:
+    """Values as JSON keeps them (non-finite floats become None), for user attributes."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return json.loads(json.dumps(value, default=str))
