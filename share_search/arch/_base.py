@@ -68,6 +68,10 @@ class MultiTaskModel(nn.Module):
     def phases(self) -> list[Phase]:
         return [Phase(self.task_names, [([p for p in self.parameters() if p.requires_grad], 1.0)])]
 
+    def begin_phase(self, index: int) -> None:
+        """The trainer calls this before training ``phases()[index]`` (progressive networks
+        freeze the other columns here); one-phase families need nothing."""
+
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters GradNorm measures gradient norms on (default: all of them)."""
         return [p for p in self.parameters() if p.requires_grad]

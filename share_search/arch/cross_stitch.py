@@ -1,1 +1,263 @@
-"""Placeholder: the cross_stitch family is written in its own change."""
+"""Cross-stitch networks (Misra, Shrivastava, Gupta, Hebert 2016, "Cross-stitch Networks
+for Multi-task Learning", CVPR).
+
+One column per task, each a fresh copy of the backbone's stages. After each chosen stage
+a cross-stitch unit mixes the columns channel by channel,
+x̃ᵢ = Σⱼ αᵢⱼ ⊙ xⱼ, with one α per (target column i, source column j, channel); the channel
+is dim 1 of the stage output (C of a feature map, the features of a vector).
+
+What is searched:
+
+- where units go: a non-empty subset of the stages. The last stage is eligible too: the
+  heads play the part of the paper's task-specific fc8 layers, and the paper puts a unit
+  right before them (after pool1, pool2, pool5, fc6 and fc7). ``stages`` narrows the choice.
+- α's start: αᵢᵢ = ``alpha_self`` and the rest, 1 - alpha_self, split equally among the
+  other columns, so each row sums to one. The paper starts from (α_S, α_D) = (0.9, 0.1),
+  the best of the starts it compared for two tasks; the default range [0.85, 0.95] is
+  centred on it.
+- α's learning-rate multiplier: α lives in [0, 1] and gets small gradients next to the
+  layer weights, so the paper scaled its learning rate by up to 10³ under SGD. Adam's step
+  does not grow with the gradient's size, so the default range is lower: [1, 100], log.
+
+How the columns run: each stage's T copies keep their parameters and buffers stacked on a
+leading column axis (real ``nn.Parameter`` s, so optimisers and ``state_dict`` see them)
+and one ``torch.vmap`` of ``torch.func.functional_call`` runs all columns. vmap turns the
+stacked ``Linear`` into one batched matmul and the stacked convolution into one grouped
+convolution, for any stage module, with no per-layer code. BatchNorm works in train mode
+because its running statistics are stacked too: each column updates its own slice. Dropout
+draws an independent mask per column. A stage must be vmap-compatible (no ``.item()``,
+no data-dependent Python control flow), which the built-in backbones are.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Annotated, Any, ClassVar, Optional, Sequence
+
+import optuna
+import torch
+from pydantic import ConfigDict, Field, PlainSerializer, field_validator
+from torch import nn
+from torch.func import functional_call, stack_module_state
+
+from ..backbones import Backbone, make_head
+from ..spec import Param, _param_to_yaml, searchable
+from ..tasks import Task
+from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel, Phase, register_family
+from ._stages import all_subsets, eligible_stages, sample_subset, subset_params
+
+_STAGE_PREFIX = "cross_stitch.after_stage"
+
+
+def _canonical_alpha(value: float) -> float:
+    return round(float(value), 4)
+
+
+def _canonical_mult(value: float) -> float:
+    return float(f"{float(value):.4g}")
+
+
+class CrossStitchConfig(ArchConfig):
+    """Units after ``stages``; α starts at ``alpha_self`` on the diagonal, learns at lr × ``alpha_lr_mult``."""
+
+    family: ClassVar[str] = "cross_stitch"
+    stages: tuple[int, ...]
+    alpha_self: float = Field(0.9, ge=0.0, le=1.0)
+    alpha_lr_mult: float = Field(10.0, gt=0.0)
+
+    @field_validator("stages")
+    @classmethod
+    def _canonical_stages(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or min(v) < 0:
+            raise ValueError(f"stages must be a non-empty list of stage indices >= 0, got {list(v)}")
+        return tuple(sorted(set(v)))
+
+    @field_validator("alpha_self")
+    @classmethod
+    def _round_alpha(cls, v: float) -> float:
+        return _canonical_alpha(v)
+
+    @field_validator("alpha_lr_mult")
+    @classmethod
+    def _round_mult(cls, v: float) -> float:
+        return _canonical_mult(v)
+
+    def summary(self) -> str:
+        return (
+            f"cross_stitch: after {','.join(map(str, self.stages))} "
+            f"(α0={self.alpha_self:g}, lr×{self.alpha_lr_mult:g})"
+        )
+
+
+_Searched = PlainSerializer(_param_to_yaml)  # dump as the YAML the user wrote, so specs round-trip
+
+
+class CrossStitchOptions(FamilyOptions):
+    """``families.cross_stitch``: where units may go, how α starts and how fast it learns."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    stages: Optional[list[int]] = None
+    alpha_self: Annotated[Param, searchable("float", minimum=0.0), _Searched] = Param("range", low=0.85, high=0.95)
+    alpha_lr_mult: Annotated[Param, searchable("float", positive=True), _Searched] = Param(
+        "range", low=1.0, high=100.0, log=True
+    )
+
+    @field_validator("alpha_self")
+    @classmethod
+    def _at_most_one(cls, v: Param) -> Param:
+        top = v.high if v.kind == "range" else max(v.grid_values())
+        if top > 1:
+            raise ValueError(f"must be a mixing weight in [0, 1], got {_param_to_yaml(v)!r}")
+        return v
+
+
+def _option_param(option: Param, value: float, canonical, name: str) -> float:
+    """The Optuna value that ``option.suggest`` must return to yield the canonical ``value``."""
+    if option.kind == "range":
+        return value
+    for choice in option.choices:
+        if canonical(choice) == value:
+            return choice
+    raise ValueError(f"{name}={value} is not one of the options' choices {list(option.choices)}")
+
+
+class CrossStitch(Family):
+    name: ClassVar[str] = "cross_stitch"
+    Config: ClassVar[type[ArchConfig]] = CrossStitchConfig
+    Options: ClassVar[type[FamilyOptions]] = CrossStitchOptions
+
+    def _eligible(self, n_stages: int, options: CrossStitchOptions) -> tuple[int, ...]:
+        return eligible_stages(options.stages, range(n_stages), self.name)
+
+    def sample(self, trial: optuna.Trial, tasks: Sequence[str], n_stages: int, options: FamilyOptions) -> ArchConfig:
+        return CrossStitchConfig(
+            stages=sample_subset(trial, _STAGE_PREFIX, self._eligible(n_stages, options)),
+            alpha_self=options.alpha_self.suggest(trial, "cross_stitch.alpha_self"),
+            alpha_lr_mult=options.alpha_lr_mult.suggest(trial, "cross_stitch.alpha_lr_mult"),
+        )
+
+    def to_params(self, config: ArchConfig, tasks: Sequence[str], n_stages: int, options: FamilyOptions) -> dict[str, Any]:
+        eligible = self._eligible(n_stages, options)
+        if not set(config.stages) <= set(eligible):
+            raise ValueError(f"units after stages {list(config.stages)} are outside the eligible stages {list(eligible)}")
+        params = subset_params(_STAGE_PREFIX, config.stages, eligible)
+        if not options.alpha_self.is_fixed:
+            params["cross_stitch.alpha_self"] = _option_param(options.alpha_self, config.alpha_self, _canonical_alpha, "alpha_self")
+        if not options.alpha_lr_mult.is_fixed:
+            params["cross_stitch.alpha_lr_mult"] = _option_param(
+                options.alpha_lr_mult, config.alpha_lr_mult, _canonical_mult, "alpha_lr_mult"
+            )
+        return params
+
+    def enumerate(self, tasks: Sequence[str], n_stages: int, options: FamilyOptions) -> list[ArchConfig]:
+        """Every unit placement, times the α choices when the options list some (ranges at their midpoint)."""
+
+        def values(option: Param) -> tuple:
+            return (option.default(),) if option.kind == "range" else option.grid_values()
+
+        return [
+            CrossStitchConfig(stages=stages, alpha_self=a, alpha_lr_mult=m)
+            for stages, a, m in itertools.product(
+                all_subsets(self._eligible(n_stages, options)), values(options.alpha_self), values(options.alpha_lr_mult)
+            )
+        ]
+
+    def build(self, config: ArchConfig, backbone: Backbone, tasks: Sequence[Task]) -> MultiTaskModel:
+        if len(tasks) < 2:
+            raise ValueError(f"a cross-stitch network needs at least 2 tasks, got {len(tasks)}")
+        missing = [s for s in config.stages if s >= backbone.n_stages]
+        if missing:
+            raise ValueError(
+                f"cross-stitch units after stages {missing} need them to exist, "
+                f"but the {backbone.name} backbone has {backbone.n_stages} stages"
+            )
+        return CrossStitchNetwork(config, backbone, tasks)
+
+
+def _replace_tensor(module: nn.Module, name: str, value: torch.Tensor) -> None:
+    owner, _, leaf = name.rpartition(".")
+    setattr(module.get_submodule(owner), leaf, value)
+
+
+class StackedStage(nn.Module):
+    """T copies of one stage, parameters and buffers stacked on a leading column axis, run by one vmap.
+
+    ``stage`` keeps the module structure for ``functional_call``, holding the stacked
+    tensors, so ``state_dict`` keys read like the backbone's (``stage.0.weight``, shape (T, ...)).
+    """
+
+    def __init__(self, copies: Sequence[nn.Module]):
+        super().__init__()
+        params, buffers = stack_module_state(list(copies))
+        self.stage = copies[0]
+        for name, tensor in params.items():
+            _replace_tensor(self.stage, name, nn.Parameter(tensor))
+        for name, tensor in buffers.items():
+            _replace_tensor(self.stage, name, tensor)
+
+    def forward(self, h: torch.Tensor, shared_input: bool = False) -> torch.Tensor:
+        """(T, N, ...) -> (T, N, ...); with ``shared_input`` every column reads the same (N, ...) batch."""
+
+        def one_column(params, buffers, x):
+            return functional_call(self.stage, (params, buffers), (x,))
+
+        run = torch.vmap(one_column, in_dims=(0, 0, None if shared_input else 0), randomness="different")
+        return run(dict(self.stage.named_parameters()), dict(self.stage.named_buffers()), h)
+
+
+def _channels(shape: Sequence[int]) -> int:
+    """Dim 1 of a stage output, the axis α is per (a scalar output counts as one channel)."""
+    return shape[0] if shape else 1
+
+
+def _initial_alpha(n_tasks: int, channels: int, alpha_self: float) -> torch.Tensor:
+    alpha = torch.full((n_tasks, n_tasks), (1.0 - alpha_self) / (n_tasks - 1))
+    alpha.fill_diagonal_(alpha_self)
+    return alpha[:, :, None].repeat(1, 1, channels)
+
+
+def cross_stitch(alpha: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """x̃ᵢ = Σⱼ αᵢⱼ ⊙ xⱼ per channel: ``alpha`` (T, T, C), ``h`` (T, N, C, ...)."""
+    n_tasks, batch = h.shape[:2]
+    mixed = torch.einsum("ijc,jncr->incr", alpha, h.reshape(n_tasks, batch, alpha.shape[-1], -1))
+    return mixed.reshape(h.shape)
+
+
+class CrossStitchNetwork(MultiTaskModel):
+    """Columns ``stages[i]`` (stacked per stage), units ``alphas[str(i)]``, one head per task."""
+
+    def __init__(self, config: CrossStitchConfig, backbone: Backbone, tasks: Sequence[Task]):
+        super().__init__(config, [t.name for t in tasks])
+        columns = [backbone.build_stages() for _ in tasks]
+        self.stages = nn.ModuleList(StackedStage([c[i] for c in columns]) for i in range(backbone.n_stages))
+        self.alphas = nn.ParameterDict(
+            {
+                str(s): nn.Parameter(_initial_alpha(len(tasks), _channels(backbone.stage_shapes[s]), config.alpha_self))
+                for s in config.stages
+            }
+        )
+        self.heads = nn.ModuleList(make_head(backbone.output_shape, t.n_outputs) for t in tasks)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = x
+        for i, stage in enumerate(self.stages):
+            h = stage(h, shared_input=i == 0)
+            if str(i) in self.alphas:
+                h = cross_stitch(self.alphas[str(i)], h)
+        return {name: head(h[k]) for k, (name, head) in enumerate(zip(self.task_names, self.heads))}
+
+    def phases(self) -> list[Phase]:
+        """One phase; α in its own parameter group at lr × ``alpha_lr_mult``."""
+        alphas = list(self.alphas.values())
+        rest = [p for name, p in self.named_parameters() if p.requires_grad and not name.startswith("alphas.")]
+        return [Phase(self.task_names, [(rest, 1.0), (alphas, self.config.alpha_lr_mult)])]
+
+    def architecture_details(self) -> dict[str, Any]:
+        """``alpha["after_stage<s>"][i][j][c]``: how much of task j's channel c enters task i after stage s."""
+        return {
+            "tasks": list(self.task_names),
+            "alpha": {f"after_stage{s}": a.detach().cpu().tolist() for s, a in self.alphas.items()},
+        }
+
+
+register_family(CrossStitch())

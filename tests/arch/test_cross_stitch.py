@@ -1,0 +1,202 @@
+import json
+
+import optuna
+import pytest
+import torch
+
+from share_search.arch import get_family
+from share_search.arch.cross_stitch import CrossStitchConfig, CrossStitchOptions
+from share_search.backbones import make_backbone
+from share_search.errors import SpecError
+from share_search.spec import parse_spec
+from share_search.tasks import Task
+
+torch.set_num_threads(1)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+FAMILY = get_family("cross_stitch")
+TASKS = [
+    Task("digit", "digit", "multiclass", 4, "accuracy"),
+    Task("odd", "odd", "binary", 1, "accuracy"),
+    Task("coords", "coords", "regression", 2, "mae"),
+]
+NAMES = [t.name for t in TASKS]
+BACKBONES = {
+    "mlp": ((6,), {"widths": (8, 8, 4)}),
+    "convnet": ((1, 8, 8), {"channels": (3, 4), "hidden": 8}),
+    "resnet": ((2, 8, 8), {"channels": (3, 4)}),
+}
+
+
+def backbone(name):
+    shape, options = BACKBONES[name]
+    return make_backbone(name, shape, options)
+
+
+def column_stages(model, bb, k):
+    """Standalone copies of column k's stages, loaded from the stacked parameters and buffers."""
+    stages = bb.build_stages()
+    for stage, stacked in zip(stages, model.stages):
+        stage.load_state_dict({n: t[k].clone() for n, t in stacked.stage.state_dict().items()})
+    return stages
+
+
+def reference_forward(model, columns, x, mix=True):
+    """The textbook loop: run each column's stage, then mix with x̃ᵢ = Σⱼ αᵢⱼ ⊙ xⱼ."""
+    hs = [x] * len(columns)
+    for i in range(len(columns[0])):
+        hs = [column[i](h) for column, h in zip(columns, hs)]
+        if mix and str(i) in model.alphas:
+            alpha = model.alphas[str(i)]
+            view = (-1,) + (1,) * (hs[0].dim() - 2)
+            hs = [sum(alpha[a, b].view(view) * hs[b] for b in range(len(hs))) for a in range(len(hs))]
+    return {t: head(h) for t, head, h in zip(NAMES, model.heads, hs)}
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_batched_columns_match_a_per_column_loop_in_train_mode(name):
+    bb = backbone(name)
+    torch.manual_seed(0)
+    model = FAMILY.build(CrossStitchConfig(stages=tuple(range(bb.n_stages))), bb, TASKS)
+    with torch.no_grad():  # random α, so a transposed or misindexed mix cannot pass
+        for alpha in model.alphas.values():
+            alpha.uniform_(-1, 1)
+    columns = [column_stages(model, bb, k) for k in range(len(TASKS))]
+    x = torch.randn(5, *bb.input_shape)
+
+    got, expected = model(x), reference_forward(model, columns, x)
+
+    for t in NAMES:
+        torch.testing.assert_close(got[t], expected[t], rtol=1e-4, atol=1e-5)
+    for k, column in enumerate(columns):  # BatchNorm running statistics: each column its own slice
+        for stacked, stage in zip(model.stages, column):
+            for n, t in stage.state_dict().items():
+                torch.testing.assert_close(stacked.stage.state_dict()[n][k], t)
+
+
+@pytest.mark.parametrize("name", ["convnet", "resnet"])
+def test_identity_alpha_gives_independent_columns(name):
+    bb = backbone(name)
+    torch.manual_seed(0)
+    model = FAMILY.build(CrossStitchConfig(stages=(0, 1), alpha_self=1.0), bb, TASKS).eval()
+    columns = [[s.eval() for s in column_stages(model, bb, k)] for k in range(len(TASKS))]
+    x = torch.randn(3, *bb.input_shape)
+    with torch.no_grad():
+        got, expected = model(x), reference_forward(model, columns, x, mix=False)
+    for t in NAMES:
+        torch.testing.assert_close(got[t], expected[t], rtol=1e-4, atol=1e-5)
+
+
+def test_gradients_reach_every_column_and_alpha():
+    bb = backbone("convnet")
+    model = FAMILY.build(CrossStitchConfig(stages=(1,)), bb, TASKS)
+    out = model(torch.randn(4, *bb.input_shape))
+    out["odd"].sum().backward()  # one task's loss reaches the other columns through the unit
+    first_conv = model.stages[0].stage[1].weight
+    assert first_conv.shape[0] == len(TASKS)
+    assert all(first_conv.grad[k].abs().sum() > 0 for k in range(len(TASKS)))
+    assert model.alphas["1"].grad.abs().sum() > 0
+    assert model.alphas["1"].grad[NAMES.index("digit")].abs().sum() == 0  # digit's mix is unused
+
+
+def test_alpha_starts_at_alpha_self_with_rows_summing_to_one():
+    bb = backbone("convnet")
+    model = FAMILY.build(CrossStitchConfig(stages=(0, 2), alpha_self=0.8), bb, TASKS)
+    alpha = model.alphas["0"].detach()
+    assert alpha.shape == (3, 3, bb.stage_shapes[0][0])
+    assert model.alphas["2"].shape == (3, 3, bb.stage_shapes[2][0])
+    torch.testing.assert_close(alpha.sum(dim=1), torch.ones(3, alpha.shape[-1]))
+    torch.testing.assert_close(alpha[0, 0], torch.full((alpha.shape[-1],), 0.8))
+    torch.testing.assert_close(alpha[0, 1], torch.full((alpha.shape[-1],), 0.1))
+
+
+def test_one_phase_puts_alpha_at_its_learning_rate_multiplier():
+    bb = backbone("mlp")
+    model = FAMILY.build(CrossStitchConfig(stages=(0, 1), alpha_lr_mult=30), bb, TASKS)
+    (phase,) = model.phases()
+    (rest, one), (alphas, mult) = phase.param_groups
+    assert phase.tasks == tuple(NAMES) and one == 1.0 and mult == 30.0
+    assert {id(p) for p in alphas} == {id(p) for p in model.alphas.values()}
+    assert sorted(map(id, rest + alphas)) == sorted(map(id, model.parameters()))
+
+
+def test_architecture_details_are_json_alphas_per_unit():
+    bb = backbone("mlp")
+    model = FAMILY.build(CrossStitchConfig(stages=(1,), alpha_self=0.9), bb, TASKS)
+    details = json.loads(json.dumps(model.architecture_details()))
+    assert details["tasks"] == NAMES
+    assert list(details["alpha"]) == ["after_stage1"]
+    assert details["alpha"]["after_stage1"][2][2] == pytest.approx([0.9] * bb.stage_shapes[1][0])
+
+
+def test_config_is_canonical_and_summarised():
+    cfg = CrossStitchConfig(stages=(2, 0, 2), alpha_self=0.899999, alpha_lr_mult=10.00004)
+    assert cfg == CrossStitchConfig(stages=(0, 2), alpha_self=0.9, alpha_lr_mult=10)
+    assert cfg.summary() == "cross_stitch: after 0,2 (α0=0.9, lr×10)"
+    with pytest.raises(ValueError):
+        CrossStitchConfig(stages=())
+
+
+OPTIONS = {
+    "default": {},
+    "choices": {"alpha_self": [0.8, 0.95], "alpha_lr_mult": 5, "stages": [1, 2]},
+    "fixed": {"alpha_self": 0.9, "alpha_lr_mult": [1, 100]},
+}
+
+
+@pytest.mark.parametrize("which", sorted(OPTIONS))
+def test_decode_inverts_to_params_over_the_whole_space(which):
+    options = CrossStitchOptions.model_validate(OPTIONS[which])
+    configs = FAMILY.enumerate(NAMES, 3, options)
+    assert len(set(configs)) == len(configs) == FAMILY.space_size(NAMES, 3, options)
+    for cfg in configs:
+        params = FAMILY.to_params(cfg, NAMES, 3, options)
+        assert all(k.startswith("cross_stitch.") for k in params)
+        assert FAMILY.decode(params, NAMES, 3, options) == cfg
+
+
+def test_space_is_every_non_empty_unit_placement():
+    assert FAMILY.space_size(NAMES, 4, CrossStitchOptions()) == 2**4 - 1
+    options = CrossStitchOptions.model_validate(OPTIONS["choices"])  # 3 placements x 2 alpha starts
+    assert FAMILY.space_size(NAMES, 3, options) == 3 * 2
+
+
+def test_sampling_reaches_every_placement_with_fixed_distributions():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen, distributions = set(), {}
+    for _ in range(60):
+        trial = study.ask()
+        seen.add(FAMILY.sample(trial, NAMES, 3, CrossStitchOptions()).stages)
+        for name, dist in trial.distributions.items():
+            assert distributions.setdefault(name, dist) == dist
+        study.tell(trial, 0.0)
+    assert seen == {cfg.stages for cfg in FAMILY.enumerate(NAMES, 3, CrossStitchOptions())}
+    assert set(distributions) == {
+        "cross_stitch.after_stage0",
+        "cross_stitch.after_stage1",
+        "cross_stitch.after_stage2",
+        "cross_stitch.alpha_self",
+        "cross_stitch.alpha_lr_mult",
+    }
+
+
+def test_options_validate_and_dump_as_written():
+    options = CrossStitchOptions.model_validate({"alpha_self": {"low": 0.7, "high": 0.9}, "alpha_lr_mult": [1, 10]})
+    assert options.model_dump(mode="json") == {
+        "stages": None,
+        "alpha_self": {"low": 0.7, "high": 0.9, "log": False},
+        "alpha_lr_mult": [1.0, 10.0],
+    }
+    assert CrossStitchOptions.model_validate(options.model_dump(mode="json")) == options
+    spec = {"name": "s", "data": {"source": "digits"}, "tasks": {"a": {}, "b": {}}}
+    parsed = parse_spec({**spec, "families": {"cross_stitch": {"alpha_self": [0.8, 0.9], "stages": [1]}}})
+    assert parse_spec(parsed.to_dict()).families == parsed.families
+    with pytest.raises(SpecError, match=r"families.cross_stitch.alpha_self: must be a mixing weight in \[0, 1\], got 1.5"):
+        parse_spec({**spec, "families": {"cross_stitch": {"alpha_self": 1.5}}})
+    with pytest.raises(SpecError, match="families.cross_stitch.stages"):
+        FAMILY.enumerate(NAMES, 3, CrossStitchOptions(stages=[3]))
+
+
+def test_build_rejects_units_after_missing_stages():
+    with pytest.raises(ValueError, match="has 3 stages"):
+        FAMILY.build(CrossStitchConfig(stages=(3,)), backbone("mlp"), TASKS)

@@ -1,0 +1,201 @@
+import itertools
+import math
+
+import optuna
+import pytest
+import torch
+
+from share_search.arch import get_family
+from share_search.arch.progressive import Lateral, ProgressiveConfig, ProgressiveOptions
+from share_search.backbones import make_backbone
+from share_search.errors import SpecError
+from share_search.spec import parse_spec
+from share_search.tasks import Task
+
+torch.set_num_threads(1)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+FAMILY = get_family("progressive")
+TASKS = [
+    Task("digit", "digit", "multiclass", 4, "accuracy"),
+    Task("odd", "odd", "binary", 1, "accuracy"),
+    Task("coords", "coords", "regression", 2, "mae"),
+]
+NAMES = [t.name for t in TASKS]
+BACKBONES = {
+    "mlp": ((6,), {"widths": (8, 8, 4)}),
+    "convnet": ((1, 8, 8), {"channels": (3, 4), "hidden": 8}),
+    "resnet": ((2, 8, 8), {"channels": (3, 4)}),
+}
+ORDER = ("odd", "coords", "digit")
+
+
+def backbone(name):
+    shape, options = BACKBONES[name]
+    return make_backbone(name, shape, options)
+
+
+def column_state(model, k):
+    parts = (model.columns[k], model.laterals[k], model.heads[k])
+    return [{n: t.clone() for n, t in part.state_dict().items()} for part in parts]
+
+
+@pytest.mark.parametrize("lateral", ["linear", "adapter"])
+@pytest.mark.parametrize("name", ["mlp", "resnet"])
+def test_training_a_later_column_cannot_change_earlier_ones(name, lateral):
+    bb = backbone(name)
+    torch.manual_seed(0)
+    model = FAMILY.build(ProgressiveConfig(order=ORDER, lateral_stages=(1, 2), lateral=lateral), bb, TASKS)
+    x, y = torch.randn(8, *bb.input_shape), torch.randn(8, 2)
+    model.eval()
+    with torch.no_grad():
+        before_out = model(x)["odd"]
+    before, trained_before = column_state(model, 0), column_state(model, 1)
+
+    phase = model.phases()[1]
+    assert phase.tasks == ("coords",)
+    model.begin_phase(1)
+    optimizer = torch.optim.Adam([p for group, _ in phase.param_groups for p in group], lr=0.01, weight_decay=0.1)
+    for _ in range(3):
+        model.train()  # a trainer calls train() every epoch; the frozen columns must stay in eval mode
+        loss = (model(x)["coords"] - y).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    assert all(p.grad is None for p in model.columns[0].parameters())  # never even tracked
+    for part_before, part_after in zip(before, column_state(model, 0)):
+        assert part_before.keys() == part_after.keys()
+        assert all(torch.equal(part_before[n], part_after[n]) for n in part_before)  # BatchNorm buffers too
+    assert any(not torch.equal(b[n], a[n]) for b, a in zip(trained_before, column_state(model, 1)) for n in b)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x)["odd"], before_out)
+
+
+def test_begin_phase_keeps_other_columns_in_eval_mode():
+    model = FAMILY.build(ProgressiveConfig(order=ORDER, lateral_stages=(1,)), backbone("resnet"), TASKS)
+    assert all(m.training for m in model.modules())  # before any phase: everything trains
+    model.begin_phase(2)
+    model.eval().train()
+    for k in range(3):
+        parts = [model.columns[k], model.laterals[k], model.heads[k]]
+        assert all(m.training == (k == 2) for part in parts for m in part.modules())
+    with pytest.raises(IndexError):
+        model.begin_phase(3)
+
+
+def test_phases_train_columns_in_order_and_cover_every_parameter_once():
+    model = FAMILY.build(ProgressiveConfig(order=ORDER, lateral_stages=(2,)), backbone("convnet"), TASKS)
+    phases = model.phases()
+    assert [p.tasks for p in phases] == [(t,) for t in ORDER]
+    assert [p.name for p in phases] == list(ORDER)
+    ids = [id(p) for phase in phases for group, mult in phase.param_groups for p in group]
+    assert sorted(ids) == sorted(map(id, model.parameters()))
+    assert {id(p) for p in model.laterals[1].parameters()} <= {id(p) for p in phases[1].param_groups[0][0]}
+
+
+def test_outputs_are_keyed_by_task_in_task_order():
+    model = FAMILY.build(ProgressiveConfig(order=ORDER, lateral_stages=(1,)), backbone("mlp"), TASKS)
+    out = model(torch.randn(3, 6))
+    assert list(out) == NAMES
+    assert {t: tuple(o.shape) for t, o in out.items()} == {t.name: (3, t.n_outputs) for t in TASKS}
+
+
+@pytest.mark.parametrize("stages", [(1,), (2,), (1, 2)])
+def test_laterals_only_on_chosen_stages(stages):
+    bb = backbone("mlp")  # widths 6 -> 8 -> 8 -> 4
+    model = FAMILY.build(ProgressiveConfig(order=ORDER, lateral_stages=stages, lateral="linear"), bb, TASKS)
+    assert [sorted(map(int, laterals)) for laterals in model.laterals] == [[], list(stages), list(stages)]
+    column = sum(p.numel() for s in bb.build_stages() for p in s.parameters())
+    heads = sum(4 * t.n_outputs + t.n_outputs for t in TASKS)  # Linear(4, n_outputs) each
+    d = {1: (8, 8), 2: (8, 4)}
+    # column k's lateral into stage i: one Linear from k earlier columns' inputs (k * d_in) to d_out
+    laterals = sum(k * d[i][0] * d[i][1] + d[i][1] for i in stages for k in (1, 2))
+    assert sum(p.numel() for p in model.parameters()) == 3 * column + heads + laterals
+
+
+@pytest.mark.parametrize(
+    "in_shape, out_shape",
+    [((8,), (4,)), ((3, 8, 8), (5, 4, 4)), ((3, 4, 4), (5, 8, 8)), ((3, 4, 4), (6,)), ((3, 10), (4, 5)), ((6,), (2, 3, 3))],
+)
+@pytest.mark.parametrize("adapter", [False, True])
+def test_lateral_maps_any_stage_input_shape_to_its_output_shape(in_shape, out_shape, adapter):
+    lateral = Lateral(2, in_shape, out_shape, adapter)
+    out = lateral([torch.randn(5, *in_shape), torch.randn(5, *in_shape)])
+    assert out.shape == (5, *out_shape)
+
+
+def test_adapter_lateral_is_scaled_projected_then_mapped():
+    lateral = Lateral(2, (3, 8, 8), (5, 4, 4), adapter=True)
+    scale, project, _, u = lateral.maps
+    assert 0 < scale.scale.item() < 0.1
+    assert (project.in_channels, project.out_channels, u.out_channels) == (6, 3, 5)  # V: 2 columns -> one's width
+
+
+def test_config_is_canonical_and_summarised():
+    cfg = ProgressiveConfig(order=("left", "right", "odd"), lateral_stages=(2, 1), lateral="adapter")
+    assert cfg.lateral_stages == (1, 2)
+    assert cfg.summary() == "progressive: left → right → odd, adapter @1,2"
+    with pytest.raises(ValueError):
+        ProgressiveConfig(order=("a", "a"), lateral_stages=(1,))
+    with pytest.raises(ValueError):
+        ProgressiveConfig(order=("a", "b"), lateral_stages=(0,))
+
+
+@pytest.mark.parametrize("options", [{}, {"order": ["coords", "digit", "odd"], "lateral": "linear"}, {"stages": [2]}])
+def test_decode_inverts_to_params_over_the_whole_space(options):
+    options = ProgressiveOptions.model_validate(options)
+    configs = FAMILY.enumerate(NAMES, 4, options)
+    assert len(set(configs)) == len(configs) == FAMILY.space_size(NAMES, 4, options)
+    for cfg in configs:
+        params = FAMILY.to_params(cfg, NAMES, 4, options)
+        assert all(k.startswith("progressive.") for k in params)
+        assert FAMILY.decode(params, NAMES, 4, options) == cfg
+
+
+def test_space_is_every_order_times_every_lateral_placement_and_kind():
+    configs = FAMILY.enumerate(NAMES, 4, ProgressiveOptions())
+    assert len(configs) == math.factorial(3) * (2**3 - 1) * 2
+    assert {c.order for c in configs} == set(itertools.permutations(NAMES))
+    fixed = ProgressiveOptions(order=["odd", "digit", "coords"], stages=[1, 3], lateral="adapter")
+    assert FAMILY.space_size(NAMES, 4, fixed) == 3
+
+
+def test_sampling_reaches_every_order_with_fixed_distributions():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen, distributions = set(), {}
+    for _ in range(60):
+        trial = study.ask()
+        seen.add(FAMILY.sample(trial, NAMES, 3, ProgressiveOptions()).order)
+        for name, dist in trial.distributions.items():
+            assert distributions.setdefault(name, dist) == dist
+        study.tell(trial, 0.0)
+    assert seen == set(itertools.permutations(NAMES))
+    assert set(distributions) == {
+        "progressive.order",
+        "progressive.lateral_stage1",
+        "progressive.lateral_stage2",
+        "progressive.lateral",
+    }
+    assert "odd > coords > digit" in distributions["progressive.order"].choices
+
+
+def test_options_reject_orders_it_cannot_search():
+    with pytest.raises(SpecError, match="families.progressive.order"):
+        FAMILY.enumerate(NAMES, 3, ProgressiveOptions(order=["odd", "digit"]))
+    many = [f"t{i}" for i in range(7)]
+    with pytest.raises(SpecError, match="5,040 orders"):
+        FAMILY.enumerate(many, 3, ProgressiveOptions())
+    assert FAMILY.space_size(many, 2, ProgressiveOptions(order=many, lateral="linear")) == 1
+    with pytest.raises(SpecError, match="at least 2 stages"):
+        FAMILY.enumerate(NAMES, 1, ProgressiveOptions())
+    spec = {"name": "s", "data": {"source": "digits"}, "tasks": {"a": {}, "b": {}}}
+    parsed = parse_spec({**spec, "families": {"progressive": {"order": ["b", "a"], "lateral": "linear"}}})
+    assert parse_spec(parsed.to_dict()).families == parsed.families
+    assert ProgressiveOptions().model_dump(mode="json")["lateral"] == ["linear", "adapter"]
+
+
+def test_build_rejects_an_order_that_does_not_match_the_tasks():
+    with pytest.raises(ValueError, match="order must list the tasks"):
+        FAMILY.build(ProgressiveConfig(order=("odd", "digit"), lateral_stages=(1,)), backbone("mlp"), TASKS)
