@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 
 from .arch import build_model
 from .arch._cost import count_macs, count_parameters
+from .artifacts import attach_trial_artifacts
 from .export import TRIAL_FILE, WEIGHTS, save_weights
 from .errors import RunError
 from .problem import Problem
@@ -59,6 +60,12 @@ def trial_result(problem: Problem, val: dict[str, dict[str, float]], baseline: d
     return out
 
 
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
 def run_trial(config: dict[str, Any], problem: Problem, baseline: dict[str, float] | None) -> None:
     """Ray Tune function trainable: build, train, report every epoch, checkpoint the best."""
     from ray import tune
@@ -66,7 +73,7 @@ def run_trial(config: dict[str, Any], problem: Problem, baseline: dict[str, floa
     plan: TrialPlan = plan_from_dict(config["plan"])
     number = config["optuna_trial"]
     start = time.perf_counter()
-    info: dict[str, Any] = {"optuna_trial": number, "family": plan.arch.family, "arch": plan.arch.summary()}
+    info: dict[str, Any] = {"optuna_trial": number, "family": plan.arch.family, "arch": plan.arch.summary(), "node": _node_id()}
     try:
         model = build_model(plan.arch, problem.backbone, problem.tasks)
         info["params"] = count_parameters(model)
@@ -94,6 +101,9 @@ def run_trial(config: dict[str, Any], problem: Problem, baseline: dict[str, floa
         "final": True,
         "best_epoch": result.best_epoch,
         "time_s": time.perf_counter() - start,
+        # JSON strings: Ray flattens nested dicts in results
+        "history_json": json.dumps(json_safe(result.history)),
+        "details_json": json.dumps(json_safe(model.architecture_details())),
     }
     tune.report(final)
 
@@ -110,9 +120,11 @@ def _make_searcher_class():
         a trial that ends before the baseline is known waits to be told.
         """
 
-        def __init__(self, *, tasks: Sequence[Task], objectives: list[str], baseline: dict[str, float] | None, **kwargs):
+        def __init__(self, *, tasks: Sequence[Task], objectives: list[str], baseline: dict[str, float] | None, artifact_dir: str, **kwargs):
             super().__init__(**kwargs)
             self.tasks = tuple(tasks)
+            self.artifact_dir = artifact_dir
+            self.plans: dict[str, dict] = {}
             self.objectives = objectives
             self.baseline = baseline
             self.needs_baseline = "delta_m" in objectives
@@ -172,7 +184,7 @@ def _make_searcher_class():
             attrs = {
                 "family": result.get("family"),
                 "arch": result.get("arch"),
-                "arch_json": json.dumps(self._plan(trial_id).arch.to_dict()) if trial_id in self._plans else None,
+                "arch_json": json.dumps(self.plans[trial_id]["arch"]) if trial_id in self.plans else None,
                 "params": result.get("params"),
                 "macs": result.get("macs"),
                 "time_s": result.get("time_s"),
@@ -180,12 +192,15 @@ def _make_searcher_class():
                 "val": val_from_result(self.tasks, result) if state != TrialState.FAIL else None,
                 "delta_m": result.get("delta_m"),
                 "fail_reason": result.get("fail_reason") or ("stopped early by the ASHA scheduler" if state == TrialState.PRUNED else None),
+                "node": result.get("node"),
+                "history": json.loads(result["history_json"]) if "history_json" in result else None,
+                "details": json.loads(result["details_json"]) if "details_json" in result else None,
             }
             for key, value in attrs.items():
                 if value is not None:
                     ot.set_user_attr(key, json_safe(value))
-            if state == TrialState.PRUNED and isinstance(self.metric, str) and result.get(self.metric) is not None:
-                pass  # intermediate values already reported; PRUNED carries no final value
+            if trial_id in self.plans:
+                attach_trial_artifacts(self._ot_study, ot, self.artifact_dir, self.plans[trial_id]["arch"], attrs["details"])
             try:
                 self._ot_study.tell(ot, values, state=state)
             except Exception as exc:  # e.g. a NaN objective: record the trial as failed
@@ -199,17 +214,11 @@ def _make_searcher_class():
                 dm = float(result["delta_m"])
                 self.best = dm if self.best is None else max(self.best, dm)
 
-        # the plan of each suggested trial, for the recipe attribute
-        _plans: dict = {}
-
         def suggest(self, trial_id: str):
             config = super().suggest(trial_id)
             if config is not None:
-                self._plans = {**self._plans, trial_id: config["plan"]}
+                self.plans[trial_id] = config["plan"]  # the recipe, for attributes and artifacts
             return config
-
-        def _plan(self, trial_id: str) -> TrialPlan:
-            return plan_from_dict(self._plans[trial_id])
 
     return StudySearch
 
@@ -320,7 +329,7 @@ def run_phase(
     study: optuna.Study,
     problem: Problem,
     storage,
-    ray_dir: Path,
+    run_dir: Path,
     name: str,
     n_trials: int,
     baseline: dict[str, float] | None,
@@ -337,6 +346,7 @@ def run_phase(
     searcher = Search(
         tasks=problem.tasks,
         objectives=names,
+        artifact_dir=str(run_dir / "artifacts"),
         baseline=baseline,
         space=SpaceFunction(problem),
         metric=names[0] if len(names) == 1 else names,
@@ -364,7 +374,7 @@ def run_phase(
             max_concurrent_trials=spec.search.concurrency, reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=name, storage_path=str(ray_dir), verbose=0, callbacks=[progress],
+            name=name, storage_path=str(run_dir / "ray"), verbose=0, callbacks=[progress],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=0),
         ),
@@ -413,7 +423,6 @@ def search(
 ) -> dict[str, int]:
     """Run what the study still lacks: references first, then sampled (or grid) trials."""
     spec = problem.spec
-    ray_dir = run_dir / "ray"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     counts = {"complete": 0, "pruned": 0, "failed": 0}
@@ -434,7 +443,7 @@ def search(
         if queued:
             if on_phase:
                 on_phase("references", queued)
-            outcome = run_phase(study, problem, storage, ray_dir, f"references-{stamp}", queued, None, False, show_progress)
+            outcome = run_phase(study, problem, storage, run_dir, f"references-{stamp}", queued, None, False, show_progress)
             add(outcome)
             baseline = outcome.baseline or baseline_from_study(study, problem)
         if baseline is None and spec.search.objective == "delta_m":
@@ -452,5 +461,5 @@ def search(
     if remaining > 0:
         if on_phase:
             on_phase("search", remaining)
-        add(run_phase(study, problem, storage, ray_dir, f"search-{stamp}", remaining, baseline, True, show_progress))
+        add(run_phase(study, problem, storage, run_dir, f"search-{stamp}", remaining, baseline, True, show_progress))
     return counts
