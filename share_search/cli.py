@@ -20,9 +20,10 @@ EXIT_USER_ERROR = 2
 
 
 def _console():
+    """Rich output; when piped (no terminal width to read) wide enough for the leaderboard."""
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 # --------------------------------------------------------------------------- init / validate
@@ -204,6 +205,27 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    print(f"wrote {write_report(args.run, args.out, top=args.top)}")
+    return 0
+
+
+def cmd_dashboard(args) -> int:
+    from .dashboard import make_server, url_of
+
+    server = make_server(args.run, args.port)
+    print(f"optuna-dashboard for {Path(args.run).resolve()} at {url_of(server)} (Ctrl-C stops it)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="share-search", description="Search how tasks should share a network.")
@@ -241,6 +263,17 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             s.add_argument("--top", type=int, default=1)
         s.set_defaults(func=func)
+
+    s = sub.add_parser("report", help="write a self-contained HTML report of a run")
+    s.add_argument("run", help="run folder")
+    s.add_argument("--out", help="HTML file to write (default <run>/report.html)")
+    s.add_argument("--top", type=int, default=3, help="architectures drawn and given learning curves (default 3)")
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("dashboard", help="optuna-dashboard on a run's study, on 127.0.0.1")
+    s.add_argument("run", help="run folder")
+    s.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080; 0 picks a free one)")
+    s.set_defaults(func=cmd_dashboard)
     return p
 
 

@@ -237,7 +237,9 @@ class ProgressiveNetwork(MultiTaskModel):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         stage_inputs: list[dict[int, torch.Tensor]] = []  # column j -> {lateral stage: its input}
         outputs = {}
-        for k, (stages, laterals, head) in enumerate(zip(self.columns, self.laterals, self.heads)):
+        # While column k trains, later columns cannot influence its loss: skip them.
+        last = self.active_phase if self.training and self.active_phase is not None else len(self.columns) - 1
+        for k, (stages, laterals, head) in enumerate(zip(self.columns[: last + 1], self.laterals, self.heads)):
             seen: dict[int, torch.Tensor] = {}
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.active_phase in (None, k)):
                 h = x
@@ -250,7 +252,7 @@ class ProgressiveNetwork(MultiTaskModel):
                     h = out
                 outputs[self.config.order[k]] = head(h)
             stage_inputs.append(seen)
-        return {name: outputs[name] for name in self.task_names}
+        return {name: outputs[name] for name in self.task_names if name in outputs}
 
     def phases(self) -> list[Phase]:
         """Phase k trains column k (its stages, the laterals into it, its head) on task ``order[k]`` alone."""
