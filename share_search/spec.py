@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Optional
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, field_validator, model_validator
 
 from .errors import SpecError
 from .tasks import METRICS, TASK_TYPES
@@ -189,12 +189,12 @@ class BackboneSpec(_Section):
 
 
 class TrainSpec(_Section):
-    optimizer: Annotated[Param, searchable("str", allowed=OPTIMIZERS)] = Param("fixed", value="adam")
-    lr: Annotated[Param, searchable("float", positive=True)] = Param("fixed", value=1e-3)
-    weight_decay: Annotated[Param, searchable("float", minimum=0.0)] = Param("fixed", value=0.0)
-    epochs: Annotated[Param, searchable("int", positive=True)] = Param("fixed", value=5)
-    batch_size: Annotated[Param, searchable("int", positive=True)] = Param("fixed", value=64)
-    weighting: Annotated[Param, searchable("str", allowed=WEIGHTINGS)] = Param("fixed", value="equal")
+    optimizer: Annotated[Param, searchable("str", allowed=OPTIMIZERS), PlainSerializer(param_to_yaml)] = Param("fixed", value="adam")
+    lr: Annotated[Param, searchable("float", positive=True), PlainSerializer(param_to_yaml)] = Param("fixed", value=1e-3)
+    weight_decay: Annotated[Param, searchable("float", minimum=0.0), PlainSerializer(param_to_yaml)] = Param("fixed", value=0.0)
+    epochs: Annotated[Param, searchable("int", positive=True), PlainSerializer(param_to_yaml)] = Param("fixed", value=5)
+    batch_size: Annotated[Param, searchable("int", positive=True), PlainSerializer(param_to_yaml)] = Param("fixed", value=64)
+    weighting: Annotated[Param, searchable("str", allowed=WEIGHTINGS), PlainSerializer(param_to_yaml)] = Param("fixed", value="equal")
     momentum: float = Field(0.9, ge=0, lt=1)
     gradnorm_alpha: float = Field(1.5, ge=0)
     dwa_temperature: float = Field(2.0, gt=0)
@@ -247,7 +247,7 @@ class Spec(_Section):
     """A whole search: what to learn, from what, which sharing to try, and the budget."""
 
     name: str
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     data: DataSpec
     tasks: dict[str, TaskSpec]
     backbone: BackboneSpec = Field(default_factory=BackboneSpec)
@@ -308,7 +308,6 @@ class Spec(_Section):
         """Plain data, the form written to ``spec.resolved.yaml`` and read back by ``parse_spec``."""
         out = self.model_dump(mode="python")
         out["families"] = {k: v.model_dump(mode="json") for k, v in self.families.items()}
-        out["train"].update({k: _param_to_yaml(p) for k, p in self.train.params().items()})
         return out
 
     def to_yaml(self) -> str:
@@ -321,7 +320,8 @@ class Spec(_Section):
         return parse_spec(data)
 
 
-def _param_to_yaml(p: Param):
+def param_to_yaml(p: Param):
+    """A Param as the YAML a user writes (value, list, or range mapping)."""
     if p.kind == "fixed":
         return p.value
     if p.kind == "choice":

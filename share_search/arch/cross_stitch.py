@@ -41,7 +41,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state
 
 from ..backbones import Backbone, make_head
-from ..spec import Param, _param_to_yaml, searchable
+from ..spec import Param, param_to_yaml, searchable
 from ..tasks import Task
 from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel, Phase, register_family
 from ._stages import all_subsets, eligible_stages, sample_subset, subset_params
@@ -89,7 +89,7 @@ class CrossStitchConfig(ArchConfig):
         )
 
 
-_Searched = PlainSerializer(_param_to_yaml)  # dump as the YAML the user wrote, so specs round-trip
+_Searched = PlainSerializer(param_to_yaml)  # dump as the YAML the user wrote, so specs round-trip
 
 
 class CrossStitchOptions(FamilyOptions):
@@ -107,7 +107,7 @@ class CrossStitchOptions(FamilyOptions):
     def _at_most_one(cls, v: Param) -> Param:
         top = v.high if v.kind == "range" else max(v.grid_values())
         if top > 1:
-            raise ValueError(f"must be a mixing weight in [0, 1], got {_param_to_yaml(v)!r}")
+            raise ValueError(f"must be a mixing weight in [0, 1], got {param_to_yaml(v)!r}")
         return v
 
 

@@ -43,7 +43,7 @@ from torch import nn
 
 from ..backbones import Backbone, make_head
 from ..errors import SpecError
-from ..spec import Param, _param_to_yaml, searchable
+from ..spec import Param, param_to_yaml, searchable
 from ..tasks import Task
 from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel, Phase, register_family
 from ._stages import all_subsets, eligible_stages, sample_subset, subset_params
@@ -86,7 +86,7 @@ class ProgressiveOptions(FamilyOptions):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
     order: Optional[list[str]] = None
     stages: Optional[list[int]] = None
-    lateral: Annotated[Param, searchable("str", allowed=LATERALS), PlainSerializer(_param_to_yaml)] = Param(
+    lateral: Annotated[Param, searchable("str", allowed=LATERALS), PlainSerializer(param_to_yaml)] = Param(
         "choice", choices=LATERALS
     )
 
