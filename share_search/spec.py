@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, field_validator, model_validator
 
 from .errors import SpecError
-from .tasks import METRICS, TASK_TYPES
+from .tasks import METRICS
 
 WEIGHTINGS = ("equal", "uncertainty", "dwa", "gradnorm", "pcgrad")
 OPTIMIZERS = ("adam", "sgd")

@@ -9,23 +9,13 @@ from share_search.arch.cross_stitch import CrossStitchConfig, CrossStitchOptions
 from share_search.backbones import make_backbone
 from share_search.errors import SpecError
 from share_search.spec import parse_spec
-from share_search.tasks import Task
+
+from .shared import BACKBONES, NAMES, TASKS
 
 torch.set_num_threads(1)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 FAMILY = get_family("cross_stitch")
-TASKS = [
-    Task("digit", "digit", "multiclass", 4, "accuracy"),
-    Task("odd", "odd", "binary", 1, "accuracy"),
-    Task("coords", "coords", "regression", 2, "mae"),
-]
-NAMES = [t.name for t in TASKS]
-BACKBONES = {
-    "mlp": ((6,), {"widths": (8, 8, 4)}),
-    "convnet": ((1, 8, 8), {"channels": (3, 4), "hidden": 8}),
-    "resnet": ((2, 8, 8), {"channels": (3, 4)}),
-}
 
 
 def backbone(name):
