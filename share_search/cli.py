@@ -213,16 +213,11 @@ def cmd_report(args) -> int:
 
 
 def cmd_dashboard(args) -> int:
-    from .dashboard import make_server, url_of
+    from .dashboard import make_server, serve_until_stopped, url_of
 
     server = make_server(args.run, args.port)
     print(f"optuna-dashboard for {Path(args.run).resolve()} at {url_of(server)} (Ctrl-C stops it)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_stopped(server)
     return 0
 
 

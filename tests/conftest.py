@@ -17,3 +17,25 @@ def ray_session():
     yield
     if started:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def small_run(ray_session, tmp_path_factory):
+    """A finished tiny search (digits, 3 tasks, every family, 7 trials, 2 exported) whose run
+    folder the report, dashboard and browser tests read; returns ``run_search``'s outcome."""
+    from share_search.runner import run_search
+    from share_search.spec import parse_spec
+
+    spec = parse_spec(
+        {
+            "name": "small",
+            "seed": 3,
+            "data": {"source": "digits", "max_samples": 500},
+            "tasks": {"digit": None, "odd": None, "loop": {"metric": "f1"}},
+            "backbone": {"name": "mlp", "options": {"widths": [32, 32, 16]}},
+            "families": {"tree": {}, "cross_stitch": {}, "progressive": {}},
+            "train": {"epochs": 2, "lr": 0.005, "batch_size": 32},
+            "search": {"trials": 7, "concurrency": 2, "export_top": 2},
+        }
+    )
+    return run_search(spec, out=tmp_path_factory.mktemp("small_run") / "small", show_progress=False)

@@ -1,0 +1,422 @@
+"""The run report: one self-contained HTML file (plotly inlined, opens offline).
+
+Plain data first, figures second (like Optuna's ``_get_pareto_front_info`` then
+``_get_pareto_front_plot``): ``report_data(study)`` reads the study once into a
+``ReportData`` of small dataclasses that tests check without plotly; the ``*_figure``
+functions draw them; ``render_html`` assembles the page. Only the study is read (tasks
+come from its ``tasks`` user attribute), never the dataset.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
+
+import pandas as pd
+
+from . import drawing
+from .errors import RunError
+from .rank import DELTA_M_CONVENTION
+
+DEFAULT_TOP = 3
+_RANK_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+class TaskInfo(NamedTuple):
+    """A task as the study records it (its ``tasks`` user attribute)."""
+
+    name: str
+    metric: str
+    higher_is_better: bool
+
+    @property
+    def axis_title(self) -> str:
+        return f"{self.name} {self.metric} ({'higher' if self.higher_is_better else 'lower'} is better)"
+
+
+class _ProblemView(NamedTuple):
+    """What ``runner.leaderboard_of`` reads of a problem, without loading its data."""
+
+    tasks: tuple[TaskInfo, ...]
+
+    @property
+    def higher_is_better(self) -> dict[str, bool]:
+        return {t.name: t.higher_is_better for t in self.tasks}
+
+
+@dataclass(frozen=True)
+class Point:
+    trial: int
+    rank: int | None
+    family: str
+    arch: str
+    values: dict[str, float]  # task -> validation metric
+    delta_m: float | None
+    params: float | None
+    macs: float | None
+    front: bool  # on the Pareto front of the per-task metrics
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One trial's validation metric per task over the epochs of its history."""
+
+    rank: int
+    trial: int
+    arch: str
+    family: str
+    epochs: list[int]
+    phases: list[str]
+    values: dict[str, list[float | None]]  # task -> one value per epoch
+
+
+@dataclass(frozen=True)
+class TopDrawing:
+    rank: int
+    trial: int
+    delta_m: float | None
+    drawing: drawing.ArchDrawing
+
+
+@dataclass
+class ReportData:
+    name: str
+    tasks: tuple[TaskInfo, ...]
+    board: pd.DataFrame
+    rank_by: str
+    counts: dict[str, int]
+    objectives: list[str]
+    points: list[Point]  # ranked trials, best first
+    curves: list[Curve]
+    drawings: list[TopDrawing]
+    has_delta_m: bool
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def families(self) -> list[str]:
+        return sorted({p.family for p in self.points})
+
+    @property
+    def front(self) -> list[Point]:
+        return [p for p in self.points if p.front]
+
+
+# --------------------------------------------------------------------------- plain data
+def study_tasks(study) -> tuple[TaskInfo, ...]:
+    raw = study.user_attrs.get("tasks")
+    if not raw:
+        raise RunError(f"study {study.study_name!r} has no `tasks` user attribute; it was not written by share-search run")
+    return tuple(TaskInfo(t["name"], t["metric"], bool(t["higher_is_better"])) for t in raw)
+
+
+def _num(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def points_of(board: pd.DataFrame, tasks: Sequence[TaskInfo]) -> list[Point]:
+    """The ranked trials of a leaderboard as points, best first; ``front`` means front 1."""
+    ranked = board[board["rank"].notna()].sort_values("rank")
+    return [
+        Point(
+            trial=int(r["trial"]), rank=int(r["rank"]), family=str(r["family"]), arch=str(r["arch"]),
+            values={t.name: float(r[f"val.{t.name}"]) for t in tasks}, delta_m=_num(r.get("delta_m")),
+            params=_num(r.get("params")), macs=_num(r.get("macs")), front=on_front(r["pareto_front"]),
+        )
+        for _, r in ranked.iterrows()
+    ]
+
+
+def on_front(value: Any) -> bool:
+    return value is not None and not pd.isna(value) and int(value) == 1
+
+
+def curve_of(rank: int, trial, tasks: Sequence[TaskInfo]) -> Curve:
+    """Validation metric per task and epoch from a trial's ``history`` user attribute."""
+    history = trial.user_attrs.get("history") or []
+    a = trial.user_attrs
+    return Curve(
+        rank=rank, trial=trial.number, arch=a.get("arch", ""), family=a.get("family", ""),
+        epochs=[int(row["epoch"]) for row in history], phases=[str(row.get("phase", "")) for row in history],
+        values={t.name: [_num(row.get(f"{t.name}.{t.metric}")) for row in history] for t in tasks},
+    )
+
+
+def report_data(study, top: int = DEFAULT_TOP, rank_by: str = "delta_m") -> ReportData:
+    """Everything the report shows, read from the study (no data set, no plotly)."""
+    from .runner import leaderboard_of
+
+    tasks = study_tasks(study)
+    board = leaderboard_of(study, _ProblemView(tasks), rank_by=rank_by)
+    has_delta_m = bool(board["delta_m"].notna().any())
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    n_stages = study.user_attrs.get("n_stages") or drawing.infer_n_stages(t.user_attrs.get("arch_json") for t in trials.values())
+    points = points_of(board, tasks)
+    notes = []
+    if not has_delta_m:
+        notes.append("Δm is undefined in this study (no finished single-task baseline): trials are ranked by Pareto front.")
+    curves, drawings = [], []
+    for p in points[:top]:
+        t = trials[p.trial]
+        curves.append(curve_of(p.rank, t, tasks))
+        if not t.user_attrs.get("arch_json"):
+            notes.append(f"rank {p.rank} (trial {p.trial}) is not drawn: the trial recorded no `arch_json`")
+            continue
+        try:
+            d = drawing.layout(json.loads(t.user_attrs["arch_json"]), t.user_attrs.get("details"), n_stages, tasks=[x.name for x in tasks])
+        except (KeyError, ValueError) as exc:  # an unknown family, or one with no drawing
+            notes.append(f"rank {p.rank} (trial {p.trial}) is not drawn: {exc}")
+            continue
+        drawings.append(TopDrawing(p.rank, p.trial, p.delta_m, d))
+    return ReportData(
+        name=study.study_name, tasks=tasks, board=board, rank_by=rank_by if has_delta_m else "pareto",
+        counts={str(k): int(v) for k, v in board["state"].value_counts().items()},
+        objectives=list(study.metric_names or []), points=points, curves=curves, drawings=drawings,
+        has_delta_m=has_delta_m, notes=notes,
+    )
+
+
+# --------------------------------------------------------------------------- figures
+def pareto_figure(data: ReportData):
+    """Per-task metrics against each other, the Pareto front marked; None for one task."""
+    import plotly.graph_objects as go
+
+    tasks, points = data.tasks, data.points
+    if len(tasks) < 2 or not points:
+        return None
+    fig = go.Figure()
+    if len(tasks) == 2:
+        a, b = tasks
+        for family in data.families:
+            mine = [p for p in points if p.family == family]
+            fig.add_trace(go.Scatter(
+                x=[p.values[a.name] for p in mine], y=[p.values[b.name] for p in mine], mode="markers", name=family,
+                marker=dict(color=drawing.family_colour(family), size=[13 if p.front else 8 for p in mine],
+                            symbol=["diamond" if p.front else "circle" for p in mine], line=dict(color="black", width=[2 if p.front else 0 for p in mine])),
+                hovertext=[_hover(p) for p in mine], hoverinfo="text",
+            ))
+        front = sorted(data.front, key=lambda p: p.values[a.name])
+        fig.add_trace(go.Scatter(x=[p.values[a.name] for p in front], y=[p.values[b.name] for p in front], mode="lines",
+                                 name="Pareto front", line=dict(color="black", dash="dot"), hoverinfo="skip"))
+        fig.update_layout(xaxis_title=a.axis_title, yaxis_title=b.axis_title)
+    else:
+        for family in data.families:
+            mine = [p for p in points if p.family == family]
+            fig.add_trace(go.Splom(
+                dimensions=[dict(label=f"{t.name} {'↑' if t.higher_is_better else '↓'}", values=[p.values[t.name] for p in mine]) for t in tasks],
+                name=family, diagonal_visible=False, showupperhalf=False, hovertext=[_hover(p) for p in mine], hoverinfo="text",
+                marker=dict(color=drawing.family_colour(family), size=[12 if p.front else 7 for p in mine],
+                            symbol=["diamond" if p.front else "circle" for p in mine], line=dict(color="black", width=[2 if p.front else 0 for p in mine])),
+            ))
+    fig.update_layout(title="validation metrics per task: Pareto front as black-edged diamonds", height=520 if len(tasks) > 2 else 460, legend_title="family")
+    return fig
+
+
+def _hover(p: Point) -> str:
+    values = ", ".join(f"{k} {v:.4g}" for k, v in p.values.items())
+    dm = "" if p.delta_m is None else f"<br>Δm {p.delta_m:+.2f}%"
+    return f"rank {p.rank} · trial {p.trial}<br>{html.escape(p.arch)}<br>{values}{dm}" + ("<br>on the Pareto front" if p.front else "")
+
+
+def delta_m_by_family_figure(data: ReportData):
+    import plotly.graph_objects as go
+
+    if not data.has_delta_m:
+        return None
+    fig = go.Figure()
+    for family in data.families:
+        mine = [p for p in data.points if p.family == family and p.delta_m is not None]
+        fig.add_trace(go.Box(y=[p.delta_m for p in mine], name=family, boxpoints="all", jitter=0.4, pointpos=0,
+                             marker=dict(color=drawing.family_colour(family)), hovertext=[_hover(p) for p in mine], hoverinfo="text"))
+    fig.add_hline(y=0, line=dict(color="grey", dash="dash"), annotation_text="single-task networks (Δm = 0)")
+    fig.update_layout(title="Δm by family", yaxis_title="Δm (%), higher is better", showlegend=False, height=420)
+    return fig
+
+
+def cost_figure(data: ReportData):
+    """Δm against parameters and MACs (log scale), one colour per family."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    if not data.has_delta_m:
+        return None
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, subplot_titles=("parameters", "MACs per sample"))
+    for family in data.families:
+        mine = [p for p in data.points if p.family == family and p.delta_m is not None]
+        for col, key in ((1, "params"), (2, "macs")):
+            fig.add_trace(go.Scatter(
+                x=[getattr(p, key) for p in mine], y=[p.delta_m for p in mine], mode="markers", name=family, legendgroup=family,
+                showlegend=col == 1, marker=dict(color=drawing.family_colour(family), size=9),
+                hovertext=[_hover(p) for p in mine], hoverinfo="text",
+            ), row=1, col=col)
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(title_text="Δm (%), higher is better", row=1, col=1)
+    fig.update_layout(title="cost against Δm", height=420, legend_title="family")
+    return fig
+
+
+def curves_figure(data: ReportData):
+    """Validation metric per epoch of the top architectures, one panel per task."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    if not data.curves:
+        return None
+    tasks = data.tasks
+    fig = make_subplots(rows=1, cols=len(tasks), subplot_titles=[f"{t.name} {t.metric} {'↑' if t.higher_is_better else '↓'}" for t in tasks])
+    for i, curve in enumerate(data.curves):
+        colour = _RANK_COLOURS[i % len(_RANK_COLOURS)]
+        for col, t in enumerate(tasks, start=1):
+            fig.add_trace(go.Scatter(
+                x=curve.epochs, y=curve.values[t.name], mode="lines+markers", name=f"rank {curve.rank} (trial {curve.trial})",
+                legendgroup=str(curve.rank), showlegend=col == 1, line=dict(color=colour),
+                hovertext=[f"rank {curve.rank} · {html.escape(curve.arch)}<br>epoch {e} (phase {ph})" for e, ph in zip(curve.epochs, curve.phases)],
+                hoverinfo="text+y",
+            ), row=1, col=col)
+    fig.update_xaxes(title_text="epoch", dtick=1)
+    fig.update_layout(title="learning curves of the top architectures (validation)", height=400)
+    return fig
+
+
+def drawing_figures(data: ReportData) -> list:
+    out = []
+    for d in data.drawings:
+        dm = "" if d.delta_m is None else f" · Δm {d.delta_m:+.2f}%"
+        out.append(drawing.to_figure(d.drawing, title=f"rank {d.rank} · trial {d.trial}{dm}<br><sup>{html.escape(d.drawing.title)}</sup>"))
+    return out
+
+
+# --------------------------------------------------------------------------- HTML
+_TABLE_COLUMNS = ("rank", "trial", "family", "arch", "role", "delta_m", "pareto_front", "params", "macs", "time_s", "best_epoch", "state", "fail_reason")
+
+_SORT_JS = """
+document.querySelectorAll("table.sortable th").forEach(function (th, col) {
+  th.addEventListener("click", function () {
+    var table = th.closest("table"), body = table.tBodies[0];
+    var ascending = th.getAttribute("aria-sort") !== "ascending";
+    table.querySelectorAll("th").forEach(function (h) { h.removeAttribute("aria-sort"); });
+    th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = a.cells[col].dataset.value, y = b.cells[col].dataset.value;
+      if (x === "" || y === "") { return (x === "") - (y === ""); }  // empty cells last
+      var nx = Number(x), ny = Number(y), c = (isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny;
+      return ascending ? c : -c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  });
+});
+"""
+
+_CSS = """
+body { font-family: Helvetica, Arial, sans-serif; margin: 24px; color: #222; }
+.convention { background: #f6f6f6; border-left: 4px solid #888; padding: 8px 12px; max-width: 1100px; }
+table.sortable { border-collapse: collapse; font-size: 13px; }
+table.sortable th { cursor: pointer; background: #eee; position: sticky; top: 0; }
+table.sortable th[aria-sort=ascending]::after { content: " ▲"; }
+table.sortable th[aria-sort=descending]::after { content: " ▼"; }
+table.sortable td, table.sortable th { border: 1px solid #ddd; padding: 3px 7px; text-align: right; }
+table.sortable td.text { text-align: left; }
+tr.front td:first-child { font-weight: bold; }
+.figures { display: flex; flex-wrap: wrap; gap: 12px; }
+.figures > div { flex: 1 1 100%; }
+.figures.drawings > div { flex: 0 0 auto; }
+"""
+
+
+def _header(column: str, tasks: Sequence[TaskInfo]) -> str:
+    for t in tasks:
+        if column == f"val.{t.name}":
+            return f"{t.name} {t.metric} {'↑' if t.higher_is_better else '↓'}"
+    return {"delta_m": "Δm (%) ↑", "pareto_front": "front", "time_s": "time (s)", "best_epoch": "best epoch", "fail_reason": "failure"}.get(column, column)
+
+
+def _cell(value: Any, column: str) -> tuple[str, str, bool]:
+    """(shown text, sort value, is text) of one table cell."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "–", "", False
+    if isinstance(value, (bool,)) or column in ("family", "arch", "role", "state", "fail_reason"):
+        return str(value), str(value), True
+    number = float(value)
+    if column in ("rank", "trial", "pareto_front", "params", "macs", "best_epoch"):
+        return f"{int(number):,}", repr(number), False
+    if column == "delta_m":
+        return f"{number:+.2f}", repr(number), False
+    return f"{number:.4g}", repr(number), False
+
+
+def leaderboard_html(board: pd.DataFrame, tasks: Sequence[TaskInfo]) -> str:
+    """The leaderboard as an HTML table sorted by clicking a header (each cell carries its sort value)."""
+    columns = [c for c in _TABLE_COLUMNS[:5] if c in board] + [f"val.{t.name}" for t in tasks] + [c for c in _TABLE_COLUMNS[5:] if c in board]
+    head = "".join(f'<th title="click to sort">{html.escape(_header(c, tasks))}</th>' for c in columns)
+    rows = []
+    for _, r in board.iterrows():
+        cells = []
+        for c in columns:
+            shown, key, text = _cell(r[c], c)
+            cells.append(f'<td data-value="{html.escape(key)}"{" class=text" if text else ""}>{html.escape(shown)}</td>')
+        front = ' class="front"' if on_front(r.get("pareto_front")) else ""
+        rows.append(f"<tr{front}>{''.join(cells)}</tr>")
+    return f'<table class="sortable" id="leaderboard"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _figure_html(fig, div_id: str) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config={"displaylogo": False})
+
+
+def render_html(data: ReportData) -> str:
+    """The whole page as one string; plotly.js is inlined so the file opens offline."""
+    from plotly.offline import get_plotlyjs
+
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(data.counts.items()))
+    e = html.escape
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>share-search report: {e(data.name)}</title>", f"<style>{_CSS}</style>",
+        f'<script type="text/javascript">{get_plotlyjs()}</script>', "</head><body>",
+        f"<h1>share-search report: {e(data.name)}</h1>",
+        f"<p>{len(data.board)} trials ({e(counts)}); tasks: "
+        + ", ".join(e(t.axis_title) for t in data.tasks)
+        + f"; objectives: {e(', '.join(data.objectives) or '-')}; ranked by {e(data.rank_by)}.</p>",
+        f'<p class="convention" id="delta-m-convention">{e(DELTA_M_CONVENTION)}</p>',
+        *(f"<p><em>{e(n)}</em></p>" for n in data.notes),
+        "<h2>Leaderboard</h2><p>Validation metrics; click a column header to sort. Bold ranks are on the Pareto front.</p>",
+        leaderboard_html(data.board, data.tasks),
+    ]
+    sections = [
+        ("Trade-offs between tasks", [("pareto", pareto_figure(data))]),
+        ("Δm by family and cost", [("delta-m-by-family", delta_m_by_family_figure(data)), ("cost", cost_figure(data))]),
+        ("Learning curves", [("curves", curves_figure(data))]),
+        ("Top architectures", [(f"arch-rank-{d.rank}", f) for d, f in zip(data.drawings, drawing_figures(data))]),
+    ]
+    for title, figures in sections:
+        shown = [(name, fig) for name, fig in figures if fig is not None]
+        parts.append(f"<h2>{e(title)}</h2>")
+        if not shown:
+            parts.append("<p><em>Nothing to show (too few tasks or ranked trials, or no Δm).</em></p>")
+            continue
+        kind = "figures drawings" if title == "Top architectures" else "figures"
+        parts.append(f'<div class="{kind}">' + "".join(f"<div>{_figure_html(fig, 'fig-' + name)}</div>" for name, fig in shown) + "</div>")
+    parts += [f"<script>{_SORT_JS}</script>", "</body></html>"]
+    return "\n".join(parts)
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = DEFAULT_TOP) -> Path:
+    """Write ``run_dir/report.html`` (or ``out``) for a run folder; returns the path."""
+    from .runner import open_run
+
+    if top < 1:
+        raise RunError(f"--top must be >= 1, got {top}")
+    study, _ = open_run(run_dir)
+    path = Path(out) if out else Path(run_dir).resolve() / "report.html"
+    text = render_html(report_data(study, top=top))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
