@@ -124,6 +124,7 @@ def cmd_run(args) -> int:
 
 
 def _print_board(con, board, task_names, rows: int | None = None) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from .rank import DELTA_M_CONVENTION
@@ -132,11 +133,20 @@ def _print_board(con, board, task_names, rows: int | None = None) -> None:
     cols = ["rank", "trial", "family", "arch", *[f"val.{n}" for n in task_names], "delta_m", "params", "macs", "time_s", "state"]
     for c in cols:
         t.add_column(c.replace("val.", ""), overflow="fold")
-    shown = board if rows is None else board.head(rows)
+    shown = board if rows is None else _top_and_each_family(board, rows)
     for _, r in shown.iterrows():
-        t.add_row(*[_cell(r.get(c)) for c in cols])
+        t.add_row(*[escape(_cell(r.get(c))) for c in cols])  # summaries hold [brackets], not markup
     con.print(t)
     con.print(f"[dim]{DELTA_M_CONVENTION}[/]")
+
+
+def _top_and_each_family(board, rows: int):
+    """The first ``rows`` rows, plus the best row of every family not among them."""
+    import pandas as pd
+
+    top = board.head(rows)
+    missing = board[~board["family"].isin(set(top["family"]))].drop_duplicates("family")
+    return top if missing.empty else pd.concat([top, missing])
 
 
 def _cell(v) -> str:
@@ -200,7 +210,12 @@ def cmd_export(args) -> int:
         raise ShareSearchError(f"--top must be >= 1, got {args.top}")
     study, problem = _problem_of_run(args.run)
     board = leaderboard_of(study, problem, rank_by=args.rank_by, budget=args.budget)
-    for path in export_ranked(Path(args.run).resolve(), problem, board, args.top):
+    from .dashboard import annotate_study
+
+    run_dir = Path(args.run).resolve()
+    exported = export_ranked(run_dir, problem, board, args.top)
+    annotate_study(study, run_dir, board, exported)  # keep the study note and export artifacts in step
+    for path in exported:
         print(f"exported {path}")
     return 0
 
