@@ -36,6 +36,7 @@ def test_study_holds_every_trial_complete_with_its_measurements(run):
         a = t.user_attrs
         assert set(a["val"]) == {"digit", "odd", "loop"}
         assert set(a["val"]["loop"]) == {"f1"}
+        assert a["val.loop"] == a["val"]["loop"]["f1"]  # flat copies: sortable in the dashboard
         assert a["params"] > 0 and a["macs"] > 0 and a["time_s"] > 0
         assert a["arch"].startswith(a["family"] + ":")
         assert config_from_dict(json.loads(a["arch_json"])).summary() == a["arch"]
