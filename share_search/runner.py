@@ -19,7 +19,7 @@ from .problem import Problem, load_problem
 from .rank import leaderboard
 from .spaces import grid_points, grid_problems
 from .spec import Spec, load_spec
-from .study import create_or_load_study, load_run_study, mark_interrupted, open_storage, storage_url, trials_frame
+from .study import RETRY_OF, check_study, create_or_load_study, load_run_study, mark_interrupted, open_storage, storage_url, trials_frame, unretried_interrupted
 
 log = logging.getLogger("share_search")
 
@@ -80,26 +80,37 @@ def run_search(
     if spec.search.sampler == "grid":
         log.info("grid: %d architectures", len(grid_points(problem)))
     storage = open_storage(storage_url(spec, run_dir)) if spec.search.storage else None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if storage is None:
-        storage = open_storage(storage_url(spec, run_dir))
-    study = create_or_load_study(spec, problem, storage, resume)
-    (run_dir / "spec.resolved.yaml").write_text(spec.to_yaml())
-    handler = _log_to_file(run_dir)
-    interrupted = mark_interrupted(study) if resume else []
-    for t in interrupted:  # retried with the same parameters and role
-        study.enqueue_trial(t.params, user_attrs={k: v for k, v in t.user_attrs.items() if k in ("role", "fixed_arch")}, skip_if_exists=False)
-    started = search.start_ray(address)
+    if storage is not None:  # a shared database: its study is checked before anything is written
+        check_study(spec, problem, storage, resume)
+    started = search.start_ray(address)  # a wrong --address also fails before anything is written
+    handler = None
     try:
-        counts = search.search(study, problem, storage, run_dir, show_progress=show_progress, on_phase=on_phase)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if storage is None:
+            storage = open_storage(storage_url(spec, run_dir))
+        study = create_or_load_study(spec, problem, storage, resume)
+        (run_dir / "spec.resolved.yaml").write_text(spec.to_yaml())
+        handler = _log_to_file(run_dir)
+        if resume:  # trials a killed driver left running, and interrupted ones, run again with the same values
+            mark_interrupted(study)
+            for t in unretried_interrupted(study):
+                attrs = {k: v for k, v in t.user_attrs.items() if k in ("role", "fixed_arch")}
+                study.enqueue_trial(t.params, user_attrs={**attrs, RETRY_OF: t.number}, skip_if_exists=False)
+        try:
+            counts = search.search(study, problem, storage, run_dir, show_progress=show_progress, on_phase=on_phase)
+        except BaseException:  # Ctrl-C or a crash: trials this driver left running are retried by --resume
+            left = mark_interrupted(study)
+            log.warning("search stopped; %d unfinished trial(s) marked interrupted (continue with --resume)", len(left))
+            raise
     finally:
         if started:
             import ray
 
             ray.shutdown()
-        for name in ("share_search", "ray", "optuna"):
-            logging.getLogger(name).removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            for name in ("share_search", "ray", "optuna"):
+                logging.getLogger(name).removeHandler(handler)
+            handler.close()
     board = leaderboard_of(study, problem)
     board.to_csv(run_dir / "leaderboard.csv", index=False)
     exported = []
@@ -108,6 +119,9 @@ def run_search(
         from .export import export_ranked
 
         exported = export_ranked(run_dir, problem, board, top)
+    from .dashboard import annotate_study
+
+    annotate_study(study, run_dir, board, exported)  # study note and exported checkpoints, for optuna-dashboard
     return RunOutcome(run_dir, board, exported, counts, problem)
 
 

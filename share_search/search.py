@@ -75,6 +75,9 @@ def run_trial(config: dict[str, Any], problem: Problem, baseline: dict[str, floa
     start = time.perf_counter()
     info: dict[str, Any] = {"optuna_trial": number, "family": plan.arch.family, "arch": plan.arch.summary(), "node": _node_id()}
     try:
+        import torch
+
+        torch.manual_seed(plan.train.seed)  # initial weights from the seed, not from what this (reused) worker ran before
         model = build_model(plan.arch, problem.backbone, problem.tasks)
         info["params"] = count_parameters(model)
         info["macs"] = count_macs(model, problem.backbone.input_shape)
@@ -196,6 +199,8 @@ def _make_searcher_class():
                 "history": json.loads(result["history_json"]) if "history_json" in result else None,
                 "details": json.loads(result["details_json"]) if "details_json" in result else None,
             }
+            if attrs["val"]:  # flat primary metrics: sortable columns in optuna-dashboard's trial table
+                attrs.update({f"val.{t.name}": attrs["val"][t.name].get(t.metric) for t in self.tasks})
             for key, value in attrs.items():
                 if value is not None:
                     ot.set_user_attr(key, json_safe(value))
@@ -224,6 +229,20 @@ def _make_searcher_class():
 
 
 # --------------------------------------------------------------------------- progress
+def _error_reason(trial) -> str:
+    """The last line of a failed trial's error text (e.g. why its worker died).
+
+    Tune writes it to the trial's local folder first and syncs it to storage later, so the
+    local file is read; ``trial.get_error()`` (storage) is still empty at this point.
+    """
+    text = ""
+    path = getattr(trial, "error_file", None)
+    if path and os.path.isfile(path):
+        text = Path(path).read_text(errors="replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[-1] if lines else "the trial failed")[:2000]
+
+
 def _make_progress_callback(searcher, total: int, show: bool):
     from ray import tune
 
@@ -266,9 +285,7 @@ def _make_progress_callback(searcher, total: int, show: bool):
 
         def on_trial_error(self, iteration, trials, trial, **info):
             self.running -= 1
-            error = trial.get_error() if hasattr(trial, "get_error") else None
-            reason = f"{type(error).__name__}: {str(error).splitlines()[-1] if str(error) else ''}" if error else "the trial failed"
-            searcher.record_error(trial.trial_id, reason[:2000])
+            searcher.record_error(trial.trial_id, _error_reason(trial))
             self._update(1)
 
         def on_experiment_end(self, trials, **info):
@@ -293,8 +310,24 @@ def quiet_ray() -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # reference trials report no Δm yet
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "100")
+    # Ctrl-C raises KeyboardInterrupt at once (Tune's own handler would end the phase as if it
+    # had finished); the runner then marks the stopped trials interrupted, for --resume.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     for name in ("ray", "ray.tune", "ray.train", "ray.air"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once on a ``host:port`` nobody listens on (``ray.init`` retries it for minutes)."""
+    import socket
+
+    host, _, port = address.split("://")[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", "local" and other forms are Ray's to resolve
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as exc:
+        raise RunError(f"--address: cannot reach a Ray head at {address!r} ({exc.strerror or exc}); start one with `ray start --head`") from None
 
 
 def start_ray(address: str | None, log_file: Path | None = None) -> bool:
@@ -302,6 +335,8 @@ def start_ray(address: str | None, log_file: Path | None = None) -> bool:
     import ray
 
     quiet_ray()
+    if address:
+        _check_reachable(address)
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
@@ -382,9 +417,9 @@ def run_phase(
     try:
         tuner.fit()
     finally:
-        searcher.finish()
         if progress.progress is not None:
             progress.progress.stop()
+    searcher.finish()  # not after an interrupt: trials waiting for a baseline are retried then
     return PhaseOutcome(ran=n_trials, baseline=searcher.baseline, counts=dict(searcher.counts))
 
 

@@ -22,6 +22,7 @@ from .tasks import Task
 
 SQLITE_TIMEOUT_S = 30  # a dashboard reading the file must never make a write fail
 INTERRUPTED = "interrupted: the driver stopped before the trial finished"
+RETRY_OF = "retry_of"  # user attribute: the number of the interrupted trial this one repeats
 
 
 def storage_url(spec: Spec, run_dir: Path) -> str:
@@ -63,19 +64,27 @@ def objective_names(spec: Spec, problem: Problem) -> tuple[list[str], list[str]]
     return names, directions
 
 
-def create_or_load_study(spec: Spec, problem: Problem, storage, resume: bool) -> optuna.Study:
+def check_study(spec: Spec, problem: Problem, storage, resume: bool) -> bool:
+    """Whether the spec's study exists; raises, writing nothing, where it may not be created
+    (it exists and this is no resume) or resumed (it is missing, or has other objectives)."""
     names, directions = objective_names(spec, problem)
     exists = spec.name in {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    where = _hide_password(storage.url)
     if exists and not resume:
-        raise RunError(
-            f"study {spec.name!r} already exists in {_hide_password(storage.url)}; "
-            "continue it with --resume, or give the spec another name"
-        )
-    if resume and exists:
+        raise RunError(f"study {spec.name!r} already exists in {where}; continue it with --resume, or give the spec another name")
+    if resume and not exists:
+        raise RunError(f"--resume: {where} holds no study named {spec.name!r} to continue (search.storage changed?)")
+    if exists:
         study = optuna.load_study(study_name=spec.name, storage=storage)
         if list(study.directions) != [optuna.study.StudyDirection[d.upper()] for d in directions]:
             raise RunError(f"study {spec.name!r} has other objectives than the spec ({', '.join(names)}); it cannot be resumed with this spec")
-        return study
+    return exists
+
+
+def create_or_load_study(spec: Spec, problem: Problem, storage, resume: bool) -> optuna.Study:
+    if check_study(spec, problem, storage, resume):
+        return optuna.load_study(study_name=spec.name, storage=storage)
+    names, directions = objective_names(spec, problem)
     study = optuna.create_study(study_name=spec.name, storage=storage, directions=directions)
     study.set_metric_names(names)
     study.set_user_attr("spec", spec.to_dict())
@@ -92,22 +101,36 @@ def mark_interrupted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return left
 
 
+def is_interrupted(t: optuna.trial.FrozenTrial) -> bool:
+    return t.state == TrialState.FAIL and t.user_attrs.get("fail_reason") == INTERRUPTED
+
+
+def unretried_interrupted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Interrupted trials that no later trial retries yet (a retry records ``retry_of``)."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get(RETRY_OF) for t in trials}
+    return [t for t in trials if is_interrupted(t) and t.number not in retried]
+
+
 def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Trials that count against the budget: complete, pruned, or failed for a reason of their own."""
     out = []
     for t in study.get_trials(deepcopy=False):
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
             out.append(t)
-        elif t.state == TrialState.FAIL and t.user_attrs.get("fail_reason") != INTERRUPTED:
+        elif t.state == TrialState.FAIL and not is_interrupted(t):
             out.append(t)
     return out
 
 
 def trials_frame(study: optuna.Study, tasks: Sequence[Task]) -> pd.DataFrame:
-    """One row per trial in the columns ``rank.leaderboard`` reads (validation metrics only)."""
+    """One row per trial in the columns ``rank.leaderboard`` reads (validation metrics only).
+
+    Queued trials and interrupted ones (``--resume`` retries them) are left out.
+    """
     rows = []
     for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.WAITING:
+        if t.state == TrialState.WAITING or is_interrupted(t):
             continue
         a = t.user_attrs
         val = a.get("val", {})

@@ -1,0 +1,116 @@
+"""Helpers for tests that run real searches: small specs, their studies, the processes they start."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+# digits, two tasks, a one-stage MLP, one epoch: a trial trains in well under a second
+SMALL = {
+    "name": "small",
+    "seed": 0,
+    "data": {"source": "digits", "max_samples": 300},
+    "tasks": {"digit": {"metric": "accuracy"}, "odd": {"metric": "accuracy"}},
+    "backbone": {"name": "mlp", "options": {"widths": [16]}},
+    "families": {"tree": {}, "cross_stitch": {}},
+    "train": {"lr": 0.01, "epochs": 1, "batch_size": 32},
+    "search": {"sampler": "random", "trials": 4, "concurrency": 2, "export_top": 1},
+}
+
+
+def small_spec(**sections: Any) -> dict[str, Any]:
+    """SMALL with whole top-level values replaced, and ``search``/``train`` entries merged."""
+    spec = copy.deepcopy(SMALL)
+    for key, value in sections.items():
+        if key in ("search", "train", "data") and isinstance(value, dict):
+            spec[key].update(value)
+        else:
+            spec[key] = value
+    return spec
+
+
+def write_spec(path: Path, spec: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def study_of(run_dir: Path, name: str = "small", storage: str | None = None) -> optuna.Study:
+    url = storage or f"sqlite:///{Path(run_dir).resolve() / 'study.db'}"
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """Environment for a ``python -m share_search.cli`` subprocess: the repo importable, quiet."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "share_search.cli", *args]
+
+
+# --------------------------------------------------------------------------- processes
+def marked_pids(marker: str) -> list[int]:
+    """Processes whose environment holds ``marker`` (a variable only this test set): the
+    driver it started and every Ray process that driver started, on this machine."""
+    needle = marker.encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def alive_marked(marker: str, wait: float = 0.0) -> list[int]:
+    """Live processes carrying ``marker``, after waiting up to ``wait`` seconds for them to end."""
+    deadline = time.monotonic() + wait
+    while True:
+        pids = [p for p in marked_pids(marker) if _alive(p)]
+        if not pids or time.monotonic() >= deadline:
+            return pids
+        time.sleep(0.2)
+
+
+def end_marked(marker: str, timeout: float = 30.0) -> list[int]:
+    """SIGKILL the processes carrying ``marker`` (and only those); returns the pids ended."""
+    ended: list[int] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = [p for p in marked_pids(marker) if _alive(p)]
+        if not pids:
+            return ended
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                ended.append(pid)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+    return ended
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie is already dead, only not yet reaped
