@@ -88,6 +88,7 @@ def create_or_load_study(spec: Spec, problem: Problem, storage, resume: bool) ->
     study = optuna.create_study(study_name=spec.name, storage=storage, directions=directions)
     study.set_metric_names(names)
     study.set_user_attr("spec", spec.to_dict())
+    study.set_user_attr("n_stages", problem.backbone.n_stages)  # drawings of columns need the depth
     study.set_user_attr("tasks", [{"name": t.name, "metric": t.metric, "higher_is_better": t.higher_is_better} for t in problem.tasks])
     return study
 
