@@ -57,3 +57,10 @@ def subset_params(prefix: str, subset: Sequence[int], eligible: Sequence[int]) -
 def all_subsets(eligible: Sequence[int]) -> list[tuple[int, ...]]:
     """Every non-empty subset of ``eligible``, smallest first."""
     return [c for n in range(1, len(eligible) + 1) for c in itertools.combinations(eligible, n)]
+
+
+def require_stages(stages: Sequence[int], backbone, what: str) -> None:
+    """A config built on a shallower backbone than it was sampled for is a clear error."""
+    missing = [s for s in stages if s >= backbone.n_stages]
+    if missing:
+        raise ValueError(f"{what} {missing} need them to exist, but the {backbone.name} backbone has {backbone.n_stages} stages")

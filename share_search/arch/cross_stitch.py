@@ -44,7 +44,7 @@ from ..backbones import Backbone, make_head
 from ..spec import Param, param_to_yaml, searchable
 from ..tasks import Task
 from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel, Phase, register_family
-from ._stages import all_subsets, eligible_stages, sample_subset, subset_params
+from ._stages import all_subsets, eligible_stages, require_stages, sample_subset, subset_params
 
 _STAGE_PREFIX = "cross_stitch.after_stage"
 
@@ -165,12 +165,7 @@ class CrossStitch(Family):
     def build(self, config: ArchConfig, backbone: Backbone, tasks: Sequence[Task]) -> MultiTaskModel:
         if len(tasks) < 2:
             raise ValueError(f"a cross-stitch network needs at least 2 tasks, got {len(tasks)}")
-        missing = [s for s in config.stages if s >= backbone.n_stages]
-        if missing:
-            raise ValueError(
-                f"cross-stitch units after stages {missing} need them to exist, "
-                f"but the {backbone.name} backbone has {backbone.n_stages} stages"
-            )
+        require_stages(config.stages, backbone, "cross-stitch units after stages")
         return CrossStitchNetwork(config, backbone, tasks)
 
 

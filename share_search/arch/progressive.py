@@ -46,7 +46,7 @@ from ..errors import SpecError
 from ..spec import Param, param_to_yaml, searchable
 from ..tasks import Task
 from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel, Phase, register_family
-from ._stages import all_subsets, eligible_stages, sample_subset, subset_params
+from ._stages import all_subsets, eligible_stages, require_stages, sample_subset, subset_params
 
 LATERALS = ("linear", "adapter")
 MAX_SEARCHED_TASKS = 6  # 720 orders in one categorical; 7 tasks would store 5,040 choices per trial
@@ -155,12 +155,7 @@ class Progressive(Family):
         names = [t.name for t in tasks]
         if len(tasks) < 2 or sorted(config.order) != sorted(names):
             raise ValueError(f"the order must list the tasks {names} (at least 2) once each, got {list(config.order)}")
-        missing = [s for s in config.lateral_stages if s >= backbone.n_stages]
-        if missing:
-            raise ValueError(
-                f"laterals into stages {missing} need them to exist, "
-                f"but the {backbone.name} backbone has {backbone.n_stages} stages"
-            )
+        require_stages(config.lateral_stages, backbone, "laterals into stages")
         return ProgressiveNetwork(config, backbone, tasks)
 
 
