@@ -1,0 +1,165 @@
+"""Helpers the benchmark scripts share: machine facts, medians, tables, JSON.
+
+Benchmarks are scripts, never imported by the package; this file is imported only by
+the scripts next to it (``python benchmarks/bX_....py`` puts this folder on sys.path).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+def machine() -> dict[str, Any]:
+    """Where a figure came from: CPU, cores, load, library versions."""
+    import torch
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    for name in ("ray", "optuna"):
+        try:
+            info[name] = __import__(name).__version__
+        except ImportError:
+            info[name] = None
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def median(values: Iterable[float]) -> float:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else float("nan")
+
+
+def spread(values: Sequence[float]) -> tuple[float, float]:
+    """(min, max): the range over repeats, shown next to the median."""
+    values = [v for v in values if v is not None]
+    return (min(values), max(values)) if values else (float("nan"), float("nan"))
+
+
+def fmt(value: Any, digits: int = 2) -> str:
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 2) -> str:
+    """A Markdown table (readable in a terminal, pasteable into the README); returns it too."""
+    cells = [[fmt(v, digits) for v in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h)) for i, h in enumerate(header)]
+    lines = [
+        "| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+        *("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in cells),
+    ]
+    text = f"\n{title}\n\n" + "\n".join(lines) + "\n"
+    print(text, flush=True)
+    return text
+
+
+def write_json(name: str, payload: dict[str, Any], out: str | Path | None = None) -> Path:
+    """Write ``payload`` (plus the machine it ran on) to ``benchmarks/results/<name>.json``."""
+    path = Path(out) if out else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"benchmark": name, "machine": machine(), **payload}, indent=2, default=_default) + "\n")
+    print(f"wrote {path}", flush=True)
+    return path
+
+
+def _default(value):
+    try:
+        import numpy as np
+
+        if isinstance(value, np.generic):
+            return value.item()
+    except ImportError:
+        pass
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def _tree_cpu(root: int) -> dict[int, float]:
+    """Own CPU seconds (user + system, children not included) of ``root`` and each live descendant."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        parent[int(entry)] = int(fields[1])
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick  # utime stime
+    out = {}
+    for pid in cpu:
+        p = pid
+        while p and p != root and p in parent:
+            p = parent[p]
+        if p == root:
+            out[pid] = cpu[pid]
+    return out
+
+
+class TreeCpu:
+    """CPU seconds used by this process and its descendants between ``start`` and ``stop``.
+
+    Ray's trial workers are descendants of the driver (through the raylet) but may exit
+    before the end and are not always reaped into a parent's ``cutime``, so a thread reads
+    every process's own CPU time from ``/proc`` every ``interval`` seconds and keeps the
+    last value seen; a process's last ``interval`` before it exits can be missed. On a
+    machine shared with other work this is steadier than wall time: it measures what the
+    process tree spent, not how long it waited for a core. Linux only.
+    """
+
+    def __init__(self, interval: float = 0.25):
+        import threading
+
+        self.interval = interval
+        self.root = os.getpid()
+        self.base: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> "TreeCpu":
+        self.base = _tree_cpu(self.root)
+        self._thread.start()
+        return self
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.last.update(_tree_cpu(self.root))
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.last.update(_tree_cpu(self.root))
+        self.seconds = sum(v - self.base.get(pid, 0.0) for pid, v in self.last.items())

@@ -1,0 +1,237 @@
+"""B1: executor efficiency. The physical limit of a search is Σ trial time / workers.
+
+One fixed list of architectures (every tree of a small space, walked by ``sampler: grid``
+with ``baselines: false``, so no reference trials are added) is trained four ways, side by
+side in every repeat:
+
+(a) bare      a plain sequential loop: ``spaces.grid_points`` + ``spaces.decode``, then
+              ``arch.build_model`` and ``train.fit``; no Ray, no Optuna, no study.
+(b) search c1 ``share_search.runner.run_search`` (Ray Tune + Optuna, the study in SQLite)
+              at concurrency 1.
+(c) search c2 the same at concurrency 2, one CPU and one torch thread per trial.
+(d) bare x2   control: the bare loop split over two processes. On a machine shared
+              with other work, (d) shows what two workers can get at all, so the search's
+              own overhead at concurrency 2 can be told apart from CPU contention.
+
+Reported per repeat, medians over repeats:
+- efficiency = (Σ bare trial times / workers) / search wall time (the ``run_search`` call;
+  Ray is started once beforehand and its start-up time is reported on its own),
+- per-trial overhead = (search wall time x workers - Σ bare trial times) / trials,
+- in-trial overhead: median of (the study's ``time_s`` - the bare time of the same tree),
+- speed-up of concurrency 2 over 1, and of (d) over (a).
+
+Also reported, because wall time on a shared machine mostly measures waiting: CPU
+seconds of the driver and all Ray processes during the search (``/proc``), against the
+bare loop's CPU seconds.
+
+Ray starts its workers at niceness +15 by default (Ray's ``worker_niceness``), so on a
+machine where other work runs, trials yield to it while a bare loop does not. By default
+this script gives Ray's workers its own niceness (``RAY_worker_niceness``), so both sides
+compete alike; ``--worker-niceness ray-default`` measures Ray's default instead.
+
+    python benchmarks/b1_executor.py --quick   # 12 tiny trials, 1 repeat (~1.5 min on a free machine)
+    python benchmarks/b1_executor.py           # 12 trials of ~10-20 s, 3 repeats (~30 min)
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import TreeCpu, median, print_table, spread, write_json
+
+TASKS = ("left", "right", "left_odd")  # 3 tasks x 3 stages: 12 trees
+
+
+def spec_dict(quick: bool, concurrency: int, gpu: float = 0.0) -> dict:
+    """The benchmark spec: the default demo's data and backbone, three tasks, a grid of trees."""
+    pairs = {"train": 300, "val": 200, "test": 100} if quick else {"train": 3000, "val": 1000, "test": 200}
+    return {
+        "name": "b1",
+        "seed": 0,
+        "data": {"source": "multimnist", "options": {"pairs": pairs}},
+        "tasks": {t: {"metric": "accuracy"} for t in TASKS},
+        "backbone": {"name": "convnet", "options": {"channels": [8, 16], "hidden": 32}},
+        "families": {"tree": {}},
+        "train": {"lr": 0.003, "epochs": 1 if quick else 10, "batch_size": 64, "threads": 1, "device": "auto"},
+        "search": {
+            "sampler": "grid", "baselines": False, "objective": "per_task", "concurrency": concurrency, "export_top": 0,
+            "resources": {"cpu": 1, "gpu": gpu},
+        },
+    }
+
+
+def load(quick: bool):
+    from share_search.problem import load_problem
+    from share_search.spec import parse_spec
+
+    return load_problem(parse_spec(spec_dict(quick, 1)))
+
+
+def bare_trials(quick: bool, indices: list[int] | None = None) -> tuple[dict[str, float], dict[str, float]]:
+    """(a): build and fit every grid point in order; arch summary -> wall seconds, and -> CPU seconds."""
+    import torch
+
+    from share_search.arch import build_model
+    from share_search.spaces import decode, grid_points
+    from share_search.train import fit
+
+    torch.set_num_threads(1)
+    problem = load(quick)
+    points = grid_points(problem)
+    times, cpu = {}, {}
+    for i in indices if indices is not None else range(len(points)):
+        plan = decode(points[i], problem)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        model = build_model(plan.arch, problem.backbone, problem.tasks)
+        fit(model, problem.data, problem.tasks, plan.train)
+        times[plan.arch.summary()] = time.perf_counter() - started
+        cpu[plan.arch.summary()] = time.process_time() - cpu_started
+    return times, cpu
+
+
+def _bare_worker(args):
+    return bare_trials(*args)
+
+
+def bare_parallel(quick: bool, n_points: int, workers: int = 2) -> tuple[float, float]:
+    """(d): the bare loop split over ``workers`` processes (spawned and loaded before timing); wall and CPU seconds."""
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(workers) as pool:
+        pool.map(_warm, range(workers))  # import torch and share_search before the clock starts
+        shares = [(quick, list(range(w, n_points, workers))) for w in range(workers)]
+        started = time.perf_counter()
+        with TreeCpu() as cpu:
+            pool.map(_bare_worker, shares)
+        return time.perf_counter() - started, cpu.seconds
+
+
+def _warm(_):
+    import share_search.train  # noqa: F401
+    import share_search.arch  # noqa: F401
+
+    load(True)
+    return 0
+
+
+def search_run(quick: bool, concurrency: int, gpu: float = 0.0) -> tuple[float, float, dict[str, float], int]:
+    """(b)/(c): one ``run_search`` into a fresh folder: wall time, CPU seconds of the driver and
+    every Ray process, the study's ``time_s`` per tree, completed trials."""
+    from share_search.runner import run_search
+    from share_search.spec import parse_spec
+    from share_search.study import load_run_study
+
+    spec = parse_spec(spec_dict(quick, concurrency, gpu))
+    out = Path(tempfile.mkdtemp(prefix="b1-")) / "run"
+    try:
+        started = time.perf_counter()
+        with TreeCpu() as meter:
+            outcome = run_search(spec, out, show_progress=False)
+        wall, cpu = time.perf_counter() - started, meter.seconds
+        study, _ = load_run_study(out)
+        times = {t.user_attrs["arch"]: t.user_attrs["time_s"] for t in study.trials if t.user_attrs.get("time_s") is not None}
+        return wall, cpu, times, outcome.counts.get("complete", 0)
+    finally:
+        shutil.rmtree(out.parent, ignore_errors=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny data, 1 epoch, 1 repeat (checks the script; figures come from the full mode)")
+    ap.add_argument("--repeats", type=int, help="default 3 (quick: 1)")
+    ap.add_argument(
+        "--worker-niceness", choices=["same", "ray-default"], default="same",
+        help="same (default): Ray's trial workers get this script's niceness, as the bare loop has; "
+        "ray-default: Ray's own default (+15), which makes trials yield to any other work on the machine",
+    )
+    ap.add_argument("--json", help="where to write the result JSON")
+    args = ap.parse_args(argv)
+    repeats = args.repeats or (1 if args.quick else 3)
+    if args.worker_niceness == "same":  # read by the raylet when ray.init starts it
+        os.environ["RAY_worker_niceness"] = str(os.nice(0))
+
+    import ray  # noqa: F401  (imported before timing)
+
+    from share_search.search import start_ray
+    from share_search.spaces import grid_points
+
+    n = len(grid_points(load(args.quick)))
+    load_at_start = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    started = time.perf_counter()
+    start_ray(None)
+    ray_start_s = time.perf_counter() - started
+    print(f"{n} trees; Ray started in {ray_start_s:.1f} s", flush=True)
+
+    reps = []
+    for r in range(repeats):
+        rep: dict = {}
+        rep["bare"], rep["bare_cpu"] = bare_trials(args.quick)
+        print(f"repeat {r + 1}: bare Σ {sum(rep['bare'].values()):.1f} s", flush=True)
+        for c in (1, 2):
+            rep[f"c{c}_wall"], rep[f"c{c}_cpu"], rep[f"c{c}_time_s"], rep[f"c{c}_complete"] = search_run(args.quick, c)
+            print(f"repeat {r + 1}: search c{c} {rep[f'c{c}_wall']:.1f} s", flush=True)
+        rep["bare2_wall"], rep["bare2_cpu"] = bare_parallel(args.quick, n)
+        print(f"repeat {r + 1}: bare x2 {rep['bare2_wall']:.1f} s", flush=True)
+        bare_sum = rep["bare_sum"] = sum(rep["bare"].values())
+        bare_cpu = rep["bare_cpu_sum"] = sum(rep["bare_cpu"].values())
+        for c in (1, 2):
+            rep[f"eff_c{c}"] = bare_sum / c / rep[f"c{c}_wall"]
+            rep[f"overhead_c{c}"] = (c * rep[f"c{c}_wall"] - bare_sum) / n
+            rep[f"in_trial_c{c}"] = statistics.median(rep[f"c{c}_time_s"][a] - rep["bare"][a] for a in rep[f"c{c}_time_s"])
+            rep[f"cpu_eff_c{c}"] = bare_cpu / rep[f"c{c}_cpu"]
+            rep[f"cpu_overhead_c{c}"] = (rep[f"c{c}_cpu"] - bare_cpu) / n
+        rep["speedup_c2"] = rep["c1_wall"] / rep["c2_wall"]
+        rep["speedup_bare2"] = bare_sum / rep["bare2_wall"]
+        rep["eff_c2_vs_bare2"] = rep["bare2_wall"] / rep["c2_wall"]
+        reps.append(rep)
+
+    def row(name, key, digits=2):
+        values = [r[key] for r in reps if key in r]
+        lo, hi = spread(values)
+        return [name, median(values), f"{lo:.{digits}f}-{hi:.{digits}f}"]
+
+    table = [
+        row("trials completed per search", "c1_complete"),
+        row("bare: Σ trial wall time, s", "bare_sum"),
+        ["bare: median trial wall time, s", median(statistics.median(r["bare"].values()) for r in reps), ""],
+        row("search c1: wall, s", "c1_wall"),
+        row("search c2: wall, s", "c2_wall"),
+        row("efficiency c1 = Σ bare / wall (goal >= 0.90)", "eff_c1"),
+        row("efficiency c2 = Σ bare / 2 / wall (goal >= 0.85)", "eff_c2"),
+        row("per-trial overhead c1, s", "overhead_c1"),
+        row("per-trial overhead c2 (worker-seconds), s", "overhead_c2"),
+        row("in-trial overhead c1 (study time_s - bare), s", "in_trial_c1"),
+        row("in-trial overhead c2 (study time_s - bare), s", "in_trial_c2"),
+        row("speed-up c2 over c1", "speedup_c2"),
+        row("control: bare x2 (two processes) wall, s", "bare2_wall"),
+        row("control: speed-up bare x2 over bare", "speedup_bare2"),
+        row("c2 against the control: bare x2 wall / c2 wall", "eff_c2_vs_bare2"),
+        row("CPU: Σ bare CPU s / search CPU s (driver + Ray), c1", "cpu_eff_c1"),
+        row("CPU: same, c2", "cpu_eff_c2"),
+        row("CPU overhead per trial, c1, CPU s", "cpu_overhead_c1"),
+        row("CPU overhead per trial, c2, CPU s", "cpu_overhead_c2"),
+    ]
+    print_table(
+        f"B1 executor efficiency: {n} trees, {repeats} repeat(s), medians (range); Ray start-up {ray_start_s:.1f} s not included; "
+        f"Ray worker niceness: {args.worker_niceness}; load average at start {load_at_start}",
+        ["measure", "median", "range"],
+        table,
+    )
+    write_json(
+        "b1_executor" + ("_quick" if args.quick else ""),
+        {"mode": "quick" if args.quick else "full", "trees": n, "repeats": reps, "ray_start_s": ray_start_s, "worker_niceness": args.worker_niceness, "script_niceness": os.nice(0), "spec": spec_dict(args.quick, 1),
+         "summary": {r[0]: r[1] for r in table}},
+        args.json,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
