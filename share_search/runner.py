@@ -19,7 +19,7 @@ from .problem import Problem, load_problem
 from .rank import leaderboard
 from .spaces import grid_points, grid_problems
 from .spec import Spec, load_spec
-from .study import RETRY_OF, check_study, create_or_load_study, load_run_study, mark_interrupted, open_storage, storage_url, trials_frame, unretried_interrupted
+from .study import check_study, create_or_load_study, load_run_study, mark_interrupted, open_storage, queue_retries, storage_url, trials_frame
 
 log = logging.getLogger("share_search")
 
@@ -93,9 +93,7 @@ def run_search(
         handler = _log_to_file(run_dir)
         if resume:  # trials a killed driver left running, and interrupted ones, run again with the same values
             mark_interrupted(study)
-            for t in unretried_interrupted(study):
-                attrs = {k: v for k, v in t.user_attrs.items() if k in ("role", "fixed_arch")}
-                study.enqueue_trial(t.params, user_attrs={**attrs, RETRY_OF: t.number}, skip_if_exists=False)
+            queue_retries(study)
         try:
             counts = search.search(study, problem, storage, run_dir, show_progress=show_progress, on_phase=on_phase)
         except BaseException:  # Ctrl-C or a crash: trials this driver left running are retried by --resume

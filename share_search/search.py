@@ -31,7 +31,7 @@ from .problem import Problem
 from .rank import delta_m
 from .spaces import FAMILY_PARAM, ROLE_SINGLE_TASK, TrialPlan, enqueue_reference, grid_points, plan_from_dict, reference_archs, SpaceFunction
 from .tasks import Task
-from .study import finished_trials, json_safe, objective_names
+from .study import finished_trials, json_safe, objective_names, planned_params
 from .train import EpochReport, fit
 
 log = logging.getLogger("share_search")
@@ -434,14 +434,9 @@ def baseline_from_study(study: optuna.Study, problem: Problem) -> dict[str, floa
 def enqueue_untried_families(study: optuna.Study, problem: Problem, budget: int) -> None:
     """Queue one trial (family fixed, the rest sampled) per family the study has not tried,
     so every family appears on the leaderboard before the sampler concentrates."""
-    tried = {trial_params(t).get(FAMILY_PARAM) or t.user_attrs.get("family") for t in study.get_trials(deepcopy=False)}
+    tried = {planned_params(t).get(FAMILY_PARAM) or t.user_attrs.get("family") for t in study.get_trials(deepcopy=False)}
     for name in [f for f in problem.spec.families if f not in tried][: max(budget, 0)]:
         study.enqueue_trial({FAMILY_PARAM: name}, skip_if_exists=False)
-
-
-def trial_params(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    """A trial's parameters, also for a queued trial (whose fixed parameters wait in system_attrs)."""
-    return t.params if t.state != TrialState.WAITING else dict(t.system_attrs.get("fixed_params", {}))
 
 
 def _has_role(study: optuna.Study, role: str, states) -> bool:
@@ -485,7 +480,7 @@ def search(
             raise RunError("the single-task baseline trial did not complete (see the study's fail_reason); Δm cannot be computed, so the search stops")
 
     if spec.search.sampler == "grid":
-        seen = [trial_params(t) for t in study.get_trials(deepcopy=False) if t.state in done or t.state == TrialState.WAITING]
+        seen = [planned_params(t) for t in study.get_trials(deepcopy=False) if t.state in done or t.state == TrialState.WAITING]
         todo = [p for p in grid_points(problem) if p not in seen]
         for p in todo:
             study.enqueue_trial(p, skip_if_exists=False)

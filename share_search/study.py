@@ -102,6 +102,15 @@ def mark_interrupted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return left
 
 
+def planned_params(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """The values a trial runs with: those it sampled, plus those it was queued with.
+
+    A queued trial keeps its fixed values in system_attrs until it asks for them, so a
+    trial waiting, or one a killed driver left before it asked, has them only there.
+    """
+    return {**t.system_attrs.get("fixed_params", {}), **t.params}
+
+
 def is_interrupted(t: optuna.trial.FrozenTrial) -> bool:
     return t.state == TrialState.FAIL and t.user_attrs.get("fail_reason") == INTERRUPTED
 
@@ -111,6 +120,17 @@ def unretried_interrupted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get(RETRY_OF) for t in trials}
     return [t for t in trials if is_interrupted(t) and t.number not in retried]
+
+
+def queue_retries(study: optuna.Study) -> list[int]:
+    """Queue one retry per interrupted trial not retried yet, with the same values and role;
+    returns the numbers retried. Values a trial had not asked for yet are sampled anew."""
+    retried = []
+    for t in unretried_interrupted(study):
+        attrs = {k: v for k, v in t.user_attrs.items() if k in ("role", "fixed_arch")}
+        study.enqueue_trial(planned_params(t), user_attrs={**attrs, RETRY_OF: t.number}, skip_if_exists=False)
+        retried.append(t.number)
+    return retried
 
 
 def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
