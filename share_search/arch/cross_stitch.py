@@ -19,14 +19,10 @@ What is searched:
   layer weights, so the paper scaled its learning rate by up to 10³ under SGD. Adam's step
   does not grow with the gradient's size, so the default range is lower: [1, 100], log.
 
-How the columns run: each stage's T copies keep their parameters and buffers stacked on a
-leading column axis (real ``nn.Parameter`` s, so optimisers and ``state_dict`` see them)
-and one ``torch.vmap`` of ``torch.func.functional_call`` runs all columns. vmap turns the
-stacked ``Linear`` into one batched matmul and the stacked convolution into one grouped
-convolution, for any stage module, with no per-layer code. BatchNorm works in train mode
-because its running statistics are stacked too: each column updates its own slice. Dropout
-draws an independent mask per column. A stage must be vmap-compatible (no ``.item()``,
-no data-dependent Python control flow), which the built-in backbones are.
+How the columns run: a plain loop over the columns, a unit stacking their outputs for the
+mix. One ``torch.vmap`` over stacked column weights was tried and dropped: on a CPU it cost
+1.3-1.6x the independent columns (convnet, 2-5 tasks) against 1.1-1.2x for the loop
+(``benchmarks/b2_family_cost.py``).
 """
 
 from __future__ import annotations
@@ -38,7 +34,6 @@ import optuna
 import torch
 from pydantic import ConfigDict, Field, PlainSerializer, field_validator
 from torch import nn
-from torch.func import functional_call, stack_module_state
 
 from ..backbones import Backbone, make_head
 from ..spec import Param, param_to_yaml, searchable
@@ -169,37 +164,6 @@ class CrossStitch(Family):
         return CrossStitchNetwork(config, backbone, tasks)
 
 
-def _replace_tensor(module: nn.Module, name: str, value: torch.Tensor) -> None:
-    owner, _, leaf = name.rpartition(".")
-    setattr(module.get_submodule(owner), leaf, value)
-
-
-class StackedStage(nn.Module):
-    """T copies of one stage, parameters and buffers stacked on a leading column axis, run by one vmap.
-
-    ``stage`` keeps the module structure for ``functional_call``, holding the stacked
-    tensors, so ``state_dict`` keys read like the backbone's (``stage.0.weight``, shape (T, ...)).
-    """
-
-    def __init__(self, copies: Sequence[nn.Module]):
-        super().__init__()
-        params, buffers = stack_module_state(list(copies))
-        self.stage = copies[0]
-        for name, tensor in params.items():
-            _replace_tensor(self.stage, name, nn.Parameter(tensor))
-        for name, tensor in buffers.items():
-            _replace_tensor(self.stage, name, tensor)
-
-    def forward(self, h: torch.Tensor, shared_input: bool = False) -> torch.Tensor:
-        """(T, N, ...) -> (T, N, ...); with ``shared_input`` every column reads the same (N, ...) batch."""
-
-        def one_column(params, buffers, x):
-            return functional_call(self.stage, (params, buffers), (x,))
-
-        run = torch.vmap(one_column, in_dims=(0, 0, None if shared_input else 0), randomness="different")
-        return run(dict(self.stage.named_parameters()), dict(self.stage.named_buffers()), h)
-
-
 def _channels(shape: Sequence[int]) -> int:
     """Dim 1 of a stage output, the axis α is per (a scalar output counts as one channel)."""
     return shape[0] if shape else 1
@@ -214,17 +178,23 @@ def _initial_alpha(n_tasks: int, channels: int, alpha_self: float) -> torch.Tens
 def cross_stitch(alpha: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """x̃ᵢ = Σⱼ αᵢⱼ ⊙ xⱼ per channel: ``alpha`` (T, T, C), ``h`` (T, N, C, ...)."""
     n_tasks, batch = h.shape[:2]
-    mixed = torch.einsum("ijc,jncr->incr", alpha, h.reshape(n_tasks, batch, alpha.shape[-1], -1))
+    per_channel = h.reshape(n_tasks, batch, alpha.shape[-1], -1)
+    # count_macs sees the feature-map mix (a matrix product), not the vector one (element-wise):
+    # either is under 2% of a network's MACs
+    if per_channel.shape[-1] == 1:  # vectors: a broadcast sum; einsum's per-channel matmuls measured ~5x slower
+        mixed = (alpha[:, :, None, :, None] * per_channel[None]).sum(1)
+    else:  # feature maps: one batched matmul per channel beats T² broadcast products
+        mixed = torch.einsum("ijc,jncr->incr", alpha, per_channel)
     return mixed.reshape(h.shape)
 
 
 class CrossStitchNetwork(MultiTaskModel):
-    """Columns ``stages[i]`` (stacked per stage), units ``alphas[str(i)]``, one head per task."""
+    """Column k (``columns[k]``, a copy of the backbone's stages, and ``heads[k]``) serves task k;
+    units ``alphas[str(i)]`` mix the columns after stage i."""
 
     def __init__(self, config: CrossStitchConfig, backbone: Backbone, tasks: Sequence[Task]):
         super().__init__(config, [t.name for t in tasks])
-        columns = [backbone.build_stages() for _ in tasks]
-        self.stages = nn.ModuleList(StackedStage([c[i] for c in columns]) for i in range(backbone.n_stages))
+        self.columns = nn.ModuleList(nn.ModuleList(backbone.build_stages()) for _ in tasks)
         self.alphas = nn.ParameterDict(
             {
                 str(s): nn.Parameter(_initial_alpha(len(tasks), _channels(backbone.stage_shapes[s]), config.alpha_self))
@@ -234,12 +204,12 @@ class CrossStitchNetwork(MultiTaskModel):
         self.heads = nn.ModuleList(make_head(backbone.output_shape, t.n_outputs) for t in tasks)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        h = x
-        for i, stage in enumerate(self.stages):
-            h = stage(h, shared_input=i == 0)
+        hs: Sequence[torch.Tensor] = [x] * len(self.columns)
+        for i in range(len(self.columns[0])):
+            hs = [column[i](h) for column, h in zip(self.columns, hs)]
             if str(i) in self.alphas:
-                h = cross_stitch(self.alphas[str(i)], h)
-        return {name: head(h[k]) for k, (name, head) in enumerate(zip(self.task_names, self.heads))}
+                hs = cross_stitch(self.alphas[str(i)], torch.stack(hs)).unbind(0)
+        return {name: head(h) for name, head, h in zip(self.task_names, self.heads, hs)}
 
     def phases(self) -> list[Phase]:
         """One phase; α in its own parameter group at lr × ``alpha_lr_mult``."""

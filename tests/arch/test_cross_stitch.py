@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from share_search.arch import get_family
-from share_search.arch.cross_stitch import CrossStitchConfig, CrossStitchOptions
+from share_search.arch.cross_stitch import CrossStitchConfig, CrossStitchOptions, cross_stitch
 from share_search.backbones import make_backbone
 from share_search.errors import SpecError
 from share_search.spec import parse_spec
@@ -23,14 +23,6 @@ def backbone(name):
     return make_backbone(name, shape, options)
 
 
-def column_stages(model, bb, k):
-    """Standalone copies of column k's stages, loaded from the stacked parameters and buffers."""
-    stages = bb.build_stages()
-    for stage, stacked in zip(stages, model.stages):
-        stage.load_state_dict({n: t[k].clone() for n, t in stacked.stage.state_dict().items()})
-    return stages
-
-
 def reference_forward(model, columns, x, mix=True):
     """The textbook loop: run each column's stage, then mix with x̃ᵢ = Σⱼ αᵢⱼ ⊙ xⱼ."""
     hs = [x] * len(columns)
@@ -44,24 +36,28 @@ def reference_forward(model, columns, x, mix=True):
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
-def test_batched_columns_match_a_per_column_loop_in_train_mode(name):
+def test_forward_matches_the_paper_formula_written_out(name):
     bb = backbone(name)
     torch.manual_seed(0)
     model = FAMILY.build(CrossStitchConfig(stages=tuple(range(bb.n_stages))), bb, TASKS)
     with torch.no_grad():  # random α, so a transposed or misindexed mix cannot pass
         for alpha in model.alphas.values():
             alpha.uniform_(-1, 1)
-    columns = [column_stages(model, bb, k) for k in range(len(TASKS))]
     x = torch.randn(5, *bb.input_shape)
-
-    got, expected = model(x), reference_forward(model, columns, x)
-
+    got = model(x)
+    expected = reference_forward(model, model.columns, x)
     for t in NAMES:
         torch.testing.assert_close(got[t], expected[t], rtol=1e-4, atol=1e-5)
-    for k, column in enumerate(columns):  # BatchNorm running statistics: each column its own slice
-        for stacked, stage in zip(model.stages, column):
-            for n, t in stage.state_dict().items():
-                torch.testing.assert_close(stacked.stage.state_dict()[n][k], t)
+
+
+@pytest.mark.parametrize("shape", [(7,), (4, 3, 3)], ids=["vectors", "feature maps"])
+def test_both_ways_of_mixing_give_the_formula(shape):
+    torch.manual_seed(0)
+    h = torch.randn(3, 5, *shape)
+    alpha = torch.randn(3, 3, shape[0])
+    view = (1, -1) + (1,) * (len(shape) - 1)
+    expected = torch.stack([sum(alpha[i, j].view(view) * h[j] for j in range(3)) for i in range(3)])
+    torch.testing.assert_close(cross_stitch(alpha, h), expected)
 
 
 @pytest.mark.parametrize("name", ["convnet", "resnet"])
@@ -69,10 +65,9 @@ def test_identity_alpha_gives_independent_columns(name):
     bb = backbone(name)
     torch.manual_seed(0)
     model = FAMILY.build(CrossStitchConfig(stages=(0, 1), alpha_self=1.0), bb, TASKS).eval()
-    columns = [[s.eval() for s in column_stages(model, bb, k)] for k in range(len(TASKS))]
     x = torch.randn(3, *bb.input_shape)
     with torch.no_grad():
-        got, expected = model(x), reference_forward(model, columns, x, mix=False)
+        got, expected = model(x), reference_forward(model, model.columns, x, mix=False)
     for t in NAMES:
         torch.testing.assert_close(got[t], expected[t], rtol=1e-4, atol=1e-5)
 
@@ -82,9 +77,7 @@ def test_gradients_reach_every_column_and_alpha():
     model = FAMILY.build(CrossStitchConfig(stages=(1,)), bb, TASKS)
     out = model(torch.randn(4, *bb.input_shape))
     out["odd"].sum().backward()  # one task's loss reaches the other columns through the unit
-    first_conv = model.stages[0].stage[1].weight
-    assert first_conv.shape[0] == len(TASKS)
-    assert all(first_conv.grad[k].abs().sum() > 0 for k in range(len(TASKS)))
+    assert all(column[0][1].weight.grad.abs().sum() > 0 for column in model.columns)
     assert model.alphas["1"].grad.abs().sum() > 0
     assert model.alphas["1"].grad[NAMES.index("digit")].abs().sum() == 0  # digit's mix is unused
 
