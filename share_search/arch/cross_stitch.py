@@ -178,13 +178,13 @@ def _initial_alpha(n_tasks: int, channels: int, alpha_self: float) -> torch.Tens
 def cross_stitch(alpha: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """x̃ᵢ = Σⱼ αᵢⱼ ⊙ xⱼ per channel: ``alpha`` (T, T, C), ``h`` (T, N, C, ...)."""
     n_tasks, batch = h.shape[:2]
-    per_channel = h.reshape(n_tasks, batch, alpha.shape[-1], -1)
+    channels = alpha.shape[-1]
     # count_macs sees the feature-map mix (a matrix product), not the vector one (element-wise):
     # either is under 2% of a network's MACs
-    if per_channel.shape[-1] == 1:  # vectors: a broadcast sum; einsum's per-channel matmuls measured ~5x slower
-        mixed = (alpha[:, :, None, :, None] * per_channel[None]).sum(1)
+    if h[0, 0].numel() == channels:  # vectors: a broadcast sum; einsum's per-channel matmuls measured ~5x slower
+        mixed = (alpha[:, :, None, :] * h.reshape(n_tasks, batch, channels)[None]).sum(1)
     else:  # feature maps: one batched matmul per channel beats T² broadcast products
-        mixed = torch.einsum("ijc,jncr->incr", alpha, per_channel)
+        mixed = torch.einsum("ijc,jncr->incr", alpha, h.reshape(n_tasks, batch, channels, -1))
     return mixed.reshape(h.shape)
 
 
