@@ -7,6 +7,7 @@ the scripts next to it (``python benchmarks/bX_....py`` puts this folder on sys.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -85,9 +86,21 @@ def write_json(name: str, payload: dict[str, Any], out: str | Path | None = None
     """Write ``payload`` (plus the machine it ran on) to ``benchmarks/results/<name>.json``."""
     path = Path(out) if out else RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"benchmark": name, "machine": machine(), **payload}, indent=2, default=_default) + "\n")
+    payload = _strict({"benchmark": name, "machine": machine(), **payload})
+    path.write_text(json.dumps(payload, indent=2, default=_default, allow_nan=False) + "\n")
     print(f"wrote {path}", flush=True)
     return path
+
+
+def _strict(value):
+    """Infinite or NaN floats (e.g. "never found within the budget") as null: strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
 
 
 def _default(value):
