@@ -36,6 +36,7 @@ compete alike; ``--worker-niceness ray-default`` measures Ray's default instead.
 from __future__ import annotations
 
 import argparse
+import datetime
 import multiprocessing as mp
 import os
 import shutil
@@ -121,9 +122,9 @@ def _warm(_):
     return 0
 
 
-def search_run(quick: bool, concurrency: int, gpu: float = 0.0) -> tuple[float, float, dict[str, float], int]:
+def search_run(quick: bool, concurrency: int, gpu: float = 0.0) -> tuple[float, float, dict[str, float], int, dict[str, float]]:
     """(b)/(c): one ``run_search`` into a fresh folder: wall time, CPU seconds of the driver and
-    every Ray process, the study's ``time_s`` per tree, completed trials."""
+    every Ray process, the study's ``time_s`` per tree, completed trials, and the timeline."""
     from share_search.runner import run_search
     from share_search.spec import parse_spec
     from share_search.study import load_run_study
@@ -131,15 +132,35 @@ def search_run(quick: bool, concurrency: int, gpu: float = 0.0) -> tuple[float, 
     spec = parse_spec(spec_dict(quick, concurrency, gpu))
     out = Path(tempfile.mkdtemp(prefix="b1-")) / "run"
     try:
-        started = time.perf_counter()
+        started, began = time.perf_counter(), datetime.datetime.now()
         with TreeCpu() as meter:
             outcome = run_search(spec, out, show_progress=False)
-        wall, cpu = time.perf_counter() - started, meter.seconds
+        wall, cpu, ended = time.perf_counter() - started, meter.seconds, datetime.datetime.now()
         study, _ = load_run_study(out)
-        times = {t.user_attrs["arch"]: t.user_attrs["time_s"] for t in study.trials if t.user_attrs.get("time_s") is not None}
-        return wall, cpu, times, outcome.counts.get("complete", 0)
+        done = [t for t in study.trials if t.user_attrs.get("time_s") is not None]
+        times = {t.user_attrs["arch"]: t.user_attrs["time_s"] for t in done}
+        return wall, cpu, times, outcome.counts.get("complete", 0), timeline(done, began, ended)
     finally:
         shutil.rmtree(out.parent, ignore_errors=True)
+
+
+def timeline(trials, began, ended) -> dict[str, float]:
+    """Where a search's wall time went, from the study's ask (start) and tell (complete) times.
+
+    before first trial: run_search start to the first ask (data, study, Tuner start-up);
+    after last trial: the last tell to run_search's return (Tuner shutdown, leaderboard);
+    ask-to-tell minus time_s: per trial, time around the trial body (actor, results, tell);
+    between trials (concurrency 1 only): one trial's tell to the next one's ask.
+    """
+    trials = sorted(trials, key=lambda t: t.datetime_start)
+    starts = [t.datetime_start for t in trials]
+    ends = [t.datetime_complete for t in trials]
+    return {
+        "before_first_trial_s": (min(starts) - began).total_seconds(),
+        "after_last_trial_s": (ended - max(ends)).total_seconds(),
+        "ask_to_tell_minus_time_s": statistics.median((e - s).total_seconds() - t.user_attrs["time_s"] for s, e, t in zip(starts, ends, trials)),
+        "between_trials_s": statistics.median((starts[i + 1] - ends[i]).total_seconds() for i in range(len(trials) - 1)) if len(trials) > 1 else 0.0,
+    }
 
 
 def main(argv=None) -> int:
@@ -175,7 +196,8 @@ def main(argv=None) -> int:
         rep["bare"], rep["bare_cpu"] = bare_trials(args.quick)
         print(f"repeat {r + 1}: bare Σ {sum(rep['bare'].values()):.1f} s", flush=True)
         for c in (1, 2):
-            rep[f"c{c}_wall"], rep[f"c{c}_cpu"], rep[f"c{c}_time_s"], rep[f"c{c}_complete"] = search_run(args.quick, c)
+            rep[f"c{c}_wall"], rep[f"c{c}_cpu"], rep[f"c{c}_time_s"], rep[f"c{c}_complete"], rep[f"c{c}_timeline"] = search_run(args.quick, c)
+            rep.update({f"c{c}_{k}": v for k, v in rep[f"c{c}_timeline"].items()})
             print(f"repeat {r + 1}: search c{c} {rep[f'c{c}_wall']:.1f} s", flush=True)
         rep["bare2_wall"], rep["bare2_cpu"] = bare_parallel(args.quick, n)
         print(f"repeat {r + 1}: bare x2 {rep['bare2_wall']:.1f} s", flush=True)
@@ -187,6 +209,10 @@ def main(argv=None) -> int:
             rep[f"in_trial_c{c}"] = statistics.median(rep[f"c{c}_time_s"][a] - rep["bare"][a] for a in rep[f"c{c}_time_s"])
             rep[f"cpu_eff_c{c}"] = bare_cpu / rep[f"c{c}_cpu"]
             rep[f"cpu_overhead_c{c}"] = (rep[f"c{c}_cpu"] - bare_cpu) / n
+            rep[f"fit_ratio_c{c}"] = statistics.median(rep[f"c{c}_time_s"][a] / rep["bare"][a] for a in rep[f"c{c}_time_s"])
+        # without the once-per-search start (Tuner, first ask) and end (last tell to return):
+        # what a longer search tends to
+        rep["eff_c1_steady"] = bare_sum / (rep["c1_wall"] - rep["c1_before_first_trial_s"] - rep["c1_after_last_trial_s"])
         rep["speedup_c2"] = rep["c1_wall"] / rep["c2_wall"]
         rep["speedup_bare2"] = bare_sum / rep["bare2_wall"]
         rep["eff_c2_vs_bare2"] = rep["bare2_wall"] / rep["c2_wall"]
@@ -205,11 +231,18 @@ def main(argv=None) -> int:
         row("search c2: wall, s", "c2_wall"),
         row("efficiency c1 = Σ bare / wall (goal >= 0.90)", "eff_c1"),
         row("efficiency c2 = Σ bare / 2 / wall (goal >= 0.85)", "eff_c2"),
+        row("efficiency c1 without the search's start and end", "eff_c1_steady"),
         row("per-trial overhead c1, s", "overhead_c1"),
         row("per-trial overhead c2 (worker-seconds), s", "overhead_c2"),
         row("in-trial overhead c1 (study time_s - bare), s", "in_trial_c1"),
         row("in-trial overhead c2 (study time_s - bare), s", "in_trial_c2"),
+        row("in-trial time ratio c1 (study time_s / bare, median over trees)", "fit_ratio_c1"),
+        row("in-trial time ratio c2", "fit_ratio_c2"),
         row("speed-up c2 over c1", "speedup_c2"),
+        row("c1 timeline: run start to first trial, s", "c1_before_first_trial_s"),
+        row("c1 timeline: last trial to run end, s", "c1_after_last_trial_s"),
+        row("c1 timeline: per trial, ask-to-tell minus time_s, s", "c1_ask_to_tell_minus_time_s"),
+        row("c1 timeline: per trial, tell to next ask, s", "c1_between_trials_s"),
         row("control: bare x2 (two processes) wall, s", "bare2_wall"),
         row("control: speed-up bare x2 over bare", "speedup_bare2"),
         row("c2 against the control: bare x2 wall / c2 wall", "eff_c2_vs_bare2"),

@@ -104,7 +104,7 @@ def measure(rounds: int, per_round: int) -> list[dict]:
                     row["unique_nodes"] = unique_nodes(config)
                     row["predicted_macs"] = predicted_tree_macs(config, stage_macs, head_macs, n)
                 built[label] = (model, row)
-                for _ in range(2):  # warm-up (vmap and allocator caches)
+                for _ in range(2):  # warm-up (allocator and oneDNN caches)
                     step(model, x, y)
             for _ in range(rounds):
                 for label, (model, row) in built.items():

@@ -33,13 +33,13 @@ Replay model (concurrency 1, in the order the sampler proposes):
 - A proposal of a tree trained before is trained again and pays again (the tool does not
   deduplicate).
 - ``*+asha``: the per-epoch Δm values go through the rule of Ray Tune's ``ASHAScheduler``
-  as share-search configures it (one bracket, grace period 1, reduction factor 3, so rungs
-  at epochs 1, 3, 9, 27): at a rung a trial stops when its value is below the (1 - 1/3)
+  as share-search configures it (one bracket, reduction factor 3), here with grace period 1
+  (rungs at epochs 1, 3, 9, 27; the tool's default until this benchmark): at a rung a trial stops when its value is below the (1 - 1/3)
   quantile of the values earlier trials recorded at that rung (Li et al. 2020, "A System
   for Massively Parallel Hyperparameter Tuning", MLSys). Per-epoch values are reported to
   the Optuna trial and a stopped trial is told PRUNED, as the tool does.
-- ``tpe+asha-g3``: the same with grace period 3 (rungs at 3, 9, 27), to show how much the
-  first rung decides.
+- ``tpe+asha-g3``: the same with grace period 3 (rungs at 3, 9, 27), the tool's default
+  since, to show how much the first rung decides.
 - TPE (Bergstra, Bardenet, Bengio, Kégl 2011, "Algorithms for Hyper-Parameter
   Optimization", NeurIPS) with the tool's settings: multivariate, group, constant liar,
   10 start-up trials. Random: Optuna's RandomSampler on the same define-by-run space
