@@ -1,301 +1,36 @@
 """The search driver: Ray Tune trials sampled by Optuna, recorded in the study.
 
-This is the only module that imports Ray. A run has two phases on one Optuna study:
-first the reference architectures (the single-task networks that define Δm, and hard
-sharing), then the sampled trials, each of which knows the baseline's validation metrics
-and so reports Δm every epoch (for ASHA and Optuna's intermediate values). Continuing a
-study with a fresh Tuner is also how ``--resume`` works, which survives a killed driver
-(see shared notes: restoring the stock searcher after ``kill -9`` fails).
+A run has two phases on one Optuna study: first the reference architectures (the
+single-task networks that define Δm, and hard sharing), then the sampled trials, each of
+which knows the baseline's validation metrics and so reports Δm every epoch (for ASHA and
+Optuna's intermediate values). Continuing a study with a fresh Tuner is also how
+``--resume`` works, which survives a killed driver (see shared notes: restoring the stock
+searcher after ``kill -9`` fails). What a trial runs is in ``trial``; how its outcome
+reaches the study, in ``searcher``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import optuna
 from optuna.trial import TrialState
 
-from .arch import build_model
-from .arch._cost import count_macs, count_parameters
-from .artifacts import attach_trial_artifacts
-from .export import TRIAL_FILE, WEIGHTS, save_weights
 from .errors import RunError
 from .problem import Problem
-from .rank import delta_m
-from .spaces import FAMILY_PARAM, ROLE_SINGLE_TASK, TrialPlan, enqueue_reference, grid_points, plan_from_dict, reference_archs, SpaceFunction
-from .tasks import Task
-from .study import finished_trials, json_safe, objective_names, planned_params
-from .train import EpochReport, fit
+from .searcher import make_progress_callback, make_searcher_class
+from .spaces import FAMILY_PARAM, ROLE_SINGLE_TASK, SpaceFunction, enqueue_reference, grid_points, reference_archs
+from .study import finished_trials, objective_names, planned_params
+from .trial import primary_metrics, run_trial
 
 log = logging.getLogger("share_search")
 
 
-
-# --------------------------------------------------------------------------- inside a trial
-def primary_metrics(tasks: Sequence[Task], val: dict[str, dict[str, float]]) -> dict[str, float]:
-    return {t.name: val[t.name][t.metric] for t in tasks}
-
-
-def val_from_result(tasks: Sequence[Task], result: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Per-task validation metrics back from a flat Ray result (``<task>.<metric>`` keys)."""
-    return {t.name: {m: result[f"{t.name}.{m}"] for m in t.metrics if f"{t.name}.{m}" in result} for t in tasks}
-
-
-def _directions(tasks: Sequence[Task]) -> dict[str, bool]:
-    return {t.name: t.higher_is_better for t in tasks}
-
-
-def trial_result(problem: Problem, val: dict[str, dict[str, float]], baseline: dict[str, float] | None) -> dict[str, Any]:
-    """Flat Ray result: ``<task>.<metric>`` validation values, and Δm when the baseline is known."""
-    out: dict[str, Any] = {f"{task}.{metric}": value for task, values in val.items() for metric, value in values.items()}
-    if baseline is not None:
-        out["delta_m"] = delta_m(primary_metrics(problem.tasks, val), baseline, problem.higher_is_better)
-    return out
-
-
-def _node_id() -> str:
-    import ray
-
-    return ray.get_runtime_context().get_node_id()
-
-
-def run_trial(config: dict[str, Any], problem: Problem, baseline: dict[str, float] | None) -> None:
-    """Ray Tune function trainable: build, train, report every epoch, checkpoint the best."""
-    from ray import tune
-
-    plan: TrialPlan = plan_from_dict(config["plan"])
-    number = config["optuna_trial"]
-    start = time.perf_counter()
-    info: dict[str, Any] = {"optuna_trial": number, "family": plan.arch.family, "arch": plan.arch.summary(), "node": _node_id()}
-    try:
-        import torch
-
-        torch.manual_seed(plan.train.seed)  # initial weights from the seed, not from what this (reused) worker ran before
-        model = build_model(plan.arch, problem.backbone, problem.tasks)
-        info["params"] = count_parameters(model)
-        info["macs"] = count_macs(model, problem.backbone.input_shape)
-        best: dict[str, Any] = {}
-
-        def report(ep: EpochReport) -> None:
-            metrics = {**info, **trial_result(problem, ep.val, baseline), "epoch": ep.epoch, "train_loss": ep.train_loss, "val_loss": ep.val_loss}
-            checkpoint = None
-            if ep.is_best:
-                best.update(val=ep.val, epoch=ep.epoch)
-                folder = tempfile.mkdtemp(prefix="share-search-ckpt-")
-                save_weights(ep.model.state_dict(), Path(folder) / WEIGHTS)
-                (Path(folder) / TRIAL_FILE).write_text(json.dumps({"optuna_trial": number, "epoch": ep.epoch, "plan": config["plan"]}))
-                checkpoint = tune.Checkpoint.from_directory(folder)
-            tune.report(metrics, checkpoint=checkpoint)
-
-        result = fit(model, problem.data, problem.tasks, plan.train, report=report)
-    except Exception as exc:  # recorded as FAIL with its reason; the search goes on
-        tune.report({**info, "final": True, "failed": True, "fail_reason": f"{type(exc).__name__}: {exc}"[:2000]})
-        return
-    final = {
-        **info,
-        **trial_result(problem, result.val, baseline),
-        "final": True,
-        "best_epoch": result.best_epoch,
-        "time_s": time.perf_counter() - start,
-        # JSON strings: Ray flattens nested dicts in results
-        "history_json": json.dumps(json_safe(result.history)),
-        "details_json": json.dumps(json_safe(model.architecture_details())),
-    }
-    tune.report(final)
-
-
-# --------------------------------------------------------------------------- the searcher
-def _make_searcher_class():
-    from ray.tune.search.optuna import OptunaSearch
-
-    class StudySearch(OptunaSearch):
-        """OptunaSearch that writes what a trial measured before telling Optuna.
-
-        It maps a trial stopped by the scheduler to PRUNED (stock: COMPLETE with a partial
-        value), a failed trial to FAIL with its reason, and computes Δm from the baseline;
-        a trial that ends before the baseline is known waits to be told.
-        """
-
-        def __init__(self, *, tasks: Sequence[Task], objectives: list[str], baseline: dict[str, float] | None, artifact_dir: str, **kwargs):
-            super().__init__(**kwargs)
-            self.tasks = tuple(tasks)
-            self.artifact_dir = artifact_dir
-            self.plans: dict[str, dict] = {}
-            self.objectives = objectives
-            self.baseline = baseline
-            self.needs_baseline = "delta_m" in objectives
-            self.waiting: dict[str, dict] = {}
-            self.errored: set[str] = set()
-            self.counts = {"complete": 0, "pruned": 0, "failed": 0}
-            self.best: float | None = None
-
-        def on_trial_result(self, trial_id: str, result: dict) -> None:
-            if isinstance(self.metric, str) and result.get(self.metric) is not None and not result.get("final"):
-                super().on_trial_result(trial_id, result)
-
-        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
-                return
-            if error or not result:
-                self.errored.add(trial_id)  # the reason arrives through record_error
-                return
-            if result.get("failed"):
-                self._tell(trial_id, result, TrialState.FAIL)
-            elif not result.get("final"):
-                self._tell(trial_id, result, TrialState.PRUNED)
-            elif self.needs_baseline and self.baseline is None:
-                role = self._ot_trials[trial_id].user_attrs.get("role")
-                if role == ROLE_SINGLE_TASK:
-                    self.baseline = primary_metrics(self.tasks, val_from_result(self.tasks, result))
-                    self._tell(trial_id, result, TrialState.COMPLETE)
-                    for waiting_id, waiting_result in list(self.waiting.items()):
-                        self._tell(waiting_id, waiting_result, TrialState.COMPLETE)
-                    self.waiting.clear()
-                else:
-                    self.waiting[trial_id] = result
-            else:
-                self._tell(trial_id, result, TrialState.COMPLETE)
-
-        def record_error(self, trial_id: str, reason: str) -> None:
-            if trial_id in self.errored:
-                self.errored.discard(trial_id)
-                self._tell(trial_id, {"fail_reason": reason}, TrialState.FAIL)
-
-        def finish(self) -> None:
-            """End of phase: trials still waiting for a baseline that never came fail."""
-            for trial_id in list(self.errored):
-                self.record_error(trial_id, "the trial's worker process died (see run.log)")
-            for trial_id, result in list(self.waiting.items()):
-                self._tell(trial_id, {**result, "fail_reason": "the single-task baseline did not finish, so Δm is undefined"}, TrialState.FAIL)
-            self.waiting.clear()
-
-        def _tell(self, trial_id: str, result: dict, state: TrialState) -> None:
-            ot = self._ot_trials[trial_id]
-            values = None
-            if state == TrialState.COMPLETE:
-                if self.needs_baseline:
-                    val = val_from_result(self.tasks, result)
-                    result = {**result, "delta_m": delta_m(primary_metrics(self.tasks, val), self.baseline, _directions(self.tasks))}
-                values = [float(result[name]) for name in self.objectives]
-            attrs = {
-                "family": result.get("family"),
-                "arch": result.get("arch"),
-                "arch_json": json.dumps(self.plans[trial_id]["arch"]) if trial_id in self.plans else None,
-                "params": result.get("params"),
-                "macs": result.get("macs"),
-                "time_s": result.get("time_s"),
-                "best_epoch": result.get("best_epoch"),
-                "val": val_from_result(self.tasks, result) if state != TrialState.FAIL else None,
-                "delta_m": result.get("delta_m"),
-                "fail_reason": result.get("fail_reason") or ("stopped early by the ASHA scheduler" if state == TrialState.PRUNED else None),
-                "node": result.get("node"),
-                "history": json.loads(result["history_json"]) if "history_json" in result else None,
-                "details": json.loads(result["details_json"]) if "details_json" in result else None,
-            }
-            if attrs["val"]:  # flat primary metrics: sortable columns in optuna-dashboard's trial table
-                attrs.update({f"val.{t.name}": attrs["val"][t.name].get(t.metric) for t in self.tasks})
-            for key, value in attrs.items():
-                if value is not None:
-                    ot.set_user_attr(key, json_safe(value))
-            if trial_id in self.plans:
-                attach_trial_artifacts(self._ot_study, ot, self.artifact_dir, self.plans[trial_id]["arch"], attrs["details"])
-            try:
-                self._ot_study.tell(ot, values, state=state)
-            except Exception as exc:  # e.g. a NaN objective: record the trial as failed
-                log.warning("trial %s could not be told as %s (%s); marking it failed", ot.number, state.name, exc)
-                ot.set_user_attr("fail_reason", f"objective could not be recorded: {exc}")
-                self._ot_study.tell(ot, None, state=TrialState.FAIL)
-                state = TrialState.FAIL
-            self._completed_trials.add(trial_id)
-            self.counts[{TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}[state]] += 1
-            if state == TrialState.COMPLETE and "delta_m" in result:
-                dm = float(result["delta_m"])
-                self.best = dm if self.best is None else max(self.best, dm)
-
-        def suggest(self, trial_id: str):
-            config = super().suggest(trial_id)
-            if config is not None:
-                self.plans[trial_id] = config["plan"]  # the recipe, for attributes and artifacts
-            return config
-
-    return StudySearch
-
-
-# --------------------------------------------------------------------------- progress
-def _error_reason(trial) -> str:
-    """The last line of a failed trial's error text (e.g. why its worker died).
-
-    Tune writes it to the trial's local folder first and syncs it to storage later, so the
-    local file is read; ``trial.get_error()`` (storage) is still empty at this point.
-    """
-    text = ""
-    path = getattr(trial, "error_file", None)
-    if path and os.path.isfile(path):
-        text = Path(path).read_text(errors="replace")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return (lines[-1] if lines else "the trial failed")[:2000]
-
-
-def _make_progress_callback(searcher, total: int, show: bool):
-    from ray import tune
-
-    class Progress(tune.Callback):
-        """One rich progress line instead of Ray's tables; also hands errors to the searcher."""
-
-        def __init__(self):
-            self.running = 0
-            self.progress = None
-
-        def __getstate__(self):  # Tune saves its callbacks; the live bar stays behind
-            return {**self.__dict__, "progress": None}
-
-        def setup(self, **info):
-            if show and self.progress is None:
-                from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-                self.progress = Bar(
-                    TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
-                    TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), transient=False,
-                )
-                self.task = self.progress.add_task("search", total=total, status="")
-                self.progress.start()
-
-        def _update(self, advance: int = 0) -> None:
-            if self.progress is None:
-                return
-            c = searcher.counts
-            best = "-" if searcher.best is None else f"{searcher.best:+.2f}"
-            status = f"running {self.running}  failed {c['failed']}  pruned {c['pruned']}  best Δm {best}"
-            self.progress.update(self.task, advance=advance, status=status)
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            self.running += 1
-            self._update()
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self.running -= 1
-            self._update(1)
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self.running -= 1
-            searcher.record_error(trial.trial_id, _error_reason(trial))
-            self._update(1)
-
-        def on_experiment_end(self, trials, **info):
-            if self.progress is not None:
-                self.progress.stop()
-
-    return Progress()
-
-
-# --------------------------------------------------------------------------- the driver
 @dataclass
 class PhaseOutcome:
     ran: int
@@ -377,7 +112,7 @@ def run_phase(
     spec = problem.spec
     names, directions = objective_names(spec, problem)
     modes = ["max" if d == "maximize" else "min" for d in directions]
-    Search = _make_searcher_class()
+    Search = make_searcher_class()
     searcher = Search(
         tasks=problem.tasks,
         objectives=names,
@@ -401,7 +136,7 @@ def run_phase(
         )
     resources = {"cpu": spec.search.resources.cpu, "gpu": spec.search.resources.gpu}
     trainable = tune.with_resources(tune.with_parameters(run_trial, problem=problem, baseline=baseline), resources)
-    progress = _make_progress_callback(searcher, n_trials, show_progress)
+    progress = make_progress_callback(searcher, n_trials, show_progress)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(

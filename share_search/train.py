@@ -1,6 +1,6 @@
 """The plain training loop: one trial's model, data and hyper-parameters in, metrics out.
 
-No Ray here: ``search.py`` wraps ``fit`` and forwards each ``EpochReport``. The loop walks
+No Ray here: ``trial.py`` wraps ``fit`` and forwards each ``EpochReport``. The loop walks
 the model's phases (one for most families, one per column for progressive networks). In
 a phase only that phase's parameters train; the rest are frozen (``requires_grad`` off,
 frozen BatchNorm layers keep their running statistics).

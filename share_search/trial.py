@@ -1,0 +1,95 @@
+"""What runs inside one Ray Tune trial: build the network, train it, report every epoch,
+checkpoint the best weights; and the flat result format the searcher reads back.
+
+Ray is imported inside the trial only, so the package imports without starting it.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from .arch import build_model
+from .arch._cost import count_macs, count_parameters
+from .export import TRIAL_FILE, WEIGHTS, save_weights
+from .problem import Problem
+from .rank import delta_m
+from .spaces import TrialPlan, plan_from_dict
+from .study import json_safe
+from .tasks import Task
+from .train import EpochReport, fit
+
+
+def primary_metrics(tasks: Sequence[Task], val: dict[str, dict[str, float]]) -> dict[str, float]:
+    return {t.name: val[t.name][t.metric] for t in tasks}
+
+
+def val_from_result(tasks: Sequence[Task], result: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per-task validation metrics back from a flat Ray result (``<task>.<metric>`` keys)."""
+    return {t.name: {m: result[f"{t.name}.{m}"] for m in t.metrics if f"{t.name}.{m}" in result} for t in tasks}
+
+
+def directions(tasks: Sequence[Task]) -> dict[str, bool]:
+    return {t.name: t.higher_is_better for t in tasks}
+
+
+def trial_result(problem: Problem, val: dict[str, dict[str, float]], baseline: dict[str, float] | None) -> dict[str, Any]:
+    """Flat Ray result: ``<task>.<metric>`` validation values, and Δm when the baseline is known."""
+    out: dict[str, Any] = {f"{task}.{metric}": value for task, values in val.items() for metric, value in values.items()}
+    if baseline is not None:
+        out["delta_m"] = delta_m(primary_metrics(problem.tasks, val), baseline, problem.higher_is_better)
+    return out
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
+def run_trial(config: dict[str, Any], problem: Problem, baseline: dict[str, float] | None) -> None:
+    """Ray Tune function trainable: build, train, report every epoch, checkpoint the best."""
+    from ray import tune
+
+    plan: TrialPlan = plan_from_dict(config["plan"])
+    number = config["optuna_trial"]
+    start = time.perf_counter()
+    info: dict[str, Any] = {"optuna_trial": number, "family": plan.arch.family, "arch": plan.arch.summary(), "node": _node_id()}
+    try:
+        import torch
+
+        torch.manual_seed(plan.train.seed)  # initial weights from the seed, not from what this (reused) worker ran before
+        model = build_model(plan.arch, problem.backbone, problem.tasks)
+        info["params"] = count_parameters(model)
+        info["macs"] = count_macs(model, problem.backbone.input_shape)
+        best: dict[str, Any] = {}
+
+        def report(ep: EpochReport) -> None:
+            metrics = {**info, **trial_result(problem, ep.val, baseline), "epoch": ep.epoch, "train_loss": ep.train_loss, "val_loss": ep.val_loss}
+            checkpoint = None
+            if ep.is_best:
+                best.update(val=ep.val, epoch=ep.epoch)
+                folder = tempfile.mkdtemp(prefix="share-search-ckpt-")
+                save_weights(ep.model.state_dict(), Path(folder) / WEIGHTS)
+                (Path(folder) / TRIAL_FILE).write_text(json.dumps({"optuna_trial": number, "epoch": ep.epoch, "plan": config["plan"]}))
+                checkpoint = tune.Checkpoint.from_directory(folder)
+            tune.report(metrics, checkpoint=checkpoint)
+
+        result = fit(model, problem.data, problem.tasks, plan.train, report=report)
+    except Exception as exc:  # recorded as FAIL with its reason; the search goes on
+        tune.report({**info, "final": True, "failed": True, "fail_reason": f"{type(exc).__name__}: {exc}"[:2000]})
+        return
+    final = {
+        **info,
+        **trial_result(problem, result.val, baseline),
+        "final": True,
+        "best_epoch": result.best_epoch,
+        "time_s": time.perf_counter() - start,
+        # JSON strings: Ray flattens nested dicts in results
+        "history_json": json.dumps(json_safe(result.history)),
+        "details_json": json.dumps(json_safe(model.architecture_details())),
+    }
+    tune.report(final)
