@@ -21,7 +21,7 @@ from .rank import delta_m
 from .spaces import ROLE_SINGLE_TASK
 from .study import json_safe
 from .tasks import Task
-from .trial import directions, primary_metrics, val_from_result
+from .trial import primary_metrics, val_from_result
 
 log = logging.getLogger("share_search")
 
@@ -40,6 +40,7 @@ def make_searcher_class():
         def __init__(self, *, tasks: Sequence[Task], objectives: list[str], baseline: dict[str, float] | None, artifact_dir: str, **kwargs):
             super().__init__(**kwargs)
             self.tasks = tuple(tasks)
+            self.higher_is_better = {t.name: t.higher_is_better for t in self.tasks}
             self.artifact_dir = artifact_dir
             self.plans: dict[str, dict] = {}
             self.objectives = objectives
@@ -96,7 +97,7 @@ def make_searcher_class():
             if state == TrialState.COMPLETE:
                 if self.needs_baseline:
                     val = val_from_result(self.tasks, result)
-                    result = {**result, "delta_m": delta_m(primary_metrics(self.tasks, val), self.baseline, directions(self.tasks))}
+                    result = {**result, "delta_m": delta_m(primary_metrics(self.tasks, val), self.baseline, self.higher_is_better)}
                 values = [float(result[name]) for name in self.objectives]
             attrs = {
                 "family": result.get("family"),

@@ -32,10 +32,6 @@ def val_from_result(tasks: Sequence[Task], result: dict[str, Any]) -> dict[str, 
     return {t.name: {m: result[f"{t.name}.{m}"] for m in t.metrics if f"{t.name}.{m}" in result} for t in tasks}
 
 
-def directions(tasks: Sequence[Task]) -> dict[str, bool]:
-    return {t.name: t.higher_is_better for t in tasks}
-
-
 def trial_result(problem: Problem, val: dict[str, dict[str, float]], baseline: dict[str, float] | None) -> dict[str, Any]:
     """Flat Ray result: ``<task>.<metric>`` validation values, and Δm when the baseline is known."""
     out: dict[str, Any] = {f"{task}.{metric}": value for task, values in val.items() for metric, value in values.items()}
