@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from .allocator import keep_freed_memory
 from .arch import build_model
 from .arch._cost import count_macs, count_parameters
 from .export import TRIAL_FILE, WEIGHTS, save_weights
@@ -50,6 +51,7 @@ def run_trial(config: dict[str, Any], problem: Problem, baseline: dict[str, floa
     """Ray Tune function trainable: build, train, report every epoch, checkpoint the best."""
     from ray import tune
 
+    keep_freed_memory()  # the fit runs in a thread of a fresh worker: see allocator.py
     plan: TrialPlan = plan_from_dict(config["plan"])
     number = config["optuna_trial"]
     start = time.perf_counter()
