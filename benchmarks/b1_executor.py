@@ -13,6 +13,12 @@ side in every repeat:
               with other work, (d) shows what two workers can get at all, so the search's
               own overhead at concurrency 2 can be told apart from CPU contention.
 
+The bare loop (a) runs before the first repeat and after every repeat; each repeat takes
+the mean of the runs before and after it as its reference, per tree, since this kind of
+machine's speed drifts over minutes (the drift is reported). The bare loop's process is
+warmed up once beforehand (one fit), so its warm-up is not counted; the search's workers'
+is.
+
 Reported per repeat, medians over repeats:
 - efficiency = (Σ bare trial times / workers) / search wall time (the ``run_search`` call;
   Ray is started once beforehand and its start-up time is reported on its own),
@@ -30,7 +36,7 @@ this script gives Ray's workers its own niceness (``RAY_worker_niceness``), so b
 compete alike; ``--worker-niceness ray-default`` measures Ray's default instead.
 
     python benchmarks/b1_executor.py --quick   # 12 tiny trials, 1 repeat (~1.5 min on a free machine)
-    python benchmarks/b1_executor.py           # 12 trials of ~10-20 s, 3 repeats (~30 min)
+    python benchmarks/b1_executor.py           # 12 trials of ~10-20 s, 3 repeats (~25 min)
 """
 
 from __future__ import annotations
@@ -190,17 +196,29 @@ def main(argv=None) -> int:
     ray_start_s = time.perf_counter() - started
     print(f"{n} trees; Ray started in {ray_start_s:.1f} s", flush=True)
 
+    def bare_run(label: str) -> tuple[dict[str, float], dict[str, float]]:
+        times, cpu = bare_trials(args.quick)
+        print(f"{label}: bare Σ {sum(times.values()):.1f} s", flush=True)
+        return times, cpu
+
+    bare_trials(args.quick, [0])  # this process's one-time warm-up (imports, kernels), which search workers pay once each
     reps = []
+    bare_next = bare_run("before repeat 1")
     for r in range(repeats):
         rep: dict = {}
-        rep["bare"], rep["bare_cpu"] = bare_trials(args.quick)
-        print(f"repeat {r + 1}: bare Σ {sum(rep['bare'].values()):.1f} s", flush=True)
         for c in (1, 2):
             rep[f"c{c}_wall"], rep[f"c{c}_cpu"], rep[f"c{c}_time_s"], rep[f"c{c}_complete"], rep[f"c{c}_timeline"] = search_run(args.quick, c)
             rep.update({f"c{c}_{k}": v for k, v in rep[f"c{c}_timeline"].items()})
             print(f"repeat {r + 1}: search c{c} {rep[f'c{c}_wall']:.1f} s", flush=True)
         rep["bare2_wall"], rep["bare2_cpu"] = bare_parallel(args.quick, n)
         print(f"repeat {r + 1}: bare x2 {rep['bare2_wall']:.1f} s", flush=True)
+        # the bare loop runs before and after each repeat's searches; their mean is the
+        # reference, so a drift of the machine's speed during the repeat cancels to first order
+        (rep["bare_before"], cpu_before), bare_next = bare_next, bare_run(f"after repeat {r + 1}")
+        rep["bare_after"] = bare_next[0]
+        rep["bare"] = {a: (rep["bare_before"][a] + rep["bare_after"][a]) / 2 for a in rep["bare_before"]}
+        rep["bare_cpu"] = {a: (cpu_before[a] + bare_next[1][a]) / 2 for a in cpu_before}
+        rep["bare_drift"] = sum(rep["bare_after"].values()) / sum(rep["bare_before"].values())
         bare_sum = rep["bare_sum"] = sum(rep["bare"].values())
         bare_cpu = rep["bare_cpu_sum"] = sum(rep["bare_cpu"].values())
         for c in (1, 2):
@@ -225,7 +243,8 @@ def main(argv=None) -> int:
 
     table = [
         row("trials completed per search", "c1_complete"),
-        row("bare: Σ trial wall time, s", "bare_sum"),
+        row("bare: Σ trial wall time, s (mean of the runs before and after the repeat)", "bare_sum"),
+        row("bare: Σ after / Σ before the repeat (the machine's drift)", "bare_drift"),
         ["bare: median trial wall time, s", median(statistics.median(r["bare"].values()) for r in reps), ""],
         row("search c1: wall, s", "c1_wall"),
         row("search c2: wall, s", "c2_wall"),
