@@ -7,7 +7,7 @@ For 2, 3 and 5 tasks on the ``convnet`` and ``mlp`` backbones (built-in defaults
 - MACs per sample: ``share_search.arch._cost.count_macs`` (the count the tool stores
   per trial), and for trees the prediction from unique nodes,
   Σ_stages (groups at the stage x MACs of that stage) + heads.
-- forward+backward wall time of one batch (64 samples, one torch thread): the whole
+- forward+backward wall time of one batch (64 samples unless `--batch`, one torch thread): the whole
   network with every parameter trainable, loss = Σ_tasks cross-entropy. Progressive
   networks train one column per phase, so their training pays this per phase with only
   part of the backward; the figure here is the whole-network step.
@@ -19,6 +19,7 @@ and task count, measured in the same rounds.
 
     python benchmarks/b2_family_cost.py --quick   # < 1 min
     python benchmarks/b2_family_cost.py           # 15 rounds
+    python benchmarks/b2_family_cost.py --backbone mlp --batch 256 --json benchmarks/results/b2_mlp_batch256.json
 """
 
 from __future__ import annotations
@@ -74,16 +75,16 @@ def unique_nodes(config) -> int:
     return sum(len(partition) for partition in config.stages)
 
 
-def measure(rounds: int, per_round: int) -> list[dict]:
+def measure(rounds: int, per_round: int, batch: int = BATCH, backbones: tuple[str, ...] = BACKBONES) -> list[dict]:
     from share_search.arch import build_model
     from share_search.arch._cost import count_macs, count_parameters
     from share_search.backbones import make_backbone, make_head
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    x = torch.rand(BATCH, *INPUT)
+    x = torch.rand(batch, *INPUT)
     rows: list[dict] = []
-    for bb_name in BACKBONES:
+    for bb_name in backbones:
         backbone = make_backbone(bb_name, INPUT)
         stages = backbone.build_stages()
         stage_macs = [count_macs(stage, backbone.stage_input_shape(i)) for i, stage in enumerate(stages)]
@@ -91,7 +92,7 @@ def measure(rounds: int, per_round: int) -> list[dict]:
         for n in TASK_COUNTS:
             tasks = tasks_of(n)
             names = [t.name for t in tasks]
-            y = {t: torch.randint(0, 10, (BATCH,)) for t in names}
+            y = {t: torch.randint(0, 10, (batch,)) for t in names}
             built = {}
             for label, config in networks(backbone, names).items():
                 model = build_model(config, backbone, tasks)
@@ -133,13 +134,15 @@ def step(model, x, y) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="5 rounds of 3 batches instead of 15 of 10")
+    ap.add_argument("--batch", type=int, default=BATCH, help=f"samples per batch (default {BATCH})")
+    ap.add_argument("--backbone", action="append", choices=BACKBONES, help="measure only this backbone (repeatable; default both)")
     ap.add_argument("--json", help="where to write the result JSON")
     args = ap.parse_args(argv)
     rounds, per_round = (5, 3) if args.quick else (15, 10)
     started = time.perf_counter()
-    rows = measure(rounds, per_round)
+    rows = measure(rounds, per_round, args.batch, tuple(args.backbone or BACKBONES))
     print_table(
-        f"B2 cost per network (batch {BATCH}, one thread; fwd+bwd median over {rounds} rounds of {per_round} batches; "
+        f"B2 cost per network (batch {args.batch}, one thread; fwd+bwd median over {rounds} rounds of {per_round} batches; "
         "ratios against independent columns)",
         ["backbone", "T", "network", "kMACs/sample", "MACs ratio", "tree: unique nodes", "tree: MACs = prediction", "params", "fwd+bwd ms", "time ratio"],
         [
@@ -178,7 +181,7 @@ def main(argv=None) -> int:
     )
     write_json(
         "b2_family_cost" + ("_quick" if args.quick else ""),
-        {"mode": "quick" if args.quick else "full", "batch": BATCH, "input": INPUT, "rounds": rounds, "batches_per_round": per_round,
+        {"mode": "quick" if args.quick else "full", "batch": args.batch, "input": INPUT, "rounds": rounds, "batches_per_round": per_round,
          "rows": rows, "checks": checks, "seconds": time.perf_counter() - started},
         args.json,
     )
