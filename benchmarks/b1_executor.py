@@ -37,6 +37,7 @@ compete alike; ``--worker-niceness ray-default`` measures Ray's default instead.
 
     python benchmarks/b1_executor.py --quick   # 12 tiny trials, 1 repeat (~1.5 min on a free machine)
     python benchmarks/b1_executor.py           # 12 trials of ~10-20 s, 3 repeats (~25 min)
+    python benchmarks/b1_executor.py --epochs 20 --repeats 1   # trials twice as long (~20 min)
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from _common import TreeCpu, median, print_table, spread, write_json
 TASKS = ("left", "right", "left_odd")  # 3 tasks x 3 stages: 12 trees
 
 
-def spec_dict(quick: bool, concurrency: int, gpu: float = 0.0) -> dict:
+def spec_dict(quick: bool, concurrency: int, gpu: float = 0.0, epochs: int | None = None) -> dict:
     """The benchmark spec: the default demo's data and backbone, three tasks, a grid of trees."""
     pairs = {"train": 300, "val": 200, "test": 100} if quick else {"train": 3000, "val": 1000, "test": 200}
     return {
@@ -67,7 +68,7 @@ def spec_dict(quick: bool, concurrency: int, gpu: float = 0.0) -> dict:
         "tasks": {t: {"metric": "accuracy"} for t in TASKS},
         "backbone": {"name": "convnet", "options": {"channels": [8, 16], "hidden": 32}},
         "families": {"tree": {}},
-        "train": {"lr": 0.003, "epochs": 1 if quick else 10, "batch_size": 64, "threads": 1, "device": "auto"},
+        "train": {"lr": 0.003, "epochs": epochs or (1 if quick else 10), "batch_size": 64, "threads": 1, "device": "auto"},
         "search": {
             "sampler": "grid", "baselines": False, "objective": "per_task", "concurrency": concurrency, "export_top": 0,
             "resources": {"cpu": 1, "gpu": gpu},
@@ -75,14 +76,14 @@ def spec_dict(quick: bool, concurrency: int, gpu: float = 0.0) -> dict:
     }
 
 
-def load(quick: bool):
+def load(quick: bool, epochs: int | None = None):
     from share_search.problem import load_problem
     from share_search.spec import parse_spec
 
-    return load_problem(parse_spec(spec_dict(quick, 1)))
+    return load_problem(parse_spec(spec_dict(quick, 1, epochs=epochs)))
 
 
-def bare_trials(quick: bool, indices: list[int] | None = None) -> tuple[dict[str, float], dict[str, float]]:
+def bare_trials(quick: bool, indices: list[int] | None = None, epochs: int | None = None) -> tuple[dict[str, float], dict[str, float]]:
     """(a): build and fit every grid point in order; arch summary -> wall seconds, and -> CPU seconds."""
     import torch
 
@@ -91,7 +92,7 @@ def bare_trials(quick: bool, indices: list[int] | None = None) -> tuple[dict[str
     from share_search.train import fit
 
     torch.set_num_threads(1)
-    problem = load(quick)
+    problem = load(quick, epochs)
     points = grid_points(problem)
     times, cpu = {}, {}
     for i in indices if indices is not None else range(len(points)):
@@ -108,12 +109,12 @@ def _bare_worker(args):
     return bare_trials(*args)
 
 
-def bare_parallel(quick: bool, n_points: int, workers: int = 2) -> tuple[float, float]:
+def bare_parallel(quick: bool, n_points: int, workers: int = 2, epochs: int | None = None) -> tuple[float, float]:
     """(d): the bare loop split over ``workers`` processes (spawned and loaded before timing); wall and CPU seconds."""
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers) as pool:
         pool.map(_warm, range(workers))  # import torch and share_search before the clock starts
-        shares = [(quick, list(range(w, n_points, workers))) for w in range(workers)]
+        shares = [(quick, list(range(w, n_points, workers)), epochs) for w in range(workers)]
         started = time.perf_counter()
         with TreeCpu() as cpu:
             pool.map(_bare_worker, shares)
@@ -128,14 +129,14 @@ def _warm(_):
     return 0
 
 
-def search_run(quick: bool, concurrency: int, gpu: float = 0.0) -> tuple[float, float, dict[str, float], int, dict[str, float]]:
+def search_run(quick: bool, concurrency: int, gpu: float = 0.0, epochs: int | None = None) -> tuple[float, float, dict[str, float], int, dict[str, float]]:
     """(b)/(c): one ``run_search`` into a fresh folder: wall time, CPU seconds of the driver and
     every Ray process, the study's ``time_s`` per tree, completed trials, and the timeline."""
     from share_search.runner import run_search
     from share_search.spec import parse_spec
     from share_search.study import load_run_study
 
-    spec = parse_spec(spec_dict(quick, concurrency, gpu))
+    spec = parse_spec(spec_dict(quick, concurrency, gpu, epochs))
     out = Path(tempfile.mkdtemp(prefix="b1-")) / "run"
     try:
         started, began = time.perf_counter(), datetime.datetime.now()
@@ -178,6 +179,7 @@ def main(argv=None) -> int:
         help="same (default): Ray's trial workers get this script's niceness, as the bare loop has; "
         "ray-default: Ray's own default (+15), which makes trials yield to any other work on the machine",
     )
+    ap.add_argument("--epochs", type=int, help="epochs per trial (default 10; quick: 1): longer trials amortize a search's fixed costs")
     ap.add_argument("--json", help="where to write the result JSON")
     args = ap.parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 3)
@@ -197,20 +199,20 @@ def main(argv=None) -> int:
     print(f"{n} trees; Ray started in {ray_start_s:.1f} s", flush=True)
 
     def bare_run(label: str) -> tuple[dict[str, float], dict[str, float]]:
-        times, cpu = bare_trials(args.quick)
+        times, cpu = bare_trials(args.quick, epochs=args.epochs)
         print(f"{label}: bare Σ {sum(times.values()):.1f} s", flush=True)
         return times, cpu
 
-    bare_trials(args.quick, [0])  # this process's one-time warm-up (imports, kernels), which search workers pay once each
+    bare_trials(args.quick, [0], args.epochs)  # this process's one-time warm-up (imports, kernels), which search workers pay once each
     reps = []
     bare_next = bare_run("before repeat 1")
     for r in range(repeats):
         rep: dict = {}
         for c in (1, 2):
-            rep[f"c{c}_wall"], rep[f"c{c}_cpu"], rep[f"c{c}_time_s"], rep[f"c{c}_complete"], rep[f"c{c}_timeline"] = search_run(args.quick, c)
+            rep[f"c{c}_wall"], rep[f"c{c}_cpu"], rep[f"c{c}_time_s"], rep[f"c{c}_complete"], rep[f"c{c}_timeline"] = search_run(args.quick, c, epochs=args.epochs)
             rep.update({f"c{c}_{k}": v for k, v in rep[f"c{c}_timeline"].items()})
             print(f"repeat {r + 1}: search c{c} {rep[f'c{c}_wall']:.1f} s", flush=True)
-        rep["bare2_wall"], rep["bare2_cpu"] = bare_parallel(args.quick, n)
+        rep["bare2_wall"], rep["bare2_cpu"] = bare_parallel(args.quick, n, epochs=args.epochs)
         print(f"repeat {r + 1}: bare x2 {rep['bare2_wall']:.1f} s", flush=True)
         # the bare loop runs before and after each repeat's searches; their mean is the
         # reference, so a drift of the machine's speed during the repeat cancels to first order
@@ -278,7 +280,7 @@ def main(argv=None) -> int:
     )
     write_json(
         "b1_executor" + ("_quick" if args.quick else ""),
-        {"mode": "quick" if args.quick else "full", "trees": n, "repeats": reps, "ray_start_s": ray_start_s, "worker_niceness": args.worker_niceness, "script_niceness": os.nice(0), "spec": spec_dict(args.quick, 1),
+        {"mode": "quick" if args.quick else "full", "trees": n, "repeats": reps, "ray_start_s": ray_start_s, "worker_niceness": args.worker_niceness, "script_niceness": os.nice(0), "spec": spec_dict(args.quick, 1, epochs=args.epochs),
          "summary": {r[0]: r[1] for r in table}},
         args.json,
     )
