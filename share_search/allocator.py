@@ -29,9 +29,14 @@ MMAP_THRESHOLD = 32 << 20  # glibc's ceiling on 64-bit; blocks above it are mmap
 TRIM_THRESHOLD = 1 << 30  # keep up to 1 GiB free at the top of a heap before returning it
 
 
+def on_glibc() -> bool:
+    """Whether this process's C library is glibc, the one whose thresholds are set here."""
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
 def keep_freed_memory() -> bool:
     """Fix glibc's trim and mmap thresholds for this process; True when they were set."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not on_glibc():
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     # the mmap threshold first: setting either one turns glibc's adaptation off for both

@@ -7,11 +7,12 @@ sixteen times; the page faults it takes once warm are counted (a count of
 kernel events, not a timing).
 """
 
-import platform
 import subprocess
 import sys
 
 import pytest
+
+from share_search.allocator import on_glibc
 
 CHURN = """
 import resource, sys, threading
@@ -36,15 +37,12 @@ thread.join()
 print(faults[0])
 """
 
-GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
-
-
 def faults_in_warm_steps(mode: str) -> int:
     out = subprocess.run([sys.executable, "-c", CHURN, mode], capture_output=True, text=True, check=True)
     return int(out.stdout.strip())
 
 
-@pytest.mark.skipif(not GLIBC, reason="the thresholds are glibc's")
+@pytest.mark.skipif(not on_glibc(), reason="the thresholds are glibc's")
 def test_freed_blocks_are_reused_instead_of_faulted_in_again():
     pages_per_step = (64 * 200_000 + 4 * 8_000_000) // 4096
     default = faults_in_warm_steps("default")
