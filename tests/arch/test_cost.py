@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -35,3 +38,39 @@ def test_count_macs_runs_in_eval_mode_and_restores_the_mode(training):
     model.train(training)
     assert count_macs(model, (4,)) == 16  # batch of one: BatchNorm would fail in train mode
     assert seen == [False] and model.training is training
+
+
+class _Attention(nn.Module):
+    """Matrix products outside ``nn.Linear``: an einsum and attention, a composite op."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(8, 24)
+
+    def forward(self, x):
+        q, k, v = self.proj(x).chunk(3, dim=-1)
+        mixed = torch.einsum("btc,bsc->bts", q, k) @ v
+        return mixed + nn.functional.scaled_dot_product_attention(q, k, v)
+
+
+def test_matrix_products_outside_layers_match_torchs_flop_counter():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = _Attention()
+    with torch.no_grad(), FlopCounterMode(display=False) as reference:
+        model(torch.zeros(1, 5, 8))
+    assert count_macs(model, (5, 8)) == reference.get_total_flops() // 2 > 5 * 8 * 24
+
+
+def test_counting_macs_does_not_import_torch_dynamo():
+    """Every trial counts its MACs; importing torch._dynamo costs each worker 1.5-2 s."""
+    script = (
+        "import sys\n"
+        "from torch import nn\n"
+        "from share_search.arch._cost import count_macs\n"
+        "assert count_macs(nn.Linear(4, 3), (4,)) == 12\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
