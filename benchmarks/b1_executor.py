@@ -36,7 +36,8 @@ this script gives Ray's workers its own niceness (``RAY_worker_niceness``), so b
 compete alike; ``--worker-niceness ray-default`` measures Ray's default instead.
 
     python benchmarks/b1_executor.py --quick   # 12 tiny trials, 1 repeat (~1.5 min on a free machine)
-    python benchmarks/b1_executor.py           # 12 trials of ~10-20 s, 3 repeats (~25 min)
+    python benchmarks/b1_executor.py           # 12 trials of ~8-12 s, 3 repeats (~25 min)
+    python benchmarks/b1_executor.py --epochs 15 --json benchmarks/results/b1_executor_15epochs.json   # ~17 s trials (~35 min)
     python benchmarks/b1_executor.py --epochs 20 --repeats 1   # trials twice as long (~20 min)
 """
 
