@@ -6,9 +6,9 @@ Both are counted on the built module, not derived from a family's config, so eve
 MACs come from torch's own FLOP formulas (``torch.utils.flop_counter``), added up by a small
 dispatch mode of ours rather than by ``FlopCounterMode``: every ``TorchDispatchMode``
 subclass wraps its dispatch in ``torch._disable_dynamo`` unless it opts out, and that
-wrapper imports ``torch._dynamo`` on first use, 1.5-2.3 s per process here. Every trial
-counts its network's MACs, so with ``FlopCounterMode`` each Ray worker's first trial paid
-that import.
+wrapper imports ``torch._dynamo`` on first use, 1.5-2.3 s per process here. The driver
+counts MACs when it exports the top trials and trains nothing, so it no longer pays that
+import; trial workers still do, through ``torch.optim``.
 """
 
 from __future__ import annotations

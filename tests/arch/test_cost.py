@@ -63,7 +63,7 @@ def test_matrix_products_outside_layers_match_torchs_flop_counter():
 
 
 def test_counting_macs_does_not_import_torch_dynamo():
-    """Every trial counts its MACs; importing torch._dynamo costs each worker 1.5-2 s."""
+    """The driver counts MACs when exporting; importing torch._dynamo would cost it 1.5-2 s."""
     script = (
         "import sys\n"
         "from torch import nn\n"
