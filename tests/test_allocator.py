@@ -3,7 +3,7 @@
 Each case runs in a fresh interpreter, where glibc's thresholds are still at their
 start-up values, as in a fresh Ray worker. A thread (as Tune runs a trial) allocates and
 frees 45 MB, in blocks the size of a small convnet's activations and of larger ones,
-sixteen times; the page faults it takes once warm are counted (a count of
+twenty times; the page faults of the last sixteen, once warm, are counted (a count of
 kernel events, not a timing).
 """
 
@@ -36,6 +36,7 @@ thread.start()
 thread.join()
 print(faults[0])
 """
+
 
 def faults_in_warm_steps(mode: str) -> int:
     out = subprocess.run([sys.executable, "-c", CHURN, mode], capture_output=True, text=True, check=True)
