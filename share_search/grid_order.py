@@ -1,10 +1,12 @@
-"""The order a grid's trials are queued in when several run at once: the longest first.
+"""The order a grid's trials are queued in: the longest first.
 
-Workers take queued trials as they free up. In the order the families enumerate them
-(trees from the most shared to the least, so the cheapest first), the most expensive
-trial starts last and runs alone while the other workers idle. Queuing the longest first,
-Graham's LPT rule ("Bounds on multiprocessing timing anomalies", SIAM J. Appl. Math. 17,
-1969), leaves the shortest trials for the end, so the workers finish close together.
+When several trials run at once, workers take queued ones as they free up. In the order
+the families enumerate them (trees from the most shared to the least, so the cheapest
+first), the most expensive trial starts last and runs alone while the other workers idle.
+Queuing the longest first, Graham's LPT rule ("Bounds on multiprocessing timing
+anomalies", SIAM J. Appl. Math. 17, 1969), leaves the shortest trials for the end, so the
+workers finish close together. The order is the same at any concurrency, so a grid's
+trial numbers do not depend on it.
 
 A trial's length is estimated before anything trains, from the built network: MACs per
 sample x phases x epochs per phase. Progressive networks train one column per phase, so

@@ -22,8 +22,8 @@ import optuna
 from optuna.trial import TrialState
 
 from .errors import RunError
-from .problem import Problem
 from .grid_order import longest_first
+from .problem import Problem
 from .searcher import make_progress_callback, make_searcher_class
 from .spaces import FAMILY_PARAM, ROLE_SINGLE_TASK, SpaceFunction, enqueue_reference, grid_points, reference_archs
 from .study import finished_trials, objective_names, planned_params
@@ -217,9 +217,8 @@ def search(
 
     if spec.search.sampler == "grid":
         seen = [planned_params(t) for t in study.get_trials(deepcopy=False) if t.state in done or t.state == TrialState.WAITING]
-        todo = [p for p in grid_points(problem) if p not in seen]
-        if spec.search.concurrency > 1:  # workers then finish together (see grid_order.py)
-            todo = longest_first(todo, problem)
+        # the longest first, so that concurrent workers finish together (grid_order.py)
+        todo = longest_first([p for p in grid_points(problem) if p not in seen], problem)
         for p in todo:
             study.enqueue_trial(p, skip_if_exists=False)
         remaining = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))

@@ -127,7 +127,7 @@ def test_grid_runs_every_tree_exactly_once(tmp_path):
     assert len(archs) == 4 == len(set(archs))
     assert all(t.state == TrialState.COMPLETE for t in study.get_trials())
     assert outcome.board["rank"].notna().sum() == 4
-    # at concurrency 2 the grid is queued longest first (the baseline trial runs before it)
+    # the grid is queued longest first (the baseline trial runs before it)
     grid = [t.params for t in sorted(study.get_trials(), key=lambda t: t.number) if t.user_attrs.get("role") is None]
     costs = [estimated_cost(p, outcome.problem) for p in grid]
     assert costs == sorted(costs, reverse=True) and costs[0] > costs[-1]
