@@ -22,7 +22,6 @@ import optuna
 from optuna.trial import TrialState
 
 from .errors import RunError
-from .grid_order import longest_first
 from .problem import Problem
 from .searcher import make_progress_callback, make_searcher_class
 from .spaces import FAMILY_PARAM, ROLE_SINGLE_TASK, SpaceFunction, enqueue_reference, grid_points, reference_archs
@@ -217,8 +216,7 @@ def search(
 
     if spec.search.sampler == "grid":
         seen = [planned_params(t) for t in study.get_trials(deepcopy=False) if t.state in done or t.state == TrialState.WAITING]
-        # the longest first, so that concurrent workers finish together (grid_order.py)
-        todo = longest_first([p for p in grid_points(problem) if p not in seen], problem)
+        todo = [p for p in grid_points(problem) if p not in seen]
         for p in todo:
             study.enqueue_trial(p, skip_if_exists=False)
         remaining = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
