@@ -27,12 +27,13 @@ MARKER = "SHARE_SEARCH_TEST_MARKER"
 
 
 def _spec(baselines: bool):
-    # a 0.2 s sleep per training batch keeps each trial running a second or two, so a signal
-    # sent once a sampled trial has finished finds others running
+    # a 0.5 s sleep per training batch keeps each trial running a few seconds, so a signal
+    # sent once a sampled trial has finished finds others running. With 0.2 s, one CI run
+    # on 2 busy cores saw the last trials finish before the signal landed.
     search = {"trials": TRIALS, "export_top": 1}
     if not baselines:  # one Tuner phase instead of two: a faster test
         search.update(baselines=False, objective="per_task")
-    return small_spec(backbone={"name": "tests.fault_backbones:faulty", "options": {"widths": [16], "delay": 0.2}}, search=search)
+    return small_spec(backbone={"name": "tests.fault_backbones:faulty", "options": {"widths": [16], "delay": 0.5}}, search=search)
 
 
 def _wait_mid_search(proc, run_dir, complete: int, timeout=600.0):
