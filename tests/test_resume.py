@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -55,6 +56,32 @@ def _wait_mid_search(proc, run_dir, complete: int, timeout=600.0):
     raise AssertionError(f"no {complete} finished and one running trial after {timeout} s")
 
 
+def _ctrl_c(proc, run_dir, tries: int = 3, patience: float = 10.0) -> None:
+    """SIGINT to the driver's process group, as Ctrl-C in a terminal sends it; again, as a
+    user would press it again, if after ``patience`` seconds the driver neither ended nor
+    logged that it stopped. In 2 of 3 full-suite runs on 2 busy cores one signal was not
+    acted on (cause not found; the failure message shows the driver's signal masks)."""
+    for _ in range(tries):
+        os.killpg(proc.pid, signal.SIGINT)
+        deadline = time.monotonic() + patience
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return
+            log = run_dir / "run.log"
+            if log.exists() and "search stopped" in log.read_text():
+                return  # it is stopping: a second Ctrl-C would cut its cleanup short
+            time.sleep(0.2)
+
+
+def _signal_masks(pid: int) -> str:
+    """The driver's blocked, ignored and caught signal masks (/proc), for a failure message."""
+    try:
+        lines = (Path("/proc") / str(pid) / "status").read_text().splitlines()
+    except OSError as exc:
+        return f"no /proc status: {exc}"
+    return "; ".join(line for line in lines if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
+
+
 def _snapshot(study):
     return {t.number: (t.state, t.values, t.params, t.datetime_complete) for t in study.get_trials() if t.state == TrialState.COMPLETE}
 
@@ -69,10 +96,12 @@ def test_interrupted_search_resumes_the_same_study(tmp_path, ray_session, capsys
         cli_command("run", str(spec), "--out", str(run_dir), "--quiet"),
         env=cli_env(**{MARKER: marker}), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
+    signal_state = ""
     try:
         _wait_mid_search(proc, run_dir, complete=3 if baselines else 1)  # past the references
+        signal_state = _signal_masks(proc.pid)
         if how == "SIGINT":
-            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+            _ctrl_c(proc, run_dir)
         else:
             os.kill(proc.pid, signal.SIGKILL)
         code = proc.wait(timeout=300)
@@ -89,7 +118,8 @@ def test_interrupted_search_resumes_the_same_study(tmp_path, ray_session, capsys
     study = study_of(run_dir)
     before = _snapshot(study)
     stopped = [t for t in study.get_trials() if t.state not in (TrialState.COMPLETE, TrialState.WAITING)]
-    assert len(before) >= (3 if baselines else 1) and stopped, [t.state for t in study.get_trials()]
+    # a run that finished every trial was not stopped: say how the driver held SIGINT then
+    assert len(before) >= (3 if baselines else 1) and stopped, ([t.state for t in study.get_trials()], signal_state, output[-2000:])
     if how == "SIGINT":
         assert code == 130, output
         assert "continue with --resume" in output
