@@ -13,7 +13,6 @@ import sqlite3
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -28,13 +27,12 @@ MARKER = "SHARE_SEARCH_TEST_MARKER"
 
 
 def _spec(baselines: bool):
-    # a 0.5 s sleep per training batch keeps each trial running a few seconds, so a signal
-    # sent once a sampled trial has finished finds others running. With 0.2 s, one CI run
-    # on 2 busy cores saw the last trials finish before the signal landed.
+    # a 0.2 s sleep per training batch keeps each trial running a second or two, so a signal
+    # sent once a sampled trial has finished finds others running
     search = {"trials": TRIALS, "export_top": 1}
     if not baselines:  # one Tuner phase instead of two: a faster test
         search.update(baselines=False, objective="per_task")
-    return small_spec(backbone={"name": "tests.fault_backbones:faulty", "options": {"widths": [16], "delay": 0.5}}, search=search)
+    return small_spec(backbone={"name": "tests.fault_backbones:faulty", "options": {"widths": [16], "delay": 0.2}}, search=search)
 
 
 def _wait_mid_search(proc, run_dir, complete: int, timeout=600.0):
@@ -56,32 +54,6 @@ def _wait_mid_search(proc, run_dir, complete: int, timeout=600.0):
     raise AssertionError(f"no {complete} finished and one running trial after {timeout} s")
 
 
-def _ctrl_c(proc, run_dir, tries: int = 3, patience: float = 10.0) -> None:
-    """SIGINT to the driver's process group, as Ctrl-C in a terminal sends it; again, as a
-    user would press it again, if after ``patience`` seconds the driver neither ended nor
-    logged that it stopped. In 2 of 3 full-suite runs on 2 busy cores one signal was not
-    acted on (cause not found; the failure message shows the driver's signal masks)."""
-    for _ in range(tries):
-        os.killpg(proc.pid, signal.SIGINT)
-        deadline = time.monotonic() + patience
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                return
-            log = run_dir / "run.log"
-            if log.exists() and "search stopped" in log.read_text():
-                return  # it is stopping: a second Ctrl-C would cut its cleanup short
-            time.sleep(0.2)
-
-
-def _signal_masks(pid: int) -> str:
-    """The driver's blocked, ignored and caught signal masks (/proc), for a failure message."""
-    try:
-        lines = (Path("/proc") / str(pid) / "status").read_text().splitlines()
-    except OSError as exc:
-        return f"no /proc status: {exc}"
-    return "; ".join(line for line in lines if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
-
-
 def _snapshot(study):
     return {t.number: (t.state, t.values, t.params, t.datetime_complete) for t in study.get_trials() if t.state == TrialState.COMPLETE}
 
@@ -92,16 +64,21 @@ def test_interrupted_search_resumes_the_same_study(tmp_path, ray_session, capsys
     run_dir = tmp_path / "run"
     marker = uuid.uuid4().hex
     log = open(tmp_path / "driver.log", "w")
-    proc = subprocess.Popen(
-        cli_command("run", str(spec), "--out", str(run_dir), "--quiet"),
-        env=cli_env(**{MARKER: marker}), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    signal_state = ""
+    # the driver must start with SIGINT at its default, as from a terminal: a test run that is
+    # itself a background job of a non-interactive shell ignores SIGINT, and a child inherits
+    # an ignored signal (a Python handler is reset to the default on exec instead)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            cli_command("run", str(spec), "--out", str(run_dir), "--quiet"),
+            env=cli_env(**{MARKER: marker}), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         _wait_mid_search(proc, run_dir, complete=3 if baselines else 1)  # past the references
-        signal_state = _signal_masks(proc.pid)
         if how == "SIGINT":
-            _ctrl_c(proc, run_dir)
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         else:
             os.kill(proc.pid, signal.SIGKILL)
         code = proc.wait(timeout=300)
@@ -118,8 +95,7 @@ def test_interrupted_search_resumes_the_same_study(tmp_path, ray_session, capsys
     study = study_of(run_dir)
     before = _snapshot(study)
     stopped = [t for t in study.get_trials() if t.state not in (TrialState.COMPLETE, TrialState.WAITING)]
-    # a run that finished every trial was not stopped: say how the driver held SIGINT then
-    assert len(before) >= (3 if baselines else 1) and stopped, ([t.state for t in study.get_trials()], signal_state, output[-2000:])
+    assert len(before) >= (3 if baselines else 1) and stopped, [t.state for t in study.get_trials()]
     if how == "SIGINT":
         assert code == 130, output
         assert "continue with --resume" in output
