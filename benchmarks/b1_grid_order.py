@@ -22,15 +22,11 @@ wall-time ratio longest first / grid order.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
-import tempfile
-import time
-from pathlib import Path
 
 from _common import median, print_table, spread, write_json
-from b1_executor import spec_dict
+from b1_executor import search_run
 
 ARMS = ("longest first", "grid order")
 
@@ -53,31 +49,17 @@ def estimated_cost(params, problem) -> float:
 def search_once(quick: bool, epochs: int | None, longest_first: bool) -> dict:
     """One concurrency-2 search of the B1 grid in the given order: wall, idle tail, Σ time_s."""
     import share_search.search as search_module
-    from share_search.runner import run_search
     from share_search.spaces import grid_points
-    from share_search.spec import parse_spec
-    from share_search.study import load_run_study
 
     def by_cost(problem):  # stable: equal estimates keep the grid's order
         return sorted(grid_points(problem), key=lambda p: -estimated_cost(p, problem))
 
     search_module.grid_points = by_cost if longest_first else grid_points
-    out = Path(tempfile.mkdtemp(prefix="b1-order-")) / "run"
     try:
-        started = time.perf_counter()
-        run_search(parse_spec(spec_dict(quick, 2, epochs=epochs)), out, show_progress=False)
-        wall = time.perf_counter() - started
-        study, _ = load_run_study(out)
-        tells = sorted(t.datetime_complete for t in study.trials)
-        return {
-            "wall_s": wall,
-            "idle_tail_s": (tells[-1] - tells[-2]).total_seconds(),
-            "sum_time_s": sum(t.user_attrs["time_s"] for t in study.trials),
-            "order": [t.user_attrs["arch"] for t in sorted(study.trials, key=lambda t: t.datetime_start)],
-        }
+        wall, _, times, _, timeline = search_run(quick, 2, epochs=epochs)
     finally:
         search_module.grid_points = grid_points
-        shutil.rmtree(out.parent, ignore_errors=True)
+    return {"wall_s": wall, "idle_tail_s": timeline["idle_tail_s"], "sum_time_s": sum(times.values())}
 
 
 def main(argv=None) -> int:
