@@ -38,7 +38,7 @@ compete alike; ``--worker-niceness ray-default`` measures Ray's default instead.
     python benchmarks/b1_executor.py --quick   # 12 tiny trials, 1 repeat (~1.5 min on a free machine)
     python benchmarks/b1_executor.py           # 12 trials of ~8-12 s, 3 repeats (~25 min)
     python benchmarks/b1_executor.py --epochs 15 --json benchmarks/results/b1_executor_15epochs.json   # ~17 s trials (~35 min)
-    python benchmarks/b1_executor.py --epochs 20 --repeats 1   # trials twice as long (~20 min)
+    python benchmarks/b1_executor.py --epochs 20 --json benchmarks/results/b1_executor_20epochs.json   # ~15-20 s trials (~45 min)
 """
 
 from __future__ import annotations
