@@ -70,7 +70,7 @@ class TrainConfig:
 
 @dataclass
 class EpochReport:
-    """What ``fit`` tells its caller after each epoch (Ray forwards it; checkpoint when ``is_best``).
+    """What ``fit`` tells its caller after each epoch (a trial forwards it to Ray Tune).
 
     ``is_best`` means the epoch beat every earlier epoch of its phase; the model then holds
     the weights ``fit`` will return unless a later epoch does better.

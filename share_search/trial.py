@@ -1,5 +1,12 @@
 """What runs inside one Ray Tune trial: build the network, train it, report every epoch,
-checkpoint the best weights; and the flat result format the searcher reads back.
+checkpoint the best weights once, at the end; and the flat result format the searcher
+reads back.
+
+One checkpoint per trial, not one per improving epoch: with ``num_to_keep=1`` Tune saves
+its whole experiment state, every trial's, after each trial checkpoint, so per-epoch
+checkpoints cost the driver that save on most epochs, and each upload goes to the run's
+storage. ``fit`` already keeps the best weights in memory; only COMPLETE trials are
+ranked and exported, and an interrupted trial is run again.
 
 Ray is imported inside the trial only, so the package imports without starting it.
 """
@@ -48,7 +55,7 @@ def _node_id() -> str:
 
 
 def run_trial(config: dict[str, Any], problem: Problem, baseline: dict[str, float] | None) -> None:
-    """Ray Tune function trainable: build, train, report every epoch, checkpoint the best."""
+    """Ray Tune function trainable: build, train, report every epoch, checkpoint the best weights with the final result."""
     from ray import tune
 
     keep_freed_memory()  # the fit runs in a thread of a fresh worker: see allocator.py
@@ -63,20 +70,14 @@ def run_trial(config: dict[str, Any], problem: Problem, baseline: dict[str, floa
         model = build_model(plan.arch, problem.backbone, problem.tasks)
         info["params"] = count_parameters(model)
         info["macs"] = count_macs(model, problem.backbone.input_shape)
-        best: dict[str, Any] = {}
 
         def report(ep: EpochReport) -> None:
-            metrics = {**info, **trial_result(problem, ep.val, baseline), "epoch": ep.epoch, "train_loss": ep.train_loss, "val_loss": ep.val_loss}
-            checkpoint = None
-            if ep.is_best:
-                best.update(val=ep.val, epoch=ep.epoch)
-                folder = tempfile.mkdtemp(prefix="share-search-ckpt-")
-                save_weights(ep.model.state_dict(), Path(folder) / WEIGHTS)
-                (Path(folder) / TRIAL_FILE).write_text(json.dumps({"optuna_trial": number, "epoch": ep.epoch, "plan": config["plan"]}))
-                checkpoint = tune.Checkpoint.from_directory(folder)
-            tune.report(metrics, checkpoint=checkpoint)
+            tune.report({**info, **trial_result(problem, ep.val, baseline), "epoch": ep.epoch, "train_loss": ep.train_loss, "val_loss": ep.val_loss})
 
         result = fit(model, problem.data, problem.tasks, plan.train, report=report)
+        checkpoint = Path(tempfile.mkdtemp(prefix="share-search-ckpt-"))
+        save_weights(result.state_dict, checkpoint / WEIGHTS)
+        (checkpoint / TRIAL_FILE).write_text(json.dumps({"optuna_trial": number, "epoch": result.best_epoch, "plan": config["plan"]}))
     except Exception as exc:  # recorded as FAIL with its reason; the search goes on
         tune.report({**info, "final": True, "failed": True, "fail_reason": f"{type(exc).__name__}: {exc}"[:2000]})
         return
@@ -90,4 +91,4 @@ def run_trial(config: dict[str, Any], problem: Problem, baseline: dict[str, floa
         "history_json": json.dumps(json_safe(result.history)),
         "details_json": json.dumps(json_safe(model.architecture_details())),
     }
-    tune.report(final)
+    tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(checkpoint)))

@@ -76,6 +76,12 @@ def test_checkpoints_live_in_the_run_folder(run):
     outcome, study = run
     markers = list((outcome.run_dir / "ray").glob("*/*/checkpoint_*/trial.json"))
     assert {json.loads(m.read_text())["optuna_trial"] for m in markers} == {t.number for t in study.get_trials()}
+    # written once per trial, with its final result: Tune numbers a trial's checkpoints from 0,
+    # and one per improving epoch would leave a later number behind
+    assert {m.parent.name for m in markers} == {"checkpoint_000000"}
+    for m in markers:
+        marker = json.loads(m.read_text())
+        assert marker["epoch"] == study.trials[marker["optuna_trial"]].user_attrs["best_epoch"]
 
 
 def test_exported_top_model_reloads_with_identical_outputs_in_a_fresh_process(run):
