@@ -91,8 +91,10 @@ def main(argv=None) -> int:
     arms = {"base": args.base, "head": args.head}
     shas = {arm: subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD" if rev == "." else rev], check=True, capture_output=True, text=True).stdout.strip() for arm, rev in arms.items()}
     workdir = Path(tempfile.mkdtemp(prefix="b1-revisions-"))
+    trees: dict[str, Path] = {}
     try:
-        trees = {arm: checkout(rev, workdir) for arm, rev in arms.items()}
+        for arm, rev in arms.items():
+            trees[arm] = checkout(rev, workdir)
         runs: dict[str, list[dict]] = {"base": [], "head": []}
         for p in range(pairs):
             for arm in (("base", "head") if p % 2 == 0 else ("head", "base")):
@@ -100,16 +102,21 @@ def main(argv=None) -> int:
                 r = runs[arm][-1]
                 print(f"pair {p + 1}, {arm} ({arms[arm]}): wall {r['wall']:.1f} s, driver CPU {r['driver_cpu']:.2f} s, {r['complete']} complete", flush=True)
     finally:
-        for arm, rev in arms.items():
-            if rev != ".":
-                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(workdir / rev.replace("/", "_"))], check=False)
+        for tree in trees.values():
+            if tree != REPO:
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
         shutil.rmtree(workdir, ignore_errors=True)
 
     ratios = [h["wall"] / b["wall"] for b, h in zip(runs["base"], runs["head"])]
     cpu_saved = [b["driver_cpu"] - h["driver_cpu"] for b, h in zip(runs["base"], runs["head"])]
 
     def row(name: str, key: str) -> list:
-        return [name] + [f"{median(r[key] for r in runs[arm]):.2f} ({spread([r[key] for r in runs[arm]])[0]:.2f}-{spread([r[key] for r in runs[arm]])[1]:.2f})" for arm in ("base", "head")]
+        cells = [name]
+        for arm in ("base", "head"):
+            values = [r[key] for r in runs[arm]]
+            lo, hi = spread(values)
+            cells.append(f"{median(values):.2f} ({lo:.2f}-{hi:.2f})")
+        return cells
 
     table = [
         row("search wall, s", "wall"),
