@@ -62,6 +62,20 @@ def spread(values: Sequence[float]) -> tuple[float, float]:
     return (min(values), max(values)) if values else (float("nan"), float("nan"))
 
 
+def median_range(values: Sequence[float], digits: int = 2) -> str:
+    """``median (min-max)``: one table cell for a measure repeated over pairs or repeats."""
+    lo, hi = spread(values)
+    return f"{median(values):.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
+
+
+def alternating(arms: Sequence[str], pairs: int) -> Iterable[tuple[int, str]]:
+    """(pair, arm) in run order: the arms swap which goes first in every other pair, so a
+    drift of the machine's speed hits both alike."""
+    for p in range(pairs):
+        for arm in arms if p % 2 == 0 else arms[::-1]:
+            yield p, arm
+
+
 def fmt(value: Any, digits: int = 2) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"

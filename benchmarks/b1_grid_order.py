@@ -25,7 +25,7 @@ import argparse
 import statistics
 import sys
 
-from _common import median, print_table, spread, write_json
+from _common import alternating, median_range, print_table, write_json
 from b1_executor import search_run
 
 ARMS = ("longest first", "grid order")
@@ -76,19 +76,15 @@ def main(argv=None) -> int:
 
     start_ray(None)
     runs: dict[str, list[dict]] = {arm: [] for arm in ARMS}
-    for p in range(pairs):
-        for arm in ARMS if p % 2 == 0 else ARMS[::-1]:
-            run = search_once(args.quick, epochs, arm == ARMS[0])
-            runs[arm].append(run)
-            print(f"pair {p + 1}, {arm}: {run['wall_s']:.1f} s, idle tail {run['idle_tail_s']:.1f} s", flush=True)
+    for p, arm in alternating(ARMS, pairs):
+        run = search_once(args.quick, epochs, arm == ARMS[0])
+        runs[arm].append(run)
+        print(f"pair {p + 1}, {arm}: {run['wall_s']:.1f} s, idle tail {run['idle_tail_s']:.1f} s", flush=True)
     ratios = [a["wall_s"] / b["wall_s"] for a, b in zip(*runs.values())]
 
     def cell(arm: str, key: str) -> str:
-        values = [r[key] for r in runs[arm]]
-        lo, hi = spread(values)
-        return f"{median(values):.1f} ({lo:.1f}-{hi:.1f})"
+        return median_range([r[key] for r in runs[arm]], 1)
 
-    lo, hi = spread(ratios)
     print_table(
         f"B1 grid order at concurrency 2: 12 trees, {epochs or 1} epochs, {pairs} pair(s), medians (range)",
         ["measure", *ARMS],
@@ -96,7 +92,7 @@ def main(argv=None) -> int:
             ["search wall, s", *(cell(a, "wall_s") for a in ARMS)],
             ["idle tail, s", *(cell(a, "idle_tail_s") for a in ARMS)],
             ["Σ trials' own time (time_s), s", *(cell(a, "sum_time_s") for a in ARMS)],
-            ["wall ratio longest first / grid order, per pair", f"{median(ratios):.3f} ({lo:.3f}-{hi:.3f})", ""],
+            ["wall ratio longest first / grid order, per pair", median_range(ratios, 3), ""],
         ],
     )
     write_json(

@@ -27,7 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import HERE, median, print_table, spread, write_json
+from _common import HERE, alternating, median_range, print_table, write_json
 
 REPO = HERE.parent
 MARK = "RESULT "
@@ -96,11 +96,10 @@ def main(argv=None) -> int:
         for arm, rev in arms.items():
             trees[arm] = checkout(rev, workdir)
         runs: dict[str, list[dict]] = {"base": [], "head": []}
-        for p in range(pairs):
-            for arm in (("base", "head") if p % 2 == 0 else ("head", "base")):
-                runs[arm].append(run_child(trees[arm], args.quick, epochs))
-                r = runs[arm][-1]
-                print(f"pair {p + 1}, {arm} ({arms[arm]}): wall {r['wall']:.1f} s, driver CPU {r['driver_cpu']:.2f} s, {r['complete']} complete", flush=True)
+        for p, arm in alternating(("base", "head"), pairs):
+            runs[arm].append(run_child(trees[arm], args.quick, epochs))
+            r = runs[arm][-1]
+            print(f"pair {p + 1}, {arm} ({arms[arm]}): wall {r['wall']:.1f} s, driver CPU {r['driver_cpu']:.2f} s, {r['complete']} complete", flush=True)
     finally:
         for tree in trees.values():
             if tree != REPO:
@@ -111,12 +110,7 @@ def main(argv=None) -> int:
     cpu_saved = [b["driver_cpu"] - h["driver_cpu"] for b, h in zip(runs["base"], runs["head"])]
 
     def row(name: str, key: str) -> list:
-        cells = [name]
-        for arm in ("base", "head"):
-            values = [r[key] for r in runs[arm]]
-            lo, hi = spread(values)
-            cells.append(f"{median(values):.2f} ({lo:.2f}-{hi:.2f})")
-        return cells
+        return [name] + [median_range([r[key] for r in runs[arm]]) for arm in ("base", "head")]
 
     table = [
         row("search wall, s", "wall"),
@@ -124,8 +118,8 @@ def main(argv=None) -> int:
         row("driver + Ray CPU, s", "all_cpu"),
         row("Σ trials' own time_s, s", "sum_time_s"),
         row("trials completed", "complete"),
-        ["wall head / base, per pair", f"{median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})", ""],
-        ["driver CPU base - head, per pair, s", f"{median(cpu_saved):.2f} ({min(cpu_saved):.2f}-{max(cpu_saved):.2f})", ""],
+        ["wall head / base, per pair", median_range(ratios, 3), ""],
+        ["driver CPU base - head, per pair, s", median_range(cpu_saved), ""],
     ]
     print_table(f"B1 grid at concurrency 2, base {arms['base']} ({shas['base']}) against head {arms['head']} ({shas['head']}), {pairs} pair(s), medians (range)",
                 ["measure", f"base {shas['base']}", f"head {shas['head']}"], table)
