@@ -14,7 +14,7 @@ import json
 import shutil
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -65,6 +65,28 @@ def load_weights(path: Path, expected_sha256: str | None = None) -> dict[str, to
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+
+
+def load_weights_into(model: torch.nn.Module, path: Path, expected_sha256: str | None = None) -> None:
+    """Load a weights file into ``model``, every key and shape matching; a mismatch (weights
+    of another network, or of a version that laid the network out otherwise) is a CheckpointError."""
+    state = load_weights(path, expected_sha256)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # a tensor of the wrong shape
+        raise CheckpointError(f"{path}: weights do not fit the recipe's network: {' '.join(str(exc).split())[:400]}") from exc
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"{path}: weights do not fit the recipe's network: missing {_some(result.missing_keys)}; "
+            f"unexpected {_some(result.unexpected_keys)}"
+        )
+
+
+def _some(keys: Sequence[str], shown: int = 3) -> str:
+    if not keys:
+        return "none"
+    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+    return ", ".join(keys[:shown]) + more
 
 
 def write_export(
@@ -173,11 +195,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn
     b = recipe["backbone"]
     backbone = make_backbone(b["name"], b["input_shape"], b["options"])
     model = build_model(config_from_dict(recipe["arch"]), backbone, tasks)
-    state = load_weights(folder / WEIGHTS, recipe["weights_sha256"])
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{folder / WEIGHTS}: weights do not fit the recipe's network ({str(exc).splitlines()[0]})") from exc
+    load_weights_into(model, folder / WEIGHTS, recipe["weights_sha256"])
     model.tasks = tasks
     model.recipe = recipe
     return model.to(device).eval()
@@ -221,7 +239,7 @@ def export_ranked(run_dir: Path, problem, board, top: int, delta_m_convention: b
         marker = json.loads((ckpt / TRIAL_FILE).read_text())
         plan = marker["plan"]
         model = build_model(config_from_dict(plan["arch"]), problem.backbone, problem.tasks)
-        model.load_state_dict(load_weights(ckpt / WEIGHTS), strict=True)
+        load_weights_into(model, ckpt / WEIGHTS)
         model.eval()
         metrics = {
             "rank": int(row["rank"]),

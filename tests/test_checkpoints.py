@@ -124,3 +124,47 @@ def test_no_module_of_the_package_unpickles():
     pattern = re.compile(r"\btorch\.load\(|\bpickle\.loads?\(|\bcloudpickle\.loads?\(|weights_only\s*=\s*False")
     offenders = [f"{p.relative_to(package)}:{i}" for p in package.rglob("*.py") for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert not offenders, offenders
+
+
+def test_weights_laid_out_by_another_version_name_the_file(tmp_path):
+    """Cross-stitch columns ran copy by copy before their linear stages were stacked, and their
+    weights were saved as ``columns.<k>.<stage>.*``: such a file must fail with a clear error."""
+    from safetensors.torch import save_file
+
+    from share_search.arch.cross_stitch import CrossStitchConfig
+
+    torch.manual_seed(0)
+    backbone = make_backbone("mlp", (8,), {"widths": [6, 4]})
+    arch = CrossStitchConfig(stages=(0,))
+    model = build_model(arch, backbone, TASKS)
+    folder = write_export(
+        tmp_path / "rank-1", model=model, plan_dict={"arch": arch.to_dict(), "train": {}}, tasks=TASKS, backbone=backbone,
+        spec_dict={"name": "t"}, metrics={"rank": 1, "trial": 0, "val": {}, "test": {}}, example_x=torch.randn(2, 8),
+    )
+    load_model(folder)  # as written, it loads
+    old = {k: v for k, v in model.state_dict().items() if not k.startswith("stages.")}
+    for k in range(len(TASKS)):
+        for i, stage in enumerate(model.column(k)):
+            old.update({f"columns.{k}.{i}.{name}": t.contiguous() for name, t in stage.state_dict().items()})
+    save_file(old, str(folder / WEIGHTS))
+    recipe = json.loads((folder / RECIPE).read_text())
+    recipe["weights_sha256"] = sha256_of(folder / WEIGHTS)
+    (folder / RECIPE).write_text(json.dumps(recipe))
+    with pytest.raises(CheckpointError) as caught:
+        load_model(folder)
+    assert re.search(r"weights\.safetensors: weights do not fit the recipe's network: missing stages\.0\.layers\.1\.weight, .* and \d+ more; "
+                     r"unexpected columns\.0\.0\.1\.\w+, ", str(caught.value)), str(caught.value)
+
+
+def test_weights_of_the_wrong_shape_name_the_file(exported):
+    from safetensors.torch import save_file
+
+    state = load_weights(exported / WEIGHTS)
+    name = next(iter(state))
+    state[name] = torch.zeros(3, 3)
+    save_file(state, str(exported / WEIGHTS))
+    recipe = json.loads((exported / RECIPE).read_text())
+    recipe["weights_sha256"] = sha256_of(exported / WEIGHTS)
+    (exported / RECIPE).write_text(json.dumps(recipe))
+    with pytest.raises(CheckpointError, match=rf"weights\.safetensors: weights do not fit the recipe's network: .*size mismatch for {re.escape(name)}"):
+        load_model(exported)
