@@ -19,10 +19,14 @@ What is searched:
   layer weights, so the paper scaled its learning rate by up to 10³ under SGD. Adam's step
   does not grow with the gradient's size, so the default range is lower: [1, 100], log.
 
-How the columns run: a plain loop over the columns, a unit stacking their outputs for the
-mix. One ``torch.vmap`` over stacked column weights was tried and dropped: on a CPU it cost
-1.3-1.6x the independent columns (convnet, 2-5 tasks) against 1.1-1.2x for the loop
-(``benchmarks/b2_family_cost.py``).
+How the columns run: each stage's T copies run as one module (``_stacked.py``). A stage made
+only of linear and element-wise layers (every stage of the ``mlp``, the convnet's last)
+runs as one batched matrix product per layer on the stacked columns; other stages run copy
+by copy, and a unit stacks their outputs for its mix. On the mlp this took cross-stitch
+from 1.19-1.42x the independent columns' step time to 0.90-1.17x (2-5 tasks, batch 64, one
+CPU thread, side by side in ``benchmarks/b2_family_cost.py``). One ``torch.vmap`` over
+stacked column weights, for every stage, was tried and dropped: 1.3-1.6x on the convnet
+and 2.4-3.6x on the mlp.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from ..backbones import Backbone, make_head
 from ..spec import Param, param_to_yaml, searchable
 from ..tasks import Task
 from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel, Phase, register_family
+from ._stacked import Columns, stack_stage, stacked, unstacked
 from ._stages import all_subsets, eligible_stages, require_stages, sample_subset, subset_params
 
 _STAGE_PREFIX = "cross_stitch.after_stage"
@@ -177,24 +182,24 @@ def _initial_alpha(n_tasks: int, channels: int, alpha_self: float) -> torch.Tens
 
 def cross_stitch(alpha: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """x̃ᵢ = Σⱼ αᵢⱼ ⊙ xⱼ per channel: ``alpha`` (T, T, C), ``h`` (T, N, C, ...)."""
-    n_tasks, batch = h.shape[:2]
-    channels = alpha.shape[-1]
     # count_macs sees the feature-map mix (a matrix product), not the vector one (element-wise):
     # either is under 2% of a network's MACs
-    if h[0, 0].numel() == channels:  # vectors: a broadcast sum; einsum's per-channel matmuls measured ~5x slower
-        mixed = (alpha[:, :, None, :] * h.reshape(n_tasks, batch, channels)[None]).sum(1)
-    else:  # feature maps: one batched matmul per channel beats T² broadcast products
-        mixed = torch.einsum("ijc,jncr->incr", alpha, h.reshape(n_tasks, batch, channels, -1))
+    if h.dim() == 3:  # vectors: a broadcast sum; einsum's per-channel matmuls measured ~5x slower
+        return (alpha.unsqueeze(2) * h.unsqueeze(0)).sum(1)
+    # feature maps (or one scalar per column): one batched matmul per channel beats T² broadcast products
+    n_tasks, batch = h.shape[:2]
+    mixed = torch.einsum("ijc,jncr->incr", alpha, h.reshape(n_tasks, batch, alpha.shape[-1], -1))
     return mixed.reshape(h.shape)
 
 
 class CrossStitchNetwork(MultiTaskModel):
-    """Column k (``columns[k]``, a copy of the backbone's stages, and ``heads[k]``) serves task k;
+    """Column k (copy k of every stage in ``stages``, and ``heads[k]``) serves task k;
     units ``alphas[str(i)]`` mix the columns after stage i."""
 
     def __init__(self, config: CrossStitchConfig, backbone: Backbone, tasks: Sequence[Task]):
         super().__init__(config, [t.name for t in tasks])
-        self.columns = nn.ModuleList(nn.ModuleList(backbone.build_stages()) for _ in tasks)
+        columns = [backbone.build_stages() for _ in tasks]
+        self.stages = nn.ModuleList(stack_stage(copies) for copies in zip(*columns))
         self.alphas = nn.ParameterDict(
             {
                 str(s): nn.Parameter(_initial_alpha(len(tasks), _channels(backbone.stage_shapes[s]), config.alpha_self))
@@ -204,12 +209,16 @@ class CrossStitchNetwork(MultiTaskModel):
         self.heads = nn.ModuleList(make_head(backbone.output_shape, t.n_outputs) for t in tasks)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        hs: Sequence[torch.Tensor] = [x] * len(self.columns)
-        for i in range(len(self.columns[0])):
-            hs = [column[i](h) for column, h in zip(self.columns, hs)]
+        h: Columns = x.expand(len(self.heads), *x.shape)  # every column starts from the input, not copied
+        for i, stage in enumerate(self.stages):
+            h = stage(h)
             if str(i) in self.alphas:
-                hs = cross_stitch(self.alphas[str(i)], torch.stack(hs)).unbind(0)
-        return {name: head(h) for name, head, h in zip(self.task_names, self.heads, hs)}
+                h = cross_stitch(self.alphas[str(i)], stacked(h))
+        return {name: head(hk) for name, head, hk in zip(self.task_names, self.heads, unstacked(h))}
+
+    def column(self, k: int) -> list[nn.Module]:
+        """Task k's stages as plain modules holding its weights (copies where stages run stacked)."""
+        return [stage.column(k) for stage in self.stages]
 
     def phases(self) -> list[Phase]:
         """One phase; α in its own parameter group at lr × ``alpha_lr_mult``."""

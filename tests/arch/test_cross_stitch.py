@@ -23,8 +23,9 @@ def backbone(name):
     return make_backbone(name, shape, options)
 
 
-def reference_forward(model, columns, x, mix=True):
+def reference_forward(model, x, mix=True):
     """The textbook loop: run each column's stage, then mix with x̃ᵢ = Σⱼ αᵢⱼ ⊙ xⱼ."""
+    columns = [model.column(k) for k in range(len(NAMES))]
     hs = [x] * len(columns)
     for i in range(len(columns[0])):
         hs = [column[i](h) for column, h in zip(columns, hs)]
@@ -45,7 +46,7 @@ def test_forward_matches_the_paper_formula_written_out(name):
             alpha.uniform_(-1, 1)
     x = torch.randn(5, *bb.input_shape)
     got = model(x)
-    expected = reference_forward(model, model.columns, x)
+    expected = reference_forward(model, x)
     for t in NAMES:
         torch.testing.assert_close(got[t], expected[t], rtol=1e-4, atol=1e-5)
 
@@ -60,24 +61,45 @@ def test_both_ways_of_mixing_give_the_formula(shape):
     torch.testing.assert_close(cross_stitch(alpha, h), expected)
 
 
-@pytest.mark.parametrize("name", ["convnet", "resnet"])
+@pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_identity_alpha_gives_independent_columns(name):
     bb = backbone(name)
     torch.manual_seed(0)
     model = FAMILY.build(CrossStitchConfig(stages=(0, 1), alpha_self=1.0), bb, TASKS).eval()
     x = torch.randn(3, *bb.input_shape)
     with torch.no_grad():
-        got, expected = model(x), reference_forward(model, model.columns, x, mix=False)
+        got, expected = model(x), reference_forward(model, x, mix=False)
     for t in NAMES:
         torch.testing.assert_close(got[t], expected[t], rtol=1e-4, atol=1e-5)
 
 
-def test_gradients_reach_every_column_and_alpha():
-    bb = backbone("convnet")
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_columns_start_from_the_weights_of_copies_built_one_after_another(name):
+    bb = backbone(name)
+    torch.manual_seed(0)
+    model = FAMILY.build(CrossStitchConfig(stages=(0,)), bb, TASKS)
+    torch.manual_seed(0)
+    copies = [bb.build_stages() for _ in TASKS]  # what a loop over columns would have built
+    for k, stages in enumerate(copies):
+        got = [p for stage in model.column(k) for p in stage.parameters()]
+        expected = [p for stage in stages for p in stage.parameters()]
+        assert len(got) == len(expected) > 0
+        for a, b in zip(got, expected):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["mlp", "convnet"])
+def test_gradients_reach_every_column_and_alpha(name):
+    bb = backbone(name)
     model = FAMILY.build(CrossStitchConfig(stages=(1,)), bb, TASKS)
     out = model(torch.randn(4, *bb.input_shape))
     out["odd"].sum().backward()  # one task's loss reaches the other columns through the unit
-    assert all(column[0][1].weight.grad.abs().sum() > 0 for column in model.columns)
+    stage0 = model.stages[0]
+    if name == "mlp":  # one stacked weight, row k for column k
+        grads = [stage0.layers[1].weight.grad[k] for k in range(len(NAMES))]
+    else:
+        grads = [copy[1].weight.grad for copy in stage0.copies]
+    assert all(g.abs().sum() > 0 for g in grads)
     assert model.alphas["1"].grad.abs().sum() > 0
     assert model.alphas["1"].grad[NAMES.index("digit")].abs().sum() == 0  # digit's mix is unused
 
