@@ -12,6 +12,11 @@ For 2, 3 and 5 tasks on the ``convnet`` and ``mlp`` backbones (built-in defaults
   networks train one column per phase, so their training pays this per phase with only
   part of the backward; the figure here is the whole-network step.
 
+The cross-stitch network is measured twice more: with its units removed, its columns
+alone, which separates what the units add from how the columns run (stacked on linear
+stages, copy by copy elsewhere); and with every stage's copies run in a loop, as before
+linear stages were stacked, which measures that change side by side.
+
 Timing is round-robin: every round times each network once (a few batches), and the
 median over rounds is reported, so load from other work on the machine hits all
 networks alike. Ratios are taken against the independent columns of the same backbone
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -37,6 +43,9 @@ INPUT = (1, 28, 28)
 BATCH = 64
 TASK_COUNTS = (2, 3, 5)
 BACKBONES = ("convnet", "mlp")
+CROSS_STITCH = "cross_stitch: units after every stage"
+COLUMNS_ONLY = "cross_stitch's columns alone, units removed"  # what the units themselves add
+COPY_BY_COPY = "cross_stitch, every stage's copies in a loop"  # how it ran before stacking linear stages
 
 
 def tasks_of(n: int):
@@ -61,10 +70,27 @@ def networks(backbone, names: list[str]) -> dict[str, object]:
         "tree: shared stage 0, then split": TreeConfig(stages=(whole,) + (singles,) * (s - 1)),
         "tree: shared stage 0, then 2 groups": TreeConfig(stages=(whole,) + (halves,) * (s - 1)),
         "tree: 2 groups, then split": TreeConfig(stages=(whole,) * (s - 2) + (halves, singles)),
-        "cross_stitch: units after every stage": CrossStitchConfig(stages=tuple(range(s))),
+        CROSS_STITCH: CrossStitchConfig(stages=tuple(range(s))),
+        COLUMNS_ONLY: CrossStitchConfig(stages=tuple(range(s))),
+        COPY_BY_COPY: CrossStitchConfig(stages=tuple(range(s))),
         "progressive: adapter laterals, every stage": ProgressiveConfig(order=tuple(names), lateral_stages=tuple(range(1, s)), lateral="adapter"),
         "progressive: linear laterals, every stage": ProgressiveConfig(order=tuple(names), lateral_stages=tuple(range(1, s)), lateral="linear"),
     }
+
+
+@contextmanager
+def columns_copy_by_copy(enabled: bool):
+    """Build cross-stitch networks whose stages all run copy by copy, as before linear stages stacked."""
+    from share_search.arch import cross_stitch
+    from share_search.arch._stacked import LoopedStage
+
+    saved = cross_stitch.stack_stage
+    if enabled:
+        cross_stitch.stack_stage = LoopedStage
+    try:
+        yield
+    finally:
+        cross_stitch.stack_stage = saved
 
 
 def predicted_tree_macs(config, stage_macs: list[int], head_macs: int, n_tasks: int) -> int:
@@ -95,7 +121,10 @@ def measure(rounds: int, per_round: int, batch: int = BATCH, backbones: tuple[st
             y = {t: torch.randint(0, 10, (batch,)) for t in names}
             built = {}
             for label, config in networks(backbone, names).items():
-                model = build_model(config, backbone, tasks)
+                with columns_copy_by_copy(label == COPY_BY_COPY):
+                    model = build_model(config, backbone, tasks)
+                if label == COLUMNS_ONLY:
+                    model.alphas = torch.nn.ParameterDict()
                 model.train()
                 row = {
                     "backbone": bb_name, "tasks": n, "network": label, "arch": config.summary(),
@@ -154,7 +183,8 @@ def main(argv=None) -> int:
     )
     trees = [r for r in rows if "predicted_macs" in r]
     hard = [r for r in rows if r["network"] == "tree: hard sharing"]
-    cs = [r for r in rows if r["network"].startswith("cross_stitch")]
+    cs = [r for r in rows if r["network"] == CROSS_STITCH]
+    columns_only = [r for r in rows if r["network"] == COLUMNS_ONLY]
     # time follows unique nodes: compare each tree's time ratio with its MAC ratio
     fit = np.corrcoef([r["macs_vs_independent"] for r in trees], [r["time_vs_independent"] for r in trees])[0, 1]
     checks = {
@@ -164,6 +194,8 @@ def main(argv=None) -> int:
         "hard_sharing_time_over_independent": {f"{r['backbone']}/{r['tasks']}": r["time_vs_independent"] for r in hard},
         "cross_stitch_time_over_independent": {f"{r['backbone']}/{r['tasks']}": r["time_vs_independent"] for r in cs},
         "cross_stitch_macs_over_independent": {f"{r['backbone']}/{r['tasks']}": r["macs_vs_independent"] for r in cs},
+        "cross_stitch_columns_alone_time_over_independent": {f"{r['backbone']}/{r['tasks']}": r["time_vs_independent"] for r in columns_only},
+        "cross_stitch_copy_by_copy_time_over_independent": {f"{r['backbone']}/{r['tasks']}": r["time_vs_independent"] for r in rows if r["network"] == COPY_BY_COPY},
         "cross_stitch_at_most_1_25x": all(r["time_vs_independent"] <= 1.25 and r["macs_vs_independent"] <= 1.25 for r in cs),
     }
     print_table(
@@ -175,6 +207,7 @@ def main(argv=None) -> int:
             ["hard sharing time / independent (min-max)", "%.2f-%.2f" % (min(checks["hard_sharing_time_over_independent"].values()), max(checks["hard_sharing_time_over_independent"].values()))],
             ["cross-stitch time / independent (max)", max(checks["cross_stitch_time_over_independent"].values())],
             ["cross-stitch MACs / independent (max)", max(checks["cross_stitch_macs_over_independent"].values())],
+            ["cross-stitch's columns alone, time / independent (min-max)", "%.2f-%.2f" % (min(checks["cross_stitch_columns_alone_time_over_independent"].values()), max(checks["cross_stitch_columns_alone_time_over_independent"].values()))],
             ["cross-stitch <= 1.25x independent (time and MACs)", checks["cross_stitch_at_most_1_25x"]],
         ],
         digits=3,
