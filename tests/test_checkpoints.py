@@ -40,6 +40,16 @@ def exported(tmp_path) -> Path:
     )
 
 
+def rewrite_weights(folder: Path, state: dict) -> None:
+    """Replace an export's weights with ``state`` and record its hash, so only the layout is wrong."""
+    from safetensors.torch import save_file
+
+    save_file(state, str(folder / WEIGHTS))
+    recipe = json.loads((folder / RECIPE).read_text())
+    recipe["weights_sha256"] = sha256_of(folder / WEIGHTS)
+    (folder / RECIPE).write_text(json.dumps(recipe))
+
+
 def test_export_records_the_hash_and_reloads_the_same_network(exported):
     recipe = json.loads((exported / RECIPE).read_text())
     assert re.fullmatch(r"[0-9a-f]{64}", recipe["weights_sha256"])
@@ -129,8 +139,6 @@ def test_no_module_of_the_package_unpickles():
 def test_weights_laid_out_by_another_version_name_the_file(tmp_path):
     """Cross-stitch columns ran copy by copy before their linear stages were stacked, and their
     weights were saved as ``columns.<k>.<stage>.*``: such a file must fail with a clear error."""
-    from safetensors.torch import save_file
-
     from share_search.arch.cross_stitch import CrossStitchConfig
 
     torch.manual_seed(0)
@@ -146,10 +154,7 @@ def test_weights_laid_out_by_another_version_name_the_file(tmp_path):
     for k in range(len(TASKS)):
         for i, stage in enumerate(model.column(k)):
             old.update({f"columns.{k}.{i}.{name}": t.contiguous() for name, t in stage.state_dict().items()})
-    save_file(old, str(folder / WEIGHTS))
-    recipe = json.loads((folder / RECIPE).read_text())
-    recipe["weights_sha256"] = sha256_of(folder / WEIGHTS)
-    (folder / RECIPE).write_text(json.dumps(recipe))
+    rewrite_weights(folder, old)
     with pytest.raises(CheckpointError) as caught:
         load_model(folder)
     assert re.search(r"weights\.safetensors: weights do not fit the recipe's network: missing stages\.0\.layers\.1\.weight, .* and \d+ more; "
@@ -157,14 +162,9 @@ def test_weights_laid_out_by_another_version_name_the_file(tmp_path):
 
 
 def test_weights_of_the_wrong_shape_name_the_file(exported):
-    from safetensors.torch import save_file
-
     state = load_weights(exported / WEIGHTS)
     name = next(iter(state))
     state[name] = torch.zeros(3, 3)
-    save_file(state, str(exported / WEIGHTS))
-    recipe = json.loads((exported / RECIPE).read_text())
-    recipe["weights_sha256"] = sha256_of(exported / WEIGHTS)
-    (exported / RECIPE).write_text(json.dumps(recipe))
+    rewrite_weights(exported, state)
     with pytest.raises(CheckpointError, match=rf"weights\.safetensors: weights do not fit the recipe's network: .*size mismatch for {re.escape(name)}"):
         load_model(exported)
