@@ -123,7 +123,7 @@ def test_report_once_per_epoch_and_best_weights_are_returned(digits):
 
     def report(r):
         reports.append(r)
-        if r.is_best:  # what the search driver does: checkpoint on is_best
+        if r.is_best:  # a caller that saves on is_best gets the weights fit returns
             checkpoints[r.epoch] = {k: v.clone() for k, v in r.model.state_dict().items()}
 
     result = fit(two_heads(), digits, TASKS, dataclasses.replace(FAST, epochs=3), report=report)
