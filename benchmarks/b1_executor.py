@@ -39,6 +39,8 @@ compete alike; ``--worker-niceness ray-default`` measures Ray's default instead.
     python benchmarks/b1_executor.py           # 12 trials of ~8-12 s, 3 repeats (~25 min)
     python benchmarks/b1_executor.py --epochs 15 --json benchmarks/results/b1_executor_15epochs.json   # ~17 s trials (~35 min)
     python benchmarks/b1_executor.py --epochs 20 --json benchmarks/results/b1_executor_20epochs.json   # ~15-20 s trials (~45 min)
+    python benchmarks/b1_executor.py --epochs 15 --lrs 0.003,0.002 --concurrency 2 --json benchmarks/results/b1_executor_24trials.json
+        # the 12 trees x 2 learning rates, concurrency 2 only: a search's fixed costs over twice the trials (~50 min)
 """
 
 from __future__ import annotations
@@ -59,8 +61,9 @@ from _common import TreeCpu, median, print_table, spread, write_json
 TASKS = ("left", "right", "left_odd")  # 3 tasks x 3 stages: 12 trees
 
 
-def spec_dict(quick: bool, concurrency: int, gpu: float = 0.0, epochs: int | None = None) -> dict:
-    """The benchmark spec: the default demo's data and backbone, three tasks, a grid of trees."""
+def spec_dict(quick: bool, concurrency: int, gpu: float = 0.0, epochs: int | None = None, lrs: tuple[float, ...] = (0.003,)) -> dict:
+    """The benchmark spec: the default demo's data and backbone, three tasks, a grid of trees
+    (times each learning rate of ``lrs``: more trials of the same cost)."""
     pairs = {"train": 300, "val": 200, "test": 100} if quick else {"train": 3000, "val": 1000, "test": 200}
     return {
         "name": "b1",
@@ -69,7 +72,7 @@ def spec_dict(quick: bool, concurrency: int, gpu: float = 0.0, epochs: int | Non
         "tasks": {t: {"metric": "accuracy"} for t in TASKS},
         "backbone": {"name": "convnet", "options": {"channels": [8, 16], "hidden": 32}},
         "families": {"tree": {}},
-        "train": {"lr": 0.003, "epochs": epochs or (1 if quick else 10), "batch_size": 64, "threads": 1, "device": "auto"},
+        "train": {"lr": lrs[0] if len(lrs) == 1 else list(lrs), "epochs": epochs or (1 if quick else 10), "batch_size": 64, "threads": 1, "device": "auto"},
         "search": {
             "sampler": "grid", "baselines": False, "objective": "per_task", "concurrency": concurrency, "export_top": 0,
             "resources": {"cpu": 1, "gpu": gpu},
@@ -77,15 +80,26 @@ def spec_dict(quick: bool, concurrency: int, gpu: float = 0.0, epochs: int | Non
     }
 
 
-def load(quick: bool, epochs: int | None = None):
+def load(quick: bool, epochs: int | None = None, lrs: tuple[float, ...] = (0.003,)):
     from share_search.problem import load_problem
     from share_search.spec import parse_spec
 
-    return load_problem(parse_spec(spec_dict(quick, 1, epochs=epochs)))
+    return load_problem(parse_spec(spec_dict(quick, 1, epochs=epochs, lrs=lrs)))
 
 
-def bare_trials(quick: bool, indices: list[int] | None = None, epochs: int | None = None) -> tuple[dict[str, float], dict[str, float]]:
-    """(a): build and fit every grid point in order; arch summary -> wall seconds, and -> CPU seconds."""
+def config_key(arch: str, lr: float | None) -> str:
+    """A grid point's name: its tree, and its learning rate when the grid has several."""
+    return arch if lr is None else f"{arch} @ lr {lr:g}"
+
+
+def study_key(trial) -> str:
+    from share_search.spaces import train_param_name
+
+    return config_key(trial.user_attrs["arch"], trial.params.get(train_param_name("lr")))
+
+
+def bare_trials(quick: bool, indices: list[int] | None = None, epochs: int | None = None, lrs: tuple[float, ...] = (0.003,)) -> tuple[dict[str, float], dict[str, float]]:
+    """(a): build and fit every grid point in order; its name -> wall seconds, and -> CPU seconds."""
     import torch
 
     from share_search.arch import build_model
@@ -93,16 +107,17 @@ def bare_trials(quick: bool, indices: list[int] | None = None, epochs: int | Non
     from share_search.train import fit
 
     torch.set_num_threads(1)
-    problem = load(quick, epochs)
+    problem = load(quick, epochs, lrs)
     points = grid_points(problem)
     times, cpu = {}, {}
     for i in indices if indices is not None else range(len(points)):
         plan = decode(points[i], problem)
+        key = config_key(plan.arch.summary(), plan.train.lr if len(lrs) > 1 else None)
         started, cpu_started = time.perf_counter(), time.process_time()
         model = build_model(plan.arch, problem.backbone, problem.tasks)
         fit(model, problem.data, problem.tasks, plan.train)
-        times[plan.arch.summary()] = time.perf_counter() - started
-        cpu[plan.arch.summary()] = time.process_time() - cpu_started
+        times[key] = time.perf_counter() - started
+        cpu[key] = time.process_time() - cpu_started
     return times, cpu
 
 
@@ -110,12 +125,12 @@ def _bare_worker(args):
     return bare_trials(*args)
 
 
-def bare_parallel(quick: bool, n_points: int, workers: int = 2, epochs: int | None = None) -> tuple[float, float]:
+def bare_parallel(quick: bool, n_points: int, workers: int = 2, epochs: int | None = None, lrs: tuple[float, ...] = (0.003,)) -> tuple[float, float]:
     """(d): the bare loop split over ``workers`` processes (spawned and loaded before timing); wall and CPU seconds."""
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers) as pool:
         pool.map(_warm, range(workers))  # import torch and share_search before the clock starts
-        shares = [(quick, list(range(w, n_points, workers)), epochs) for w in range(workers)]
+        shares = [(quick, list(range(w, n_points, workers)), epochs, lrs) for w in range(workers)]
         started = time.perf_counter()
         with TreeCpu() as cpu:
             pool.map(_bare_worker, shares)
@@ -130,14 +145,14 @@ def _warm(_):
     return 0
 
 
-def search_run(quick: bool, concurrency: int, gpu: float = 0.0, epochs: int | None = None) -> tuple[float, float, dict[str, float], int, dict[str, float]]:
+def search_run(quick: bool, concurrency: int, gpu: float = 0.0, epochs: int | None = None, lrs: tuple[float, ...] = (0.003,)) -> tuple[float, float, dict[str, float], int, dict[str, float]]:
     """(b)/(c): one ``run_search`` into a fresh folder: wall time, CPU seconds of the driver and
     every Ray process, the study's ``time_s`` per tree, completed trials, and the timeline."""
     from share_search.runner import run_search
     from share_search.spec import parse_spec
     from share_search.study import load_run_study
 
-    spec = parse_spec(spec_dict(quick, concurrency, gpu, epochs))
+    spec = parse_spec(spec_dict(quick, concurrency, gpu, epochs, lrs))
     out = Path(tempfile.mkdtemp(prefix="b1-")) / "run"
     try:
         started, began = time.perf_counter(), datetime.datetime.now()
@@ -146,7 +161,7 @@ def search_run(quick: bool, concurrency: int, gpu: float = 0.0, epochs: int | No
         wall, cpu, ended = time.perf_counter() - started, meter.seconds, datetime.datetime.now()
         study, _ = load_run_study(out)
         done = [t for t in study.trials if t.user_attrs.get("time_s") is not None]
-        times = {t.user_attrs["arch"]: t.user_attrs["time_s"] for t in done}
+        times = {study_key(t): t.user_attrs["time_s"] for t in done}
         return wall, cpu, times, outcome.counts.get("complete", 0), timeline(done, began, ended, concurrency)
     finally:
         shutil.rmtree(out.parent, ignore_errors=True)
@@ -175,7 +190,7 @@ def timeline(trials, began, ended, concurrency: int = 1) -> dict:
         "between_trials_s": statistics.median((starts[i + 1] - ends[i]).total_seconds() for i in range(len(trials) - 1)) if len(trials) > 1 else 0.0,
         "worker_start_s": statistics.mean(around[:concurrency]),
         "idle_tail_s": (tells[-1] - tells[-2]).total_seconds() if concurrency > 1 and len(tells) > 1 else 0.0,
-        "first_archs": [t.user_attrs["arch"] for t in trials[:concurrency]],
+        "first_archs": [study_key(t) for t in trials[:concurrency]],
     }
 
 
@@ -189,8 +204,15 @@ def main(argv=None) -> int:
         "ray-default: Ray's own default (+15), which makes trials yield to any other work on the machine",
     )
     ap.add_argument("--epochs", type=int, help="epochs per trial (default 10; quick: 1): longer trials amortize a search's fixed costs")
+    ap.add_argument(
+        "--lrs", default="0.003", help="comma-separated learning rates: the grid is every tree times each (default 0.003: 12 trials; "
+        "0.003,0.002: 24 trials of the same cost, so a search's fixed costs weigh half as much)",
+    )
+    ap.add_argument("--concurrency", choices=["both", "2"], default="both", help="2: skip the concurrency-1 search (halves a long run)")
     ap.add_argument("--json", help="where to write the result JSON")
     args = ap.parse_args(argv)
+    lrs = tuple(float(x) for x in args.lrs.split(","))
+    levels = (1, 2) if args.concurrency == "both" else (2,)
     repeats = args.repeats or (1 if args.quick else 3)
     if args.worker_niceness == "same":  # read by the raylet when ray.init starts it
         os.environ["RAY_worker_niceness"] = str(os.nice(0))
@@ -200,28 +222,28 @@ def main(argv=None) -> int:
     from share_search.search import start_ray
     from share_search.spaces import grid_points
 
-    n = len(grid_points(load(args.quick)))
+    n = len(grid_points(load(args.quick, lrs=lrs)))
     load_at_start = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     started = time.perf_counter()
     start_ray(None)
     ray_start_s = time.perf_counter() - started
-    print(f"{n} trees; Ray started in {ray_start_s:.1f} s", flush=True)
+    print(f"{n} trials; Ray started in {ray_start_s:.1f} s", flush=True)
 
     def bare_run(label: str) -> tuple[dict[str, float], dict[str, float]]:
-        times, cpu = bare_trials(args.quick, epochs=args.epochs)
+        times, cpu = bare_trials(args.quick, epochs=args.epochs, lrs=lrs)
         print(f"{label}: bare Σ {sum(times.values()):.1f} s", flush=True)
         return times, cpu
 
-    bare_trials(args.quick, [0], args.epochs)  # this process's one-time warm-up (imports, kernels), which search workers pay once each
+    bare_trials(args.quick, [0], args.epochs, lrs)  # this process's one-time warm-up (imports, kernels), which search workers pay once each
     reps = []
     bare_next = bare_run("before repeat 1")
     for r in range(repeats):
         rep: dict = {}
-        for c in (1, 2):
-            rep[f"c{c}_wall"], rep[f"c{c}_cpu"], rep[f"c{c}_time_s"], rep[f"c{c}_complete"], rep[f"c{c}_timeline"] = search_run(args.quick, c, epochs=args.epochs)
+        for c in levels:
+            rep[f"c{c}_wall"], rep[f"c{c}_cpu"], rep[f"c{c}_time_s"], rep[f"c{c}_complete"], rep[f"c{c}_timeline"] = search_run(args.quick, c, epochs=args.epochs, lrs=lrs)
             rep.update({f"c{c}_{k}": v for k, v in rep[f"c{c}_timeline"].items() if k != "first_archs"})
             print(f"repeat {r + 1}: search c{c} {rep[f'c{c}_wall']:.1f} s", flush=True)
-        rep["bare2_wall"], rep["bare2_cpu"] = bare_parallel(args.quick, n, epochs=args.epochs)
+        rep["bare2_wall"], rep["bare2_cpu"] = bare_parallel(args.quick, n, epochs=args.epochs, lrs=lrs)
         print(f"repeat {r + 1}: bare x2 {rep['bare2_wall']:.1f} s", flush=True)
         # the bare loop runs before and after each repeat's searches; their mean is the
         # reference, so a drift of the machine's speed during the repeat cancels to first order
@@ -232,7 +254,7 @@ def main(argv=None) -> int:
         rep["bare_drift"] = sum(rep["bare_after"].values()) / sum(rep["bare_before"].values())
         bare_sum = rep["bare_sum"] = sum(rep["bare"].values())
         bare_cpu = rep["bare_cpu_sum"] = sum(rep["bare_cpu"].values())
-        for c in (1, 2):
+        for c in levels:
             rep[f"eff_c{c}"] = bare_sum / c / rep[f"c{c}_wall"]
             rep[f"overhead_c{c}"] = (c * rep[f"c{c}_wall"] - bare_sum) / n
             rep[f"in_trial_c{c}"] = statistics.median(rep[f"c{c}_time_s"][a] - rep["bare"][a] for a in rep[f"c{c}_time_s"])
@@ -246,19 +268,27 @@ def main(argv=None) -> int:
             rep[f"first_fit_extra_c{c}"] = statistics.mean(rep[f"c{c}_time_s"][a] - rep["bare"][a] for a in first) - statistics.median(later or [0.0])
         # without the once-per-search start (Tuner, first ask) and end (last tell to return):
         # what a longer search tends to
-        rep["eff_c1_steady"] = bare_sum / (rep["c1_wall"] - rep["c1_before_first_trial_s"] - rep["c1_after_last_trial_s"])
-        rep["speedup_c2"] = rep["c1_wall"] / rep["c2_wall"]
+        # a search's wall time = what it costs once (worker start, warm-up, last trial alone,
+        # Tuner start and end) + its trials' own time over the workers: the fixed part is what
+        # more trials would amortize, the Σ ratio is how much slower trials run side by side
+        rep["c2_fixed_s"] = rep["c2_wall"] - sum(rep["c2_time_s"].values()) / 2
+        rep["c2_sum_ratio"] = sum(rep["c2_time_s"].values()) / bare_sum
+        if 1 in levels:
+            rep["eff_c1_steady"] = bare_sum / (rep["c1_wall"] - rep["c1_before_first_trial_s"] - rep["c1_after_last_trial_s"])
+            rep["speedup_c2"] = rep["c1_wall"] / rep["c2_wall"]
         rep["speedup_bare2"] = bare_sum / rep["bare2_wall"]
         rep["eff_c2_vs_bare2"] = rep["bare2_wall"] / rep["c2_wall"]
         reps.append(rep)
 
     def row(name, key, digits=2):
         values = [r[key] for r in reps if key in r]
+        if not values:  # a measure of a search this run skipped (--concurrency 2)
+            return None
         lo, hi = spread(values)
         return [name, median(values), f"{lo:.{digits}f}-{hi:.{digits}f}"]
 
     table = [
-        row("trials completed per search", "c1_complete"),
+        row("trials completed per search", "c2_complete"),
         row("bare: Σ trial wall time, s (mean of the runs before and after the repeat)", "bare_sum"),
         row("bare: Σ after / Σ before the repeat (the machine's drift)", "bare_drift"),
         ["bare: median trial wall time, s", median(statistics.median(r["bare"].values()) for r in reps), ""],
@@ -283,6 +313,8 @@ def main(argv=None) -> int:
         row("first fit in a fresh worker: time_s - bare beyond later trials', c1, s", "first_fit_extra_c1"),
         row("first fit in a fresh worker, c2, s", "first_fit_extra_c2"),
         row("c2 timeline: idle tail (last tell - the one before), s", "c2_idle_tail_s"),
+        row("c2: fixed cost per search = wall - Σ study time_s / 2, s", "c2_fixed_s"),
+        row("c2: Σ study time_s / Σ bare (trials side by side)", "c2_sum_ratio"),
         row("c2 timeline: run start to first trial, s", "c2_before_first_trial_s"),
         row("c2 timeline: last trial to run end, s", "c2_after_last_trial_s"),
         row("control: bare x2 (two processes) wall, s", "bare2_wall"),
@@ -293,15 +325,16 @@ def main(argv=None) -> int:
         row("CPU overhead per trial, c1, CPU s", "cpu_overhead_c1"),
         row("CPU overhead per trial, c2, CPU s", "cpu_overhead_c2"),
     ]
+    table = [r for r in table if r is not None]
     print_table(
-        f"B1 executor efficiency: {n} trees, {repeats} repeat(s), medians (range); Ray start-up {ray_start_s:.1f} s not included; "
+        f"B1 executor efficiency: {n} trials, {repeats} repeat(s), medians (range); Ray start-up {ray_start_s:.1f} s not included; "
         f"Ray worker niceness: {args.worker_niceness}; load average at start {load_at_start}",
         ["measure", "median", "range"],
         table,
     )
     write_json(
         "b1_executor" + ("_quick" if args.quick else ""),
-        {"mode": "quick" if args.quick else "full", "trees": n, "repeats": reps, "ray_start_s": ray_start_s, "worker_niceness": args.worker_niceness, "script_niceness": os.nice(0), "spec": spec_dict(args.quick, 1, epochs=args.epochs),
+        {"mode": "quick" if args.quick else "full", "trees": n, "lrs": list(lrs), "concurrency": args.concurrency, "repeats": reps, "ray_start_s": ray_start_s, "worker_niceness": args.worker_niceness, "script_niceness": os.nice(0), "spec": spec_dict(args.quick, 1, epochs=args.epochs, lrs=lrs),
          "summary": {r[0]: r[1] for r in table}},
         args.json,
     )
