@@ -266,14 +266,14 @@ def main(argv=None) -> int:
             first = rep[f"c{c}_timeline"]["first_archs"]
             later = [rep[f"c{c}_time_s"][a] - rep["bare"][a] for a in rep[f"c{c}_time_s"] if a not in first]
             rep[f"first_fit_extra_c{c}"] = statistics.mean(rep[f"c{c}_time_s"][a] - rep["bare"][a] for a in first) - statistics.median(later or [0.0])
-        # without the once-per-search start (Tuner, first ask) and end (last tell to return):
-        # what a longer search tends to
         # a search's wall time = what it costs once (worker start, warm-up, last trial alone,
         # Tuner start and end) + its trials' own time over the workers: the fixed part is what
         # more trials would amortize, the Σ ratio is how much slower trials run side by side
         rep["c2_fixed_s"] = rep["c2_wall"] - sum(rep["c2_time_s"].values()) / 2
         rep["c2_sum_ratio"] = sum(rep["c2_time_s"].values()) / bare_sum
         if 1 in levels:
+            # without the once-per-search start (Tuner, first ask) and end (last tell to return):
+            # what a longer search tends to
             rep["eff_c1_steady"] = bare_sum / (rep["c1_wall"] - rep["c1_before_first_trial_s"] - rep["c1_after_last_trial_s"])
             rep["speedup_c2"] = rep["c1_wall"] / rep["c2_wall"]
         rep["speedup_bare2"] = bare_sum / rep["bare2_wall"]
