@@ -87,15 +87,18 @@ def load(quick: bool, epochs: int | None = None, lrs: tuple[float, ...] = (0.003
     return load_problem(parse_spec(spec_dict(quick, 1, epochs=epochs, lrs=lrs)))
 
 
-def config_key(arch: str, lr: float | None) -> str:
-    """A grid point's name: its tree, and its learning rate when the grid has several."""
+def point_key(arch: str, params: dict) -> str:
+    """A grid point's name: its tree, and its learning rate when the grid searches one (only
+    then is it a parameter). The bare loop reads the grid point, the search its study trial's
+    params, which hold the same point."""
+    from share_search.spaces import train_param_name
+
+    lr = params.get(train_param_name("lr"))
     return arch if lr is None else f"{arch} @ lr {lr:g}"
 
 
 def study_key(trial) -> str:
-    from share_search.spaces import train_param_name
-
-    return config_key(trial.user_attrs["arch"], trial.params.get(train_param_name("lr")))
+    return point_key(trial.user_attrs["arch"], trial.params)
 
 
 def bare_trials(quick: bool, indices: list[int] | None = None, epochs: int | None = None, lrs: tuple[float, ...] = (0.003,)) -> tuple[dict[str, float], dict[str, float]]:
@@ -112,7 +115,7 @@ def bare_trials(quick: bool, indices: list[int] | None = None, epochs: int | Non
     times, cpu = {}, {}
     for i in indices if indices is not None else range(len(points)):
         plan = decode(points[i], problem)
-        key = config_key(plan.arch.summary(), plan.train.lr if len(lrs) > 1 else None)
+        key = point_key(plan.arch.summary(), points[i])
         started, cpu_started = time.perf_counter(), time.process_time()
         model = build_model(plan.arch, problem.backbone, problem.tasks)
         fit(model, problem.data, problem.tasks, plan.train)
