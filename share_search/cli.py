@@ -29,33 +29,52 @@ def _console():
 # --------------------------------------------------------------------------- init / validate
 def cmd_init(args) -> int:
     path = Path(args.path)
+    if path.is_dir():
+        raise ShareSearchError(f"init: {path} is a folder; give the spec file to write, e.g. {path / 'search.yaml'}")
     if path.exists() and not args.force:
         raise ShareSearchError(f"{path} already exists; pass --force to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = resources.files("share_search").joinpath("starter.yaml").read_text()
-    path.write_text(text.replace("name: my-search", f"name: {_slug(path.stem)}"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text.replace("name: my-search", f"name: {_yaml_name(_slug(path.stem))}"))
+    except OSError as exc:
+        raise ShareSearchError(f"init: cannot write {path}: {exc.strerror or exc}") from None
     print(f"wrote {path}; next: share-search validate {path} && share-search run {path}")
     return 0
 
 
 def _slug(text: str) -> str:
-    out = "".join(c if c.isalnum() or c in "_.-" else "-" for c in text).strip("-.")
-    return out or "search"
+    """A run name from a file name, by the spec's own rule (ASCII letters and digits first)."""
+    from .spec import MAX_NAME_LENGTH, name_problem
+
+    out = "".join(c if (c.isascii() and c.isalnum()) or c in "_.-" else "-" for c in text)
+    out = out.lstrip("_.-")[:MAX_NAME_LENGTH].rstrip("-.")
+    return out if out and name_problem(out) is None else "search"
+
+
+def _yaml_name(name: str) -> str:
+    """``name`` as the spec loader reads it back as that string (``yes``, ``123``, ``1e3`` quoted)."""
+    from .spec import read_yaml
+
+    return name if read_yaml(f"name: {name}") == {"name": name} else f'"{name}"'
 
 
 def cmd_validate(args) -> int:
     from rich.table import Table
 
     from .problem import load_problem
-    from .spaces import grid_points, space_sizes
+    from .spaces import check_grid, grid_points, space_sizes
     from .spec import load_spec
 
     spec = load_spec(args.spec)
+    check_grid(spec)
     problem = load_problem(spec)
     con = _console()
     con.print(f"[bold]{spec.name}[/]: spec is valid (seed {spec.seed})")
     d = problem.data
     sizes = d.sizes
+    if Path(spec.data.source).is_absolute():  # a file; relative paths start from the spec's folder
+        con.print(f"data file: {spec.data.source}")
     con.print(f"data [bold]{d.name}[/]: input shape {d.input_shape}; train {sizes['train']}, val {sizes['val']}, test {sizes['test']}")
     t = Table(title="tasks", title_justify="left")
     for col in ("task", "label", "type", "outputs", "metric", "direction", "labelled (train)"):
@@ -238,7 +257,10 @@ def cmd_dashboard(args) -> int:
 
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="share-search", description="Search how tasks should share a network.")
+    p.add_argument("--version", action="version", version=f"share-search {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -284,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="run folder")
     s.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080; 0 picks a free one)")
     s.set_defaults(func=cmd_dashboard)
+    for s in sub.choices.values():  # --debug after the subcommand too; SUPPRESS keeps one given before it
+        s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return p
 
 

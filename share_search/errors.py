@@ -30,3 +30,22 @@ class CheckpointError(ShareSearchError):
 
 class RunError(ShareSearchError):
     """A run folder or storage is in a state the command cannot work with."""
+
+
+SHOWN_CHARS = 80  # an echoed value longer than this is cut: a message stays one readable line
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages that echo user input.
+
+    ``reprlib`` stops early in long strings, lists and deep nesting, so even a value that
+    expands to gigabytes (a YAML alias bomb) is shown in microseconds.
+    """
+    import reprlib
+
+    brief = reprlib.Repr()
+    brief.maxstring = brief.maxother = limit
+    brief.maxlist = brief.maxtuple = brief.maxset = brief.maxdict = 6
+    brief.maxlevel = 3
+    text = brief.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

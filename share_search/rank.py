@@ -24,6 +24,10 @@ DELTA_M_CONVENTION = (
 )
 BUDGET_COLUMNS = ("params", "macs")
 RANK_KEYS = ("delta_m", "pareto")  # plus every task name
+# the trials table (``study.trials_frame`` builds it) and what ``leaderboard`` adds; a task's
+# column is ``val.<task>``, shown as ``<task>`` beside these, so no task may take one of these names
+TRIAL_COLUMNS = ("trial", "state", "family", "arch", "role", "baseline", "params", "macs", "time_s", "best_epoch", "fail_reason")
+RANKED_COLUMNS = ("rank", "delta_m", "pareto_front")
 
 
 class RankError(ShareSearchError, ValueError):

@@ -17,7 +17,7 @@ import pandas as pd
 from .errors import RunError
 from .problem import Problem, load_problem
 from .rank import leaderboard
-from .spaces import grid_points, grid_problems
+from .spaces import check_grid, grid_points
 from .spec import Spec, load_spec
 from .study import check_study, create_or_load_study, load_run_study, mark_interrupted, open_storage, queue_retries, storage_url, trials_frame
 
@@ -74,8 +74,7 @@ def run_search(
         stored = load_spec(run_dir / "spec.resolved.yaml")
         if stored.model_copy(update={"search": spec.search}) != spec:
             raise RunError(f"--resume: the spec differs from the one {run_dir} was started with (only search settings may change)")
-    if spec.search.sampler == "grid" and grid_problems(spec):
-        raise RunError(grid_problems(spec)[0])
+    check_grid(spec)
     problem = load_problem(spec)
     if spec.search.sampler == "grid":
         log.info("grid: %d architectures", len(grid_points(problem)))

@@ -18,6 +18,7 @@ import optuna
 
 from .arch import FAMILIES, ArchConfig, config_from_dict
 from .arch.tree import TreeConfig
+from .errors import SpecError
 from .problem import Problem
 from .spec import Spec
 from .train import TrainConfig
@@ -191,6 +192,13 @@ def grid_problems(spec: Spec) -> list[str]:
         for k, p in spec.train.searched().items()
         if p.kind == "range"
     ]
+
+
+def check_grid(spec: Spec) -> None:
+    """Refuse a grid over a training range before any data loads (``validate`` and ``run`` alike)."""
+    problems = grid_problems(spec) if spec.search.sampler == "grid" else []
+    if problems:
+        raise SpecError("", problems[0])  # the problem names its key: "train.lr: ..."
 
 
 def space_sizes(problem: Problem) -> dict[str, int]:

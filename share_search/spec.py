@@ -7,7 +7,9 @@ and knows how to ask Optuna for it.
 
 from __future__ import annotations
 
+import difflib
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +18,16 @@ from typing import Annotated, Any, Literal, Mapping, Optional
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, field_validator, model_validator
 
-from .errors import SpecError
+from .errors import SpecError, shown
 from .tasks import METRICS
 
 WEIGHTINGS = ("equal", "uncertainty", "dwa", "gradnorm", "pcgrad")
 OPTIMIZERS = ("adam", "sgd")
 SAMPLERS = ("tpe", "random", "nsga2", "grid")
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # the run folder's and the study's name
+MAX_NAME_LENGTH = 100  # run folders, Ray trial folders and exports nest it in longer paths
+# YAML 1.1 reads these (any case) as booleans or null; as names they mean different things to different tools
+YAML_WORDS = ("yes", "no", "on", "off", "true", "false", "null", "y", "n", "~")
 
 
 # --------------------------------------------------------------------------- searchable values
@@ -76,22 +82,37 @@ class Param:
         return f"{'log-' if self.log else ''}range [{self.low}, {self.high}]"
 
 
+def _number_from_text(value):
+    """A numeric string as its number (``"1e-3"``, ``"64"``), as pydantic's number fields take it."""
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    return value
+
+
 def _scalar(value, kind: str, allowed: tuple | None):
     if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"expected a number, got {value!r}")
-        value = float(value)
-        if not math.isfinite(value):
-            raise ValueError(f"expected a finite number, got {value!r}")
-        return value
+        number = _number_from_text(value)
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise ValueError(f"expected a number, got {shown(value)}")
+        number = float(number)
+        if not math.isfinite(number):
+            raise ValueError(f"expected a finite number, got {shown(value)}")
+        return number
     if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected an integer, got {value!r}")
-        return value
+        number = _number_from_text(value)
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise ValueError(f"expected an integer, got {shown(value)}")
+        return number
     if not isinstance(value, str):
-        raise ValueError(f"expected a name, got {value!r}")
+        raise ValueError(f"expected a name, got {shown(value)}")
     if allowed is not None and value not in allowed:
-        raise ValueError(f"unknown value {value!r} (known: {', '.join(allowed)})")
+        raise ValueError(f"unknown value {shown(value)} (known: {', '.join(allowed)})")
     return value
 
 
@@ -113,18 +134,18 @@ def searchable(kind: str, *, allowed: tuple | None = None, minimum: float | None
                 raise ValueError("a choice list needs at least one value, got []")
             choices = tuple(check_bounds(_scalar(v, kind, allowed)) for v in value)
             if len(set(choices)) != len(choices):
-                raise ValueError(f"choice list has duplicates: {value!r}")
+                raise ValueError(f"choice list has duplicates: {shown(value)}")
             return Param("choice", choices=choices) if len(choices) > 1 else Param("fixed", value=choices[0])
         if isinstance(value, dict):
             if kind == "str":
-                raise ValueError(f"expected a name or a list of names, got a range {value!r}")
+                raise ValueError(f"expected a name or a list of names, got a range {shown(value)}")
             unknown = set(value) - {"low", "high", "log"}
             if unknown or not {"low", "high"} <= set(value):
-                raise ValueError(f"a range is {{low: ..., high: ..., log: true|false}}, got {value!r}")
+                raise ValueError(f"a range is {{low: ..., high: ..., log: true|false}}, got {shown(value)}")
             low, high = (check_bounds(_scalar(value[k], kind, None)) for k in ("low", "high"))
             log = value.get("log", False)
             if not isinstance(log, bool):
-                raise ValueError(f"range 'log' must be true or false, got {log!r}")
+                raise ValueError(f"range 'log' must be true or false, got {shown(log)}")
             if not low < high:
                 raise ValueError(f"a range needs low < high, got low={low!r}, high={high!r}")
             if log and low <= 0:
@@ -162,7 +183,7 @@ class TaskSpec(_Section):
     @classmethod
     def _known_metric(cls, v):
         if v is not None and v not in METRICS:
-            raise ValueError(f"unknown metric {v!r} (known: {', '.join(METRICS)})")
+            raise ValueError(f"unknown metric {shown(v)} (known: {', '.join(METRICS)})")
         return v
 
     @field_validator("extra_metrics")
@@ -170,7 +191,7 @@ class TaskSpec(_Section):
     def _known_metrics(cls, v):
         for m in v:
             if m not in METRICS:
-                raise ValueError(f"unknown metric {m!r} (known: {', '.join(METRICS)})")
+                raise ValueError(f"unknown metric {shown(m)} (known: {', '.join(METRICS)})")
         return v
 
     @model_validator(mode="after")
@@ -260,8 +281,9 @@ class Spec(_Section):
     @field_validator("name")
     @classmethod
     def _name_is_a_folder_name(cls, v):
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
-            raise ValueError(f"must be letters, digits, '_', '.', '-' (it names the run folder), got {v!r}")
+        problem = name_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
     @field_validator("tasks", mode="before")
@@ -270,8 +292,7 @@ class Spec(_Section):
         if isinstance(v, dict):
             v = {k: ({} if t is None else t) for k, t in v.items()}
             for k in v:
-                if not isinstance(k, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
-                    raise ValueError(f"task names are identifiers (letters, digits, '_'), got {k!r}")
+                check_task_name(k)
         return v
 
     @field_validator("tasks")
@@ -291,15 +312,15 @@ class Spec(_Section):
         if isinstance(v, list):  # `families: [tree, cross_stitch]` means default options
             v = {name: {} for name in v}
         if not isinstance(v, dict):
-            raise SpecError("families", f"expected a mapping of family name to options, got {v!r}")
+            raise SpecError("families", f"expected a mapping of family name to options, got {shown(v)}")
         parsed = {}
         for name, options in v.items():
             if name not in FAMILIES:
-                raise SpecError(f"families.{name}", f"unknown family {name!r} (known: {', '.join(FAMILIES)})")
+                raise SpecError(f"families.{name}", f"unknown family {shown(name)} (known: {', '.join(FAMILIES)})")
             try:
                 parsed[name] = FAMILIES[name].Options.model_validate(options or {})
             except ValidationError as exc:
-                raise spec_error_from(exc, prefix=("families", name)) from None
+                raise spec_error_from(exc, prefix=("families", name), model=FAMILIES[name].Options) from None
         return parsed
 
     @property
@@ -322,6 +343,34 @@ class Spec(_Section):
         return parse_spec(data)
 
 
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a run folder and study (None when it can); ``init`` checks its slug here too."""
+    if len(name) > MAX_NAME_LENGTH:
+        return f"at most {MAX_NAME_LENGTH} characters (it names the run folder), got {len(name)}: {shown(name)}"
+    if not re.fullmatch(NAME_PATTERN, name):
+        return f"must be letters, digits, '_', '.', '-', starting with a letter or digit (it names the run folder), got {shown(name)}"
+    return None
+
+
+def reserved_task_names() -> tuple[str, ...]:
+    """Names a task cannot take: leaderboard columns and ``--rank-by`` keys (shown unprefixed beside ``val.<task>``)."""
+    from .rank import RANK_KEYS, RANKED_COLUMNS, TRIAL_COLUMNS
+
+    return tuple(dict.fromkeys((*TRIAL_COLUMNS, *RANKED_COLUMNS, *RANK_KEYS)))
+
+
+def check_task_name(name: Any) -> None:
+    """Refuse a task name that is no identifier, a YAML boolean/null word, or a leaderboard column."""
+    if isinstance(name, bool) or name is None:
+        raise SpecError("tasks", f"a task is named {name!r}: YAML reads an unquoted {', '.join(YAML_WORDS[:-1])} as a boolean or null; choose another name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise SpecError("tasks", f"task names are identifiers (letters, digits, '_'), got {shown(name)}")
+    if name.lower() in YAML_WORDS:
+        raise SpecError(f"tasks.{name}", f"{name!r} is a YAML boolean or null word ({', '.join(YAML_WORDS[:-1])}); choose another task name")
+    if name in reserved_task_names():
+        raise SpecError(f"tasks.{name}", f"{name!r} is also a leaderboard column or --rank-by key ({', '.join(reserved_task_names())}); choose another task name")
+
+
 def param_to_yaml(p: Param):
     """A Param as the YAML a user writes (value, list, or range mapping)."""
     if p.kind == "fixed":
@@ -335,35 +384,63 @@ def param_to_yaml(p: Param):
 _PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
 
 
-def spec_error_from(exc: ValidationError, prefix: tuple = ()) -> SpecError:
-    """The first pydantic error as a ``SpecError`` with a dotted key path and the bad value."""
-    err = exc.errors()[0]
+def spec_error_from(exc: ValidationError, prefix: tuple = (), model: type[BaseModel] | None = None) -> SpecError:
+    """A pydantic error as a ``SpecError`` with a dotted key path and the bad value.
+
+    Unknown keys come first, all of them, each with a "did you mean": a typo of a required
+    key (``nmae:``) is the cause of its "required key is missing".
+    """
+    errors = exc.errors()
+    unknown = sorted((e for e in errors if e["type"] == "extra_forbidden"), key=lambda e: len(e["loc"]))  # top level first
+    if unknown:
+        return _unknown_keys_error(unknown, prefix, model or _root_model(exc.title))
+    err = errors[0]
     original = (err.get("ctx") or {}).get("error")
     if isinstance(original, SpecError):
         return original
-    loc = [str(p) for p in (*prefix, *err["loc"])]
-    path = ".".join(loc)
+    path = ".".join(str(p) for p in (*prefix, *err["loc"]))
     msg = err["msg"]
     for p in _PYDANTIC_PREFIXES:
         if msg.startswith(p):
             msg = msg[len(p):]
-    if err["type"] == "extra_forbidden":
-        msg = f"unknown key {loc[-1]!r}"
-        model = _model_at(exc.title, err["loc"][:-1])
-        if model is not None:
-            msg += f" (known: {', '.join(model.model_fields)})"
-        path = ".".join(loc)
-    elif err["type"] == "missing":
+    if err["type"] == "missing":
         msg = "required key is missing"
     elif err["type"] not in ("value_error", "assertion_error") and "input" in err:
-        msg = f"{msg[0].lower()}{msg[1:]}, got {err['input']!r}"
+        msg = f"{msg[0].lower()}{msg[1:]}, got {shown(err['input'])}"
     return SpecError(path, msg)
 
 
-def _model_at(title: str, loc) -> type[BaseModel] | None:
+MAX_UNKNOWN_KEYS_SHOWN = 5
+
+
+def _unknown_keys_error(unknown: list[dict], prefix: tuple, root: type[BaseModel] | None) -> SpecError:
+    """One line naming every unknown key, each with its closest known key or the known ones."""
+    parts = []
+    for err in unknown[:MAX_UNKNOWN_KEYS_SHOWN]:
+        key = err["loc"][-1]
+        section = _model_at(root, err["loc"][:-1])
+        known = list(section.model_fields) if section is not None else []
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+        if close:
+            hint = f", did you mean {close[0]!r}?"
+        elif known:
+            hint = f" (known: {', '.join(known)})"
+        else:
+            hint = ""
+        parts.append((".".join(str(p) for p in (*prefix, *err["loc"])), f"unknown key {shown(key)}{hint}"))
+    (path, first), rest = parts[0], parts[1:]
+    more = len(unknown) - len(parts)
+    if rest or more:
+        first += "; also " + "; ".join(f"{p}: {m}" for p, m in rest) + (f"; and {more} more unknown key(s)" if more else "")
+    return SpecError(path, first)
+
+
+def _root_model(title: str) -> type[BaseModel] | None:
+    return {"Spec": Spec}.get(title)
+
+
+def _model_at(model: type[BaseModel] | None, loc) -> type[BaseModel] | None:
     """The section model a location points into (for listing the known keys)."""
-    models = {"Spec": Spec}
-    model = models.get(title)
     for part in loc:
         if model is None:
             return None
@@ -378,7 +455,7 @@ def _model_at(title: str, loc) -> type[BaseModel] | None:
 
 
 def parse_spec(data: Any, source: str = "spec") -> Spec:
-    """Validate plain data (already parsed YAML) into a ``Spec``."""
+    """Validate plain data (already parsed YAML) into a ``Spec``; relative data paths stay relative (to the current folder)."""
     if not isinstance(data, Mapping):
         raise SpecError("", f"{source}: the top level must be a mapping of sections (name, data, tasks, ...), got {type(data).__name__}")
     try:
@@ -388,17 +465,117 @@ def parse_spec(data: Any, source: str = "spec") -> Spec:
 
 
 def load_spec(path: str | Path) -> Spec:
-    """Read and validate a YAML spec file."""
+    """Read and validate a YAML spec file; relative data paths start from the spec's folder."""
     path = Path(path)
     if not path.is_file():
         raise SpecError("", f"spec file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SpecError("", f"{path}: cannot read the spec: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError("", f"{path}: a spec is UTF-8 text, but byte {exc.start} is {raw[exc.start]:#04x} (is this the YAML file?)") from None
+    data = read_yaml(text, str(path))
+    if data is None:
+        raise SpecError("", f"{path}: the file is empty")
+    return _paths_from(parse_spec(data, source=str(path)), path.parent)
+
+
+def _paths_from(spec: Spec, folder: Path) -> Spec:
+    """``spec`` with relative data file paths made absolute from ``folder``, as config files are read.
+
+    Absolute, they mean the same file from the run folder's ``spec.resolved.yaml``.
+    """
+    from .data._files import is_file_source
+
+    def absolute(p: str) -> str:
+        p = os.path.expanduser(p)
+        return p if os.path.isabs(p) else os.path.abspath(os.path.join(folder, p))
+
+    changes = {}
+    if is_file_source(spec.data.source):
+        changes["source"] = absolute(spec.data.source)
+    if spec.data.cache_dir is not None:
+        changes["cache_dir"] = absolute(spec.data.cache_dir)
+    return spec.model_copy(update={"data": spec.data.model_copy(update=changes)}) if changes else spec
+
+
+# --------------------------------------------------------------------------- safe YAML
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+# YAML 1.2 floats PyYAML (YAML 1.1) reads as strings: 1e-3, 1E5, 2.5e3 (1.1 wants a dot and a signed exponent)
+_FLOAT_1_2 = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats and without aliases.
+
+    A spec has little use for ``&anchor``/``*alias``, and nine nested aliases of nine
+    make a few hundred bytes expand into gigabytes (an alias bomb), so the first alias
+    is refused, before anything is built.
+    """
+
+    source = "spec"
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise SpecError(
+                "",
+                f"{self.source}, line {event.start_mark.line + 1}: YAML aliases (*{event.anchor[:40]}) are not "
+                "allowed in a spec (a few of them can expand to gigabytes); write the value out where it is used",
+            )
+        return super().compose_node(parent, index)
+
+
+_SpecLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789."))
+
+
+def read_yaml(text: str, source: str = "spec") -> Any:
+    """Plain data from YAML text: no aliases, no duplicate keys, mapping keys kept as written.
+
+    ``yes:`` stays the string ``'yes'`` (PyYAML would make it ``True``), so a rule on names
+    can name it.
+    """
+    loader = _SpecLoader(text)
+    loader.source = source
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_keys(node, (), source)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError("", f"{path}: malformed YAML{at}: {problem}") from None
-    if data is None:
-        raise SpecError("", f"{path}: the file is empty")
-    return parse_spec(data, source=str(path))
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError("", f"{source}: malformed YAML{at}: {problem[:200]}") from None
+    except RecursionError:
+        raise SpecError("", f"{source}: nested too deeply to be a spec") from None
+    finally:
+        loader.dispose()
+
+
+def _check_keys(node: yaml.Node, path: tuple, source: str) -> None:
+    """Refuse a key set twice in one mapping (naming both lines); make plain scalar keys strings."""
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_keys(item, (*path, str(i)), source)
+    elif isinstance(node, yaml.MappingNode):
+        lines: dict[str, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.style is None and key.tag != _MERGE_TAG:
+                    key.tag = _STR_TAG
+                line = key.start_mark.line + 1
+                if key.value in lines:
+                    raise SpecError(
+                        ".".join((*path, key.value[:40])),
+                        f"set twice in {source}, at lines {lines[key.value]} and {line}; keep one",
+                    )
+                lines[key.value] = line
+                _check_keys(value, (*path, key.value), source)
+            else:
+                _check_keys(value, path, source)

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from .errors import RunError
 from .problem import Problem
+from .rank import TRIAL_COLUMNS
 from .spec import Spec
 from .tasks import Task
 
@@ -172,8 +173,7 @@ def trials_frame(study: optuna.Study, tasks: Sequence[Task]) -> pd.DataFrame:
             value = (val.get(task.name) or {}).get(task.metric)
             row[f"val.{task.name}"] = float("nan") if value is None else value
         rows.append(row)
-    columns = ["trial", "state", "family", "arch", "role", "baseline", "params", "macs", "time_s", "best_epoch", "fail_reason"]
-    return pd.DataFrame(rows, columns=columns + [f"val.{t.name}" for t in tasks])
+    return pd.DataFrame(rows, columns=[*TRIAL_COLUMNS, *(f"val.{t.name}" for t in tasks)])
 
 
 def load_run_study(run_dir: Path) -> tuple[optuna.Study, Spec]:

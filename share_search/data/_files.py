@@ -187,7 +187,8 @@ def load_file(spec: DataSpec, seed: int) -> Dataset:
     path = Path(spec.source)
     _no_options(spec, path.suffix.lower())
     if not path.is_file():
-        raise DataError(f"{path}: data file not found (relative paths start from {Path.cwd()})")
+        where = "" if path.is_absolute() else f" (relative paths start from {Path.cwd()})"  # a spec file's are made absolute
+        raise DataError(f"{path}: data file not found{where}")
     return _read_npz(path, spec, seed) if path.suffix.lower() == ".npz" else _read_table(path, spec, seed)
 
 
