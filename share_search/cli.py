@@ -230,8 +230,9 @@ def cmd_report(args) -> int:
 def cmd_dashboard(args) -> int:
     from .dashboard import make_server, serve_until_stopped, url_of
 
-    server = make_server(args.run, args.port)
-    print(f"optuna-dashboard for {Path(args.run).resolve()} at {url_of(server)} (Ctrl-C stops it)", flush=True)
+    server = make_server(args.run, args.port, allow_writes=args.allow_writes)
+    mode = "writable: the study can be changed or deleted from the browser" if args.allow_writes else "read-only; --allow-writes lets it change the study"
+    print(f"optuna-dashboard for {Path(args.run).resolve()} at {url_of(server)} ({mode}; Ctrl-C stops it)", flush=True)
     serve_until_stopped(server)
     return 0
 
@@ -283,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("dashboard", help="optuna-dashboard on a run's study, on 127.0.0.1")
     s.add_argument("run", help="run folder")
     s.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080; 0 picks a free one)")
+    s.add_argument("--allow-writes", action="store_true", help="let the dashboard change the study (notes, deletion); read-only without it")
     s.set_defaults(func=cmd_dashboard)
     return p
 
