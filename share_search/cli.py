@@ -186,22 +186,32 @@ def _cell(v) -> str:
 
 
 # --------------------------------------------------------------------------- after a run
-def _problem_of_run(run_dir):
-    from .problem import load_problem
+def _problem_of_run(run_dir, trust_code: bool):
+    """The run's study and its problem, reloaded from the run folder's spec: this loads the
+    data and builds the backbone it names, so it says so first, and runs a user
+    ``module:function`` only with ``trust_code`` (a run folder may come from anyone)."""
+    from .problem import load_problem, user_code_named
     from .runner import open_run
 
     study, spec = open_run(run_dir)
+    spec_file = Path(run_dir).resolve() / "spec.resolved.yaml"
+    print(f"export reloads the data and backbone named in {spec_file}: data.source {spec.data.source!r}, backbone.name {spec.backbone.name!r}", flush=True)
+    code = user_code_named(spec)
+    if code and not trust_code:
+        named = ", ".join(f"{key} {value!r}" for key, value in code.items())
+        raise ShareSearchError(f"{spec_file} names code that export would import and run ({named}); pass --trust-code if this run folder and that code are yours")
     return study, load_problem(spec)
 
 
 def cmd_leaderboard(args) -> int:
-    from .runner import leaderboard_of
+    from .report import study_leaderboard, study_tasks
+    from .runner import open_run
 
-    study, problem = _problem_of_run(args.run)
-    board = leaderboard_of(study, problem, rank_by=args.rank_by, budget=args.budget)
+    study, _ = open_run(args.run)  # the study holds all a leaderboard needs: nothing the folder names is imported
+    board = study_leaderboard(study, rank_by=args.rank_by, budget=args.budget)
     fmt = args.format
     if fmt == "table":
-        _print_board(_console(), board, problem.task_names)
+        _print_board(_console(), board, [t.name for t in study_tasks(study)])
         return 0
     if fmt == "csv":
         text = board.to_csv(index=False)
@@ -227,7 +237,7 @@ def cmd_export(args) -> int:
 
     if args.top < 1:
         raise ShareSearchError(f"--top must be >= 1, got {args.top}")
-    study, problem = _problem_of_run(args.run)
+    study, problem = _problem_of_run(args.run, args.trust_code)
     board = leaderboard_of(study, problem, rank_by=args.rank_by, budget=args.budget)
     from .dashboard import annotate_study
 
@@ -249,8 +259,9 @@ def cmd_report(args) -> int:
 def cmd_dashboard(args) -> int:
     from .dashboard import make_server, serve_until_stopped, url_of
 
-    server = make_server(args.run, args.port)
-    print(f"optuna-dashboard for {Path(args.run).resolve()} at {url_of(server)} (Ctrl-C stops it)", flush=True)
+    server = make_server(args.run, args.port, allow_writes=args.allow_writes)
+    mode = "writable: the study can be changed or deleted from the browser" if args.allow_writes else "read-only; --allow-writes lets it change the study"
+    print(f"optuna-dashboard for {Path(args.run).resolve()} at {url_of(server)} ({mode}; Ctrl-C stops it)", flush=True)
     serve_until_stopped(server)
     return 0
 
@@ -269,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="overwrite an existing file")
     s.set_defaults(func=cmd_init)
 
-    s = sub.add_parser("validate", help="check a spec and print what it describes")
+    s = sub.add_parser("validate", help="check a spec and print what it describes (loads its data and backbone, running any module:function it names)")
     s.add_argument("spec")
     s.set_defaults(func=cmd_validate)
 
@@ -294,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--output", help="write to this file instead of the terminal")
         else:
             s.add_argument("--top", type=int, default=1)
+            s.add_argument("--trust-code", action="store_true", help="run the data or backbone module:function the run folder's spec names (export reloads both)")
         s.set_defaults(func=func)
 
     s = sub.add_parser("report", help="write a self-contained HTML report of a run")
@@ -305,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("dashboard", help="optuna-dashboard on a run's study, on 127.0.0.1")
     s.add_argument("run", help="run folder")
     s.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080; 0 picks a free one)")
+    s.add_argument("--allow-writes", action="store_true", help="let the dashboard change the study (notes, deletion); read-only without it")
     s.set_defaults(func=cmd_dashboard)
     for s in sub.choices.values():  # --debug after the subcommand too; SUPPRESS keeps one given before it
         s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")

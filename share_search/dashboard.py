@@ -1,10 +1,16 @@
 """optuna-dashboard on a run's study, and what the run writes into the study for it.
 
 ``make_server(run_dir, port)`` serves optuna-dashboard for the run's storage and artifact
-store (``run_dir/artifacts``), bound to 127.0.0.1 only: the dashboard can edit the study
-and has no authentication. ``annotate_study`` runs after export: the study note
-summarises the best architectures and each exported checkpoint becomes a study artifact
-(trial artifacts cannot be added once a trial is told; see RAY_OPTUNA_NOTES.md).
+store (``run_dir/artifacts``), bound to 127.0.0.1 only. optuna-dashboard has no
+authentication and can delete or edit the study, so ``guarded`` answers only requests
+addressed to the loopback names (a web page that rebinds its own DNS name to 127.0.0.1
+sends its own name as Host) and, unless writes are allowed, only GET and HEAD: the
+dashboard's pages, plots and parameter importances are all GETs (optuna-dashboard 0.21).
+Only the study is opened: nothing the run folder names is imported.
+
+``annotate_study`` runs after export: the study note summarises the best architectures and
+each exported checkpoint becomes a study artifact (trial artifacts cannot be added once a
+trial is told; see RAY_OPTUNA_NOTES.md).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import signal
 import tempfile
 import threading
@@ -31,6 +38,9 @@ from .report import on_front, study_tasks
 log = logging.getLogger("share_search")
 
 HOST = "127.0.0.1"
+LOOPBACK_NAMES = (HOST, "localhost", "[::1]")  # the Host names the dashboard answers
+READ_METHODS = ("GET", "HEAD")  # all the dashboard's pages and plots need
+_HOST_HEADER = re.compile(r"(?P<name>\[[^\]]*\]|[^:]*)(?::(?P<port>\d+))?")  # name or [v6], then :port
 DEFAULT_PORT = 8080
 NOTE_ROWS = 5
 EXPORT_ARTIFACT_PREFIX = "export-"  # study artifacts this module owns (replaced on each export)
@@ -41,8 +51,9 @@ def artifact_dir(run_dir: str | Path) -> Path:
     return Path(run_dir).resolve() / "artifacts"
 
 
-def dashboard_app(run_dir: str | Path):
-    """The optuna-dashboard WSGI application for a run folder (its storage and artifacts)."""
+def dashboard_app(run_dir: str | Path, allow_writes: bool = False):
+    """The optuna-dashboard WSGI application for a run folder (its storage and artifacts),
+    behind ``guarded``."""
     from optuna_dashboard import wsgi
 
     from .runner import open_run
@@ -50,7 +61,34 @@ def dashboard_app(run_dir: str | Path):
 
     run_dir = Path(run_dir).resolve()
     _, spec = open_run(run_dir)  # checks that this is a run folder holding the study
-    return wsgi(open_storage(storage_url(spec, run_dir)), artifact_store=artifact_store(artifact_dir(run_dir)))
+    app = wsgi(open_storage(storage_url(spec, run_dir)), artifact_store=artifact_store(artifact_dir(run_dir)))
+    return guarded(app, allow_writes)
+
+
+def host_is_loopback(host: str, port: str) -> bool:
+    """Whether a Host header names this server: a loopback name, with its port or none."""
+    match = _HOST_HEADER.fullmatch(host.strip().lower())
+    return match is not None and match["name"] in LOOPBACK_NAMES and match["port"] in (None, port)
+
+
+def guarded(app, allow_writes: bool = False):
+    """``app`` answering only requests whose Host is a loopback name of this server, and
+    only GET/HEAD unless ``allow_writes``; other requests get 421 or 403 and a one-line reason."""
+
+    def refuse(start_response, status: str, reason: str) -> list[bytes]:
+        body = (reason + "\n").encode()
+        start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def guarded_app(environ, start_response):
+        host, port = environ.get("HTTP_HOST", ""), str(environ.get("SERVER_PORT", ""))
+        if not host_is_loopback(host, port):
+            return refuse(start_response, "421 Misdirected Request", f"Host {host[:100]!r} is not this dashboard; open http://{HOST}:{port}/dashboard/")
+        if not allow_writes and environ.get("REQUEST_METHOD") not in READ_METHODS:
+            return refuse(start_response, "403 Forbidden", "the dashboard is read-only; start it with `share-search dashboard RUN --allow-writes` to change the study")
+        return app(environ, start_response)
+
+    return guarded_app
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -58,12 +96,13 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def make_server(run_dir: str | Path, port: int = DEFAULT_PORT) -> WSGIServer:
-    """A server on 127.0.0.1:``port`` (0: any free port, see ``server.server_port``);
-    call ``serve_forever()`` on it, ``shutdown()`` from another thread to stop."""
+def make_server(run_dir: str | Path, port: int = DEFAULT_PORT, allow_writes: bool = False) -> WSGIServer:
+    """A server on 127.0.0.1:``port`` (0: any free port, see ``server.server_port``),
+    read-only unless ``allow_writes``; call ``serve_forever()`` on it, ``shutdown()`` from
+    another thread to stop."""
     if not 0 <= port <= 65535:
         raise RunError(f"--port must be within 0..65535, got {port}")
-    app = dashboard_app(run_dir)
+    app = dashboard_app(run_dir, allow_writes)
     try:
         return _make_wsgi_server(HOST, port, app, server_class=WSGIServer, handler_class=_QuietHandler)
     except OSError as exc:

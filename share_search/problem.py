@@ -72,3 +72,19 @@ def load_problem(spec: Spec) -> Problem:
     tasks = resolve_tasks(spec, data)
     backbone = make_backbone(spec.backbone.name, data.input_shape, spec.backbone.options)
     return Problem(spec=spec, data=data, tasks=tasks, backbone=backbone)
+
+
+def user_code_named(spec: Spec) -> dict[str, str]:
+    """The spec's entries that name a user ``module:function`` (neither built in nor a data
+    file): ``load_problem`` imports and calls each, so it runs that code."""
+    from .backbones import BACKBONES
+    from .data import BUILTIN_SOURCES
+    from .data._files import is_file_source, is_module_source
+
+    named = {}
+    source = spec.data.source
+    if source not in BUILTIN_SOURCES and not is_file_source(source) and is_module_source(source):
+        named["data.source"] = source
+    if ":" in spec.backbone.name and spec.backbone.name not in BACKBONES:
+        named["backbone.name"] = spec.backbone.name
+    return named

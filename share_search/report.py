@@ -113,6 +113,14 @@ def study_tasks(study) -> tuple[TaskInfo, ...]:
     return tuple(TaskInfo(t["name"], t["metric"], bool(t["higher_is_better"])) for t in raw)
 
 
+def study_leaderboard(study, rank_by: str = "delta_m", budget: str | None = None) -> pd.DataFrame:
+    """The leaderboard from the study alone (its ``tasks`` user attribute): no data is
+    loaded and nothing a run folder names is imported, so it is safe on any run folder."""
+    from .runner import leaderboard_of
+
+    return leaderboard_of(study, _ProblemView(study_tasks(study)), rank_by=rank_by, budget=budget)
+
+
 def _num(value: Any) -> float | None:
     try:
         out = float(value)
@@ -151,10 +159,8 @@ def curve_of(rank: int, trial, tasks: Sequence[TaskInfo]) -> Curve:
 
 def report_data(study, top: int = DEFAULT_TOP, rank_by: str = "delta_m") -> ReportData:
     """Everything the report shows, read from the study (no data set, no plotly)."""
-    from .runner import leaderboard_of
-
     tasks = study_tasks(study)
-    board = leaderboard_of(study, _ProblemView(tasks), rank_by=rank_by)
+    board = study_leaderboard(study, rank_by=rank_by)
     has_delta_m = bool(board["delta_m"].notna().any())
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     n_stages = study.user_attrs.get("n_stages") or drawing.infer_n_stages(t.user_attrs.get("arch_json") for t in trials.values())
