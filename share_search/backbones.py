@@ -11,7 +11,6 @@ returning a list of ``nn.Module`` stages.
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from .errors import SpecError
+from .user_code import import_user_function
 
 StageBuilder = Callable[..., Sequence[nn.Module]]
 BACKBONES: dict[str, StageBuilder] = {}
@@ -150,21 +150,16 @@ def _resolve_builder(name: str) -> StageBuilder:
     if ":" not in name:
         known = ", ".join(sorted(BACKBONES))
         raise SpecError("backbone.name", f"unknown backbone {name!r} (known: {known}, or module:function)")
-    module_name, _, attr = name.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # any import failure is the user's module
-        raise SpecError("backbone.name", f"cannot import module {module_name!r} ({type(exc).__name__}: {exc})") from exc
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise SpecError("backbone.name", f"module {module_name!r} has no callable {attr!r}")
-    return fn
+    return import_user_function(name, "backbone.name")
 
 
-def make_backbone(name: str, input_shape: Sequence[int], options: dict[str, Any] | None = None) -> Backbone:
-    """Resolve ``name`` and measure the stage shapes with one dummy forward pass."""
+def make_backbone(
+    name: str, input_shape: Sequence[int], options: dict[str, Any] | None = None, builder: StageBuilder | None = None
+) -> Backbone:
+    """Resolve ``name`` (unless its ``builder`` is given) and measure the stage shapes with
+    one dummy forward pass."""
     options = dict(options or {})
-    builder = _resolve_builder(name)
+    builder = builder or _resolve_builder(name)
     input_shape = tuple(int(s) for s in input_shape)
     try:
         stages = list(builder(input_shape, **options))

@@ -3,14 +3,23 @@
 A folder per exported trial holds ``weights.safetensors`` (content hash recorded),
 ``recipe.json`` (ArchConfig, tasks, backbone, input shape, data and train settings, the
 spec), ``metrics.json`` (validation and, for the selected trials only, test metrics),
-``example.safetensors`` (a fixed input batch and its outputs) and a model card.
-``load_model`` rebuilds the network from the recipe (nanoGPT's way), never from a pickle.
+``example.safetensors`` (a fixed input batch and its outputs), a model card and, written
+last, ``manifest.json``: the sha256 of every other file. The manifest is how share-search
+knows a folder as its own (a re-export replaces only such folders, unchanged) and what
+``load_model`` checks before it reads anything else.
+
+``load_model`` rebuilds the network from the recipe (nanoGPT's way), never from a pickle,
+and imports nothing the recipe names unless the caller trusts it: an export from
+elsewhere is data, not code.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
+import secrets
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -19,11 +28,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from .arch import build_model, config_from_dict
 from .arch._cost import count_macs, count_parameters
-from .backbones import make_backbone
+from .backbones import BACKBONES, StageBuilder, make_backbone
 from .errors import CheckpointError
 from .tasks import Task
 
@@ -33,6 +43,12 @@ RECIPE = "recipe.json"
 METRICS = "metrics.json"
 EXAMPLE = "example.safetensors"
 CARD = "MODEL_CARD.md"
+MANIFEST = "manifest.json"
+MANIFEST_KIND = "share-search export"
+MAX_MANIFEST_BYTES = 1 << 20  # a manifest lists a handful of files; a larger one is not ours
+MAX_INPUT_DIMS = 8
+MAX_INPUT_ELEMENTS = 1 << 28  # values per sample (1 GiB of float32): far above any data share-search trains on
+RANK_FOLDER = re.compile(r"rank-(\d+)")
 
 
 def sha256_of(path: Path) -> str:
@@ -43,10 +59,25 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+def check_sha256(path: Path, expected: str) -> None:
+    """Refuse a file whose content hash differs from the recorded one."""
+    actual = sha256_of(path)
+    if actual != expected:
+        raise CheckpointError(
+            f"{path}: content hash {actual[:12]}… does not match the recorded {expected[:12]}…; "
+            "the file is truncated or was changed"
+        )
+
+
+def write_safetensors(tensors: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Write tensors as safetensors through Python's own file writing, so the file gets the
+    umask's mode like every other file (safetensors' ``save_file`` makes it 0600)."""
+    Path(path).write_bytes(safetensors_bytes(dict(tensors)))
+
+
 def save_weights(state_dict: Mapping[str, torch.Tensor], path: Path) -> str:
     """Write a state dict as safetensors; returns its sha256."""
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
-    save_file(tensors, str(path))
+    write_safetensors({k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}, path)
     return sha256_of(path)
 
 
@@ -55,12 +86,7 @@ def load_weights(path: Path, expected_sha256: str | None = None) -> dict[str, to
     if not path.is_file():
         raise CheckpointError(f"{path}: weights file is missing")
     if expected_sha256 is not None:
-        actual = sha256_of(path)
-        if actual != expected_sha256:
-            raise CheckpointError(
-                f"{path}: content hash {actual[:12]}… does not match the recorded {expected_sha256[:12]}…; "
-                "the file is truncated or was changed"
-            )
+        check_sha256(path, expected_sha256)
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -100,33 +126,118 @@ def write_export(
     metrics: Mapping[str, Any],
     example_x: torch.Tensor,
 ) -> Path:
-    """Write one exported architecture; the folder is written whole or not at all."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    sha = save_weights(model.state_dict(), tmp / WEIGHTS)
-    model.eval()
-    with torch.no_grad():
-        outputs = model(example_x)
-    save_file({"x": example_x.contiguous(), **{f"out.{k}": v.contiguous() for k, v in outputs.items()}}, str(tmp / EXAMPLE))
-    recipe = {
-        "format_version": FORMAT_VERSION,
-        "arch": dict(plan_dict["arch"]),
-        "train": dict(plan_dict["train"]),
-        "tasks": [asdict(t) for t in tasks],
-        "backbone": {"name": backbone.name, "options": backbone.options, "input_shape": list(backbone.input_shape)},
-        "data": spec_dict.get("data", {}),
-        "spec": spec_dict,
-        "weights_sha256": sha,
-    }
-    (tmp / RECIPE).write_text(json.dumps(recipe, indent=2, default=str))
-    (tmp / METRICS).write_text(json.dumps(metrics, indent=2, default=_json_default))
-    (tmp / CARD).write_text(model_card(recipe, metrics))
+    """Write one exported architecture; the folder is written whole or not at all, and an
+    existing ``folder`` is replaced only if it is an unchanged export (``check_own_export``)."""
+    folder = Path(folder)
+    if folder.exists() or folder.is_symlink():
+        check_own_export(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _new_folder_beside(folder, "tmp")
+    try:
+        sha = save_weights(model.state_dict(), tmp / WEIGHTS)
+        model.eval()
+        with torch.no_grad():
+            outputs = model(example_x)
+        write_safetensors({"x": example_x.contiguous(), **{f"out.{k}": v.contiguous() for k, v in outputs.items()}}, tmp / EXAMPLE)
+        recipe = {
+            "format_version": FORMAT_VERSION,
+            "arch": dict(plan_dict["arch"]),
+            "train": dict(plan_dict["train"]),
+            "tasks": [asdict(t) for t in tasks],
+            "backbone": {"name": backbone.name, "options": backbone.options, "input_shape": list(backbone.input_shape)},
+            "data": spec_dict.get("data", {}),
+            "spec": spec_dict,
+            "weights_sha256": sha,
+        }
+        (tmp / RECIPE).write_text(json.dumps(recipe, indent=2, default=str))
+        (tmp / METRICS).write_text(json.dumps(metrics, indent=2, default=_json_default))
+        (tmp / CARD).write_text(model_card(recipe, metrics))
+        write_manifest(tmp)
+    except BaseException:
+        shutil.rmtree(tmp)  # the half-written folder is ours
+        raise
     if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
+        old = folder.rename(_new_folder_beside(folder, "old"))  # checked above: an export we wrote
+        tmp.rename(folder)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(folder)
     return folder
+
+
+def _new_folder_beside(folder: Path, what: str) -> Path:
+    """A new, empty, hidden folder next to ``folder`` that no one else's file can be in
+    (made by ``mkdir``, so it gets the umask's mode, unlike ``mkdtemp``'s 0700)."""
+    while True:
+        path = folder.with_name(f".{folder.name}.{secrets.token_hex(4)}.{what}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
+# --------------------------------------------------------------------------- manifest
+def write_manifest(folder: Path) -> Path:
+    """Record the sha256 of every file in ``folder``; written last, it marks the export complete."""
+    files = {p.name: sha256_of(p) for p in sorted(Path(folder).iterdir()) if p.name != MANIFEST}
+    path = Path(folder) / MANIFEST
+    path.write_text(json.dumps({"kind": MANIFEST_KIND, "files": files}, indent=2))
+    return path
+
+
+def read_manifest(folder: Path) -> dict[str, str]:
+    """The manifest's ``{file name: sha256}``, refused unless it has exactly that shape."""
+    path = Path(folder) / MANIFEST
+    if not Path(folder).is_dir():
+        raise CheckpointError(f"{folder}: not an exported model (no such folder)")
+    if path.is_symlink() or not path.is_file():
+        raise CheckpointError(f"{folder}: not an exported model (no {MANIFEST}; an export written before share-search recorded one must be exported again)")
+    with open(path, "rb") as f:
+        data = f.read(MAX_MANIFEST_BYTES + 1)
+    try:
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise ValueError(f"larger than {MAX_MANIFEST_BYTES} bytes")
+        manifest = json.loads(data)
+        files = manifest["files"] if isinstance(manifest, dict) and manifest.get("kind") == MANIFEST_KIND else None
+        if not isinstance(files, dict) or not all(_is_plain_name(n) and isinstance(h, str) and re.fullmatch(r"[0-9a-f]{64}", h) for n, h in files.items()):
+            raise ValueError(f'expected {{"kind": "{MANIFEST_KIND}", "files": {{file name: sha256}}}}')
+    except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CheckpointError(f"{path}: not a share-search manifest ({str(exc)[:200]})") from None
+    return files
+
+
+def _is_plain_name(name: object) -> bool:
+    return isinstance(name, str) and name not in ("", ".", "..", MANIFEST) and "/" not in name and "\\" not in name and "\0" not in name
+
+
+def verify_export(folder: Path) -> None:
+    """Every file in an export is listed in its manifest with the same sha256, and every
+    listed file is there: checked before any of them is read."""
+    folder = Path(folder)
+    files = read_manifest(folder)
+    for entry in sorted(folder.iterdir()):
+        if entry.name != MANIFEST and entry.name not in files:
+            raise CheckpointError(f"{entry}: not listed in {MANIFEST}; an export holds only the files share-search wrote")
+    for name, sha in sorted(files.items()):
+        path = folder / name
+        if path.is_symlink() or not path.is_file():
+            raise CheckpointError(f"{path}: listed in {MANIFEST} but missing or not a plain file")
+        check_sha256(path, sha)
+
+
+def check_own_export(folder: Path) -> None:
+    """Refuse to replace or remove ``folder`` unless share-search wrote it and nothing in
+    it changed since: a user's file in it is never deleted."""
+    try:
+        if folder.is_symlink() or not folder.is_dir():
+            raise CheckpointError(f"{folder}: not a folder")
+        verify_export(folder)
+    except CheckpointError as exc:
+        raise CheckpointError(
+            f"export replaces only the rank folders it wrote, unchanged since, and {folder} is not one ({exc}); "
+            "move it elsewhere, then export again"
+        ) from None
 
 
 def _json_default(value):
@@ -176,26 +287,75 @@ def read_recipe(folder: Path) -> dict[str, Any]:
         raise CheckpointError(f"{folder}: not an exported model (no {RECIPE})")
     try:
         recipe = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
-    if recipe.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format_version {recipe.get('format_version')!r} is not {FORMAT_VERSION}")
+    if not isinstance(recipe, dict) or recipe.get("format_version") != FORMAT_VERSION:
+        version = recipe.get("format_version") if isinstance(recipe, dict) else None
+        raise CheckpointError(f"{path}: format_version {version!r} is not {FORMAT_VERSION}")
     return recipe
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+def checked_input_shape(value: Any, where: Path) -> tuple[int, ...]:
+    """A recipe's input shape, refused before anything is built unless it is 1 to
+    ``MAX_INPUT_DIMS`` positive sizes of at most ``MAX_INPUT_ELEMENTS`` values per sample
+    (a dummy batch of a forged shape would allocate terabytes)."""
+    if not (isinstance(value, list) and 1 <= len(value) <= MAX_INPUT_DIMS and all(type(s) is int and s > 0 for s in value)):
+        raise CheckpointError(f"{where}: backbone.input_shape must be 1 to {MAX_INPUT_DIMS} positive integers, got {str(value)[:100]}")
+    n = math.prod(value)
+    if n > MAX_INPUT_ELEMENTS:
+        raise CheckpointError(
+            f"{where}: backbone.input_shape must hold at most {MAX_INPUT_ELEMENTS:,} values per sample, "
+            f"got {value} ({n:,} values)"
+        )
+    return tuple(value)
+
+
+def _stage_builder(where: Path, name: str, trust_code: bool, backbone: StageBuilder | None) -> StageBuilder | None:
+    """The recipe's stage builder without importing anything it names: the caller's, a
+    built-in, or None (``make_backbone`` imports ``name``) only when the caller trusts it."""
+    if backbone is not None:
+        return backbone
+    if name in BACKBONES:
+        return BACKBONES[name]
+    if not trust_code:
+        raise CheckpointError(
+            f"{where}: backbone {name!r} is not built in ({', '.join(sorted(BACKBONES))}), and loading imports no code "
+            f"an export names unless you trust it: load_model(path, trust_code=True) imports {name!r}, "
+            "or load_model(path, backbone=<your stage builder>) uses yours"
+        )
+    return None
+
+
+def load_model(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    trust_code: bool = False,
+    backbone: StageBuilder | None = None,
+) -> torch.nn.Module:
     """Rebuild an exported network from its recipe and weights; returns it in eval mode.
 
-    The weights' content hash is checked first; nothing is unpickled. The model carries
-    ``model.tasks`` (task definitions with label names and directions) and ``model.recipe``.
+    Every file's content hash is checked against the manifest first; nothing is unpickled,
+    and nothing is imported: a backbone that is not built in is imported from the recipe's
+    ``module:function`` only with ``trust_code=True``, or ``backbone`` gives its stage
+    builder (``function(input_shape, **options)``). The model carries ``model.tasks``
+    (task definitions with label names and directions) and ``model.recipe``.
     """
     folder = Path(path)
+    verify_export(folder)
     recipe = read_recipe(folder)
-    tasks = tuple(Task(**{**t, "extra_metrics": tuple(t["extra_metrics"]), "class_names": tuple(t["class_names"]) if t.get("class_names") else None}) for t in recipe["tasks"])
-    b = recipe["backbone"]
-    backbone = make_backbone(b["name"], b["input_shape"], b["options"])
-    model = build_model(config_from_dict(recipe["arch"]), backbone, tasks)
-    load_weights_into(model, folder / WEIGHTS, recipe["weights_sha256"])
+    where = folder / RECIPE
+    try:
+        tasks = tuple(Task(**{**t, "extra_metrics": tuple(t["extra_metrics"]), "class_names": tuple(t["class_names"]) if t.get("class_names") else None}) for t in recipe["tasks"])
+        b = recipe["backbone"]
+        name, options, arch = str(b["name"]), dict(b["options"] or {}), config_from_dict(recipe["arch"])
+        weights_sha256 = str(recipe["weights_sha256"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # pydantic's ValidationError is a ValueError
+        raise CheckpointError(f"{where}: not a share-search recipe ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+    input_shape = checked_input_shape(b["input_shape"], where)
+    stages = make_backbone(name, input_shape, options, builder=_stage_builder(where, name, trust_code, backbone))
+    model = build_model(arch, stages, tasks)
+    load_weights_into(model, folder / WEIGHTS, weights_sha256)
     model.tasks = tasks
     model.recipe = recipe
     return model.to(device).eval()
@@ -223,41 +383,67 @@ def find_checkpoint(run_dir: Path, trial_number: int) -> Path:
 def export_ranked(run_dir: Path, problem, board, top: int, delta_m_convention: bool = True) -> list[Path]:
     """Export the ``top`` ranked trials of a leaderboard to ``run_dir/export/rank-<k>``.
 
-    Test metrics are computed here, once, for these trials only.
+    Test metrics are computed here, once, for these trials only. The rank folders of an
+    earlier export are replaced, and those beyond ``top`` removed, so no folder of another
+    ranking is left among the new ones; every one of them is checked to be an unchanged
+    export before anything is written. ``metrics.json`` records how the board was ranked.
     """
-    from .train import evaluate
-
     ranked = board[board["rank"].notna()].sort_values("rank")
     if top > len(ranked):
         raise CheckpointError(f"--top {top}: only {len(ranked)} trial(s) finished and were ranked")
-    out = []
     export_dir = Path(run_dir) / "export"
-    export_dir.mkdir(parents=True, exist_ok=True)
-    for _, row in ranked.head(top).iterrows():
-        trial = int(row["trial"])
-        ckpt = find_checkpoint(run_dir, trial)
-        marker = json.loads((ckpt / TRIAL_FILE).read_text())
-        plan = marker["plan"]
-        model = build_model(config_from_dict(plan["arch"]), problem.backbone, problem.tasks)
-        load_weights_into(model, ckpt / WEIGHTS)
-        model.eval()
-        metrics = {
-            "rank": int(row["rank"]),
-            "trial": trial,
-            "epoch": marker.get("epoch"),
-            "family": row["family"],
-            "arch": row["arch"],
-            "params": count_parameters(model),
-            "macs": count_macs(model, problem.backbone.input_shape),
-            "delta_m": None if row.get("delta_m") is None or row.get("delta_m") != row.get("delta_m") else float(row["delta_m"]),
-            "val": evaluate(model, problem.data.val, problem.tasks),
-            "test": evaluate(model, problem.data.test, problem.tasks),
-        }
-        example_x = torch.as_tensor(problem.data.val.x[:8])
-        folder = write_export(
-            export_dir / f"rank-{int(row['rank'])}",
-            model=model, plan_dict=plan, tasks=problem.tasks, backbone=problem.backbone,
-            spec_dict=problem.spec.to_dict(), metrics=metrics, example_x=example_x,
-        )
-        out.append(folder)
+    earlier = rank_folders(export_dir)
+    for folder in earlier.values():
+        check_own_export(folder)
+    ranking = {"rank_by": board.attrs.get("rank_by"), "budget": board.attrs.get("budget")}
+    exports = [_ranked_export(run_dir, problem, row, ranking) for _, row in ranked.head(top).iterrows()]
+    out = [
+        write_export(export_dir / f"rank-{metrics['rank']}", model=model, plan_dict=plan, tasks=problem.tasks, backbone=problem.backbone,
+                     spec_dict=problem.spec.to_dict(), metrics=metrics, example_x=example_x)
+        for model, plan, metrics, example_x in exports
+    ]
+    for k, folder in earlier.items():
+        if k > top:
+            shutil.rmtree(folder)  # checked above: an export share-search wrote
     return out
+
+
+def rank_folders(export_dir: Path) -> dict[int, Path]:
+    """The ``rank-<k>`` entries of an export folder by ``k`` (whoever wrote them)."""
+    if not export_dir.exists():
+        return {}
+    if not export_dir.is_dir():
+        raise CheckpointError(f"{export_dir}: exists and is not a folder; exports are written to rank folders inside it")
+    found = {}
+    for entry in export_dir.iterdir():
+        match = RANK_FOLDER.fullmatch(entry.name)
+        if match:
+            found[int(match.group(1))] = entry
+    return dict(sorted(found.items()))
+
+
+def _ranked_export(run_dir: Path, problem, row, ranking: Mapping[str, Any]):
+    """One leaderboard row's network with its best-validation weights and its metrics."""
+    from .train import evaluate
+
+    trial = int(row["trial"])
+    ckpt = find_checkpoint(run_dir, trial)
+    marker = json.loads((ckpt / TRIAL_FILE).read_text())
+    plan = marker["plan"]
+    model = build_model(config_from_dict(plan["arch"]), problem.backbone, problem.tasks)
+    load_weights_into(model, ckpt / WEIGHTS)
+    model.eval()
+    metrics = {
+        "rank": int(row["rank"]),
+        "trial": trial,
+        "epoch": marker.get("epoch"),
+        "family": row["family"],
+        "arch": row["arch"],
+        "params": count_parameters(model),
+        "macs": count_macs(model, problem.backbone.input_shape),
+        "delta_m": None if row.get("delta_m") is None or row.get("delta_m") != row.get("delta_m") else float(row["delta_m"]),
+        **ranking,
+        "val": evaluate(model, problem.data.val, problem.tasks),
+        "test": evaluate(model, problem.data.test, problem.tasks),
+    }
+    return model, plan, metrics, torch.as_tensor(problem.data.val.x[:8])

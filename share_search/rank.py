@@ -186,7 +186,9 @@ def leaderboard(
     rest = board[~ranked].sort_values("trial").index
     board.insert(0, "rank", pd.Series(pd.NA, index=board.index, dtype="Int64"))
     board.loc[order, "rank"] = np.arange(1, len(order) + 1)
-    return board.loc[order.append(rest)].reset_index(drop=True)
+    board = board.loc[order.append(rest)].reset_index(drop=True)
+    board.attrs = {**board.attrs, "rank_by": rank_by, "budget": budget}  # how it was ranked, for the exports' metrics.json
+    return board
 
 
 def _delta_m_column(board: pd.DataFrame, higher_is_better: Mapping[str, bool], required: bool) -> pd.Series:

@@ -95,7 +95,7 @@ FRESH = [
     ("zero-stages", changed(backbone__options={"widths": []}), [], "backbone: backbone 'mlp' has zero stages"),
     ("backbone-bad-option", changed(backbone__options={"depth": 3}), [], "backbone.options: mlp: "),
     ("backbone-no-import", changed(backbone__name="no_such_module:make"), [], "backbone.name: cannot import module 'no_such_module'"),
-    ("backbone-no-function", changed(backbone__name="tests.fault_backbones:missing"), [], "backbone.name: module 'tests.fault_backbones' has no callable 'missing'"),
+    ("backbone-no-function", changed(backbone__name="tests.fault_backbones:missing"), [], "backbone.name: module 'tests.fault_backbones' has no function 'missing'"),
     ("unknown-sampler", changed(search__sampler="bayes"), [], "search.sampler: "),
     ("grid-with-range", changed(search__sampler="grid", train__lr={"low": 0.001, "high": 0.1}), [], "train.lr: the grid sampler needs a fixed value or a choice list"),
     ("unknown-dataset", changed(data__source="digitz"), [], "data.source: unknown data source 'digitz'"),

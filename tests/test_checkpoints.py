@@ -1,7 +1,8 @@
 """Exported checkpoints: weights carry a content hash, and loading never unpickles anything.
 
-A pickle planted where the weights belong (with its hash recorded, as an attacker who
-controls the folder would do) must be refused without running its payload.
+A pickle planted where the weights belong (with its hash recorded and the manifest
+rewritten, as an attacker who controls the folder would do) must be refused without
+running its payload.
 """
 
 import json
@@ -17,7 +18,7 @@ from share_search.arch import build_model
 from share_search.arch.tree import TreeConfig
 from share_search.backbones import make_backbone
 from share_search.errors import CheckpointError
-from share_search.export import EXAMPLE, RECIPE, WEIGHTS, load_model, load_weights, sha256_of, write_export
+from share_search.export import EXAMPLE, RECIPE, WEIGHTS, load_model, load_weights, sha256_of, write_export, write_manifest
 from share_search.tasks import Task
 
 TASKS = (
@@ -48,16 +49,21 @@ def rewrite_weights(folder: Path, state: dict) -> None:
     recipe = json.loads((folder / RECIPE).read_text())
     recipe["weights_sha256"] = sha256_of(folder / WEIGHTS)
     (folder / RECIPE).write_text(json.dumps(recipe))
+    write_manifest(folder)
 
 
 def test_export_records_the_hash_and_reloads_the_same_network(exported):
     recipe = json.loads((exported / RECIPE).read_text())
     assert re.fullmatch(r"[0-9a-f]{64}", recipe["weights_sha256"])
     assert recipe["weights_sha256"] == sha256_of(exported / WEIGHTS)
-    model = share_search.load_model(exported)
+    assert_reproduces_example(share_search.load_model(exported), exported)
+
+
+def assert_reproduces_example(model, folder: Path) -> None:
+    """The loaded network gives the outputs the export recorded for its example batch."""
     from safetensors.torch import load_file
 
-    example = load_file(str(exported / EXAMPLE))
+    example = load_file(str(folder / EXAMPLE))
     with torch.no_grad():
         out = model(example["x"])
     for task in TASKS:
@@ -101,8 +107,9 @@ def test_a_planted_pickle_is_refused_without_running_it(exported, tmp_path, writ
     else:
         torch.save({"w": _Payload(proof)}, path)
     recipe = json.loads((exported / RECIPE).read_text())
-    recipe["weights_sha256"] = sha256_of(path)  # the hash matches: only the format protects
+    recipe["weights_sha256"] = sha256_of(path)  # the hashes match: only the format protects
     (exported / RECIPE).write_text(json.dumps(recipe))
+    write_manifest(exported)
     with pytest.raises(CheckpointError, match=r"weights\.safetensors: not a readable safetensors file"):
         load_model(exported)
     assert not proof.exists()
@@ -110,12 +117,17 @@ def test_a_planted_pickle_is_refused_without_running_it(exported, tmp_path, writ
 
 def test_missing_or_unreadable_files_name_the_file(exported):
     (exported / WEIGHTS).unlink()
+    with pytest.raises(CheckpointError, match=r"weights\.safetensors: listed in manifest\.json but missing"):
+        load_model(exported)
+    write_manifest(exported)  # the manifest rewritten to match: the recipe still names the weights
     with pytest.raises(CheckpointError, match=r"weights\.safetensors: weights file is missing"):
         load_model(exported)
     (exported / RECIPE).write_text("{not json")
+    write_manifest(exported)
     with pytest.raises(CheckpointError, match=r"recipe\.json: not valid JSON"):
         load_model(exported)
     (exported / RECIPE).unlink()
+    write_manifest(exported)
     with pytest.raises(CheckpointError, match=r"not an exported model \(no recipe\.json\)"):
         load_model(exported)
 
@@ -124,6 +136,7 @@ def test_a_recipe_from_another_format_version_is_refused(exported):
     recipe = json.loads((exported / RECIPE).read_text())
     recipe["format_version"] = 99
     (exported / RECIPE).write_text(json.dumps(recipe))
+    write_manifest(exported)
     with pytest.raises(CheckpointError, match="format_version 99 is not 1"):
         load_model(exported)
 

@@ -7,10 +7,7 @@ task then picks the labels it needs by name. Empty cells and NaN are missing lab
 
 from __future__ import annotations
 
-import importlib
-import os
 import re
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +16,7 @@ import numpy as np
 
 from ..errors import DataError, SpecError
 from ..spec import DataSpec
+from ..user_code import import_user_function
 from ._base import Dataset, LabelInfo
 from ._split import SPLITS, split_indices, take
 
@@ -193,31 +191,13 @@ def load_file(spec: DataSpec, seed: int) -> Dataset:
 
 
 # --------------------------------------------------------------------------- module:function
-def _import(module_name: str):
-    """Import a user module, the current directory first, as ``python -m`` would."""
-    cwd = os.getcwd()
-    added = cwd not in sys.path
-    if added:
-        sys.path.insert(0, cwd)
-    try:
-        return importlib.import_module(module_name)
-    except (ImportError, SyntaxError) as exc:
-        raise SpecError("data.source", f"cannot import module {module_name!r}: {exc}") from None
-    finally:
-        if added:
-            sys.path.remove(cwd)
-
-
 def load_module(spec: DataSpec, seed: int) -> Dataset:
     """``module:function`` called with ``data.options`` as keyword arguments.
 
     It returns ``{"x": inputs, "<label>": array, ...}`` (input key ``x`` or ``inputs[0]``)
     or ``(inputs, {"<label>": array, ...})``; numpy arrays, tensors or lists.
     """
-    module_name, function_name = spec.source.split(":")
-    function = getattr(_import(module_name), function_name, None)
-    if not callable(function):
-        raise SpecError("data.source", f"module {module_name!r} has no function {function_name!r}")
+    function = import_user_function(spec.source, "data.source")
     result = function(**spec.options)
     where = spec.source
     if isinstance(result, Mapping):
