@@ -27,7 +27,9 @@ SAMPLERS = ("tpe", "random", "nsga2", "grid")
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # the run folder's and the study's name
 MAX_NAME_LENGTH = 100  # run folders, Ray trial folders and exports nest it in longer paths
 # YAML 1.1 reads these (any case) as booleans or null; as names they mean different things to different tools
-YAML_WORDS = ("yes", "no", "on", "off", "true", "false", "null", "y", "n", "~")
+# Words YAML 1.1 readers turn into booleans or null. PyYAML reads `y` and `n` as strings, so a
+# task may be called `y` (a common label name).
+YAML_WORDS = ("yes", "no", "on", "off", "true", "false", "null", "~")
 
 
 # --------------------------------------------------------------------------- searchable values

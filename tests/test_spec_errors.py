@@ -54,7 +54,6 @@ REFUSED = [
     # item 12: task names that are YAML booleans/null or leaderboard columns
     ("task-yes", HEAD + "tasks: {yes: {}, odd: {}}\n" + FAMILIES, "tasks.yes", "'yes' is a YAML boolean or null word"),
     ("task-off", HEAD + "tasks: {off: {}, odd: {}}\n" + FAMILIES, "tasks.off", "'off' is a YAML boolean or null word"),
-    ("task-n", HEAD + "tasks: {n: {}, odd: {}}\n" + FAMILIES, "tasks.n", "'n' is a YAML boolean or null word"),
     ("task-quoted-null", HEAD + "tasks: {'null': {}, odd: {}}\n" + FAMILIES, "tasks.null", "'null' is a YAML boolean or null word"),
     *[
         (f"task-{col}", HEAD + f"tasks: {{{col}: {{}}, odd: {{}}}}\n" + FAMILIES, f"tasks.{col}", f"'{col}' is also a leaderboard column or --rank-by key")
@@ -164,3 +163,9 @@ def test_builtin_and_module_sources_and_plain_data_keep_their_form(tmp_path, mon
         assert load_spec(tmp_path / "s.yaml").data.source == source
     data = yaml.safe_load(GOOD.replace("source: digits", "source: data/x.csv"))
     assert parse_spec(data).data.source == "data/x.csv"  # plain data has no folder: the current one
+
+
+def test_y_and_n_stay_task_names():
+    """PyYAML reads `y:` and `n:` as strings, so they are ordinary task names (a common label name)."""
+    spec = parse_spec(yaml.safe_load(GOOD.replace("odd: {}", "y: {}")))
+    assert "y" in spec.task_names
