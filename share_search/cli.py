@@ -134,7 +134,7 @@ def cmd_run(args) -> int:
     for _, row in failed.iterrows():
         con.print(f"  trial {row['trial']} failed: {row['fail_reason']}")
     con.print(f"run folder: {outcome.run_dir}")
-    con.print(f"  study     : {spec.search.storage or outcome.run_dir / 'study.db'}  (share-search dashboard {outcome.run_dir})")
+    con.print(f"  study     : {outcome.storage_shown if outcome.problem.spec.search.storage else outcome.run_dir / 'study.db'}  (share-search dashboard {outcome.run_dir})")
     con.print(f"  leaderboard: {outcome.run_dir / 'leaderboard.csv'}")
     for path in outcome.exported:
         con.print(f"  exported  : {path}")

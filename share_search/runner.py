@@ -19,7 +19,7 @@ from .problem import Problem, load_problem
 from .rank import leaderboard
 from .spaces import check_grid, grid_points
 from .spec import Spec, load_spec
-from .study import check_study, create_or_load_study, load_run_study, mark_interrupted, open_storage, queue_retries, storage_url, trials_frame
+from .study import check_study, create_or_load_study, hide_password, load_run_study, mark_interrupted, open_storage, queue_retries, resolve_storage, trials_frame
 
 log = logging.getLogger("share_search")
 
@@ -31,6 +31,7 @@ class RunOutcome:
     exported: list[Path]
     counts: dict[str, int]
     problem: Problem
+    storage_shown: str = ""  # the study's storage URL, password masked
 
 
 def run_dir_for(spec: Spec, out: str | Path | None) -> Path:
@@ -70,6 +71,7 @@ def run_search(
 
     run_dir = run_dir_for(spec, out)
     check_run_dir(run_dir, resume)
+    spec, url = resolve_storage(spec, run_dir)  # from here on the spec holds no password
     if resume:
         stored = load_spec(run_dir / "spec.resolved.yaml")
         if stored.model_copy(update={"search": spec.search}) != spec:
@@ -78,7 +80,7 @@ def run_search(
     problem = load_problem(spec)
     if spec.search.sampler == "grid":
         log.info("grid: %d architectures", len(grid_points(problem)))
-    storage = open_storage(storage_url(spec, run_dir)) if spec.search.storage else None
+    storage = open_storage(url) if spec.search.storage else None
     if storage is not None:  # a shared database: its study is checked before anything is written
         check_study(spec, problem, storage, resume)
     started = search.start_ray(address)  # a wrong --address also fails before anything is written
@@ -86,7 +88,7 @@ def run_search(
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         if storage is None:
-            storage = open_storage(storage_url(spec, run_dir))
+            storage = open_storage(url)
         study = create_or_load_study(spec, problem, storage, resume)
         (run_dir / "spec.resolved.yaml").write_text(spec.to_yaml())
         handler = _log_to_file(run_dir)
@@ -119,7 +121,7 @@ def run_search(
     from .dashboard import annotate_study
 
     annotate_study(study, run_dir, board, exported)  # study note and exported checkpoints, for optuna-dashboard
-    return RunOutcome(run_dir, board, exported, counts, problem)
+    return RunOutcome(run_dir, board, exported, counts, problem, hide_password(url))
 
 
 def leaderboard_of(study, problem: Problem, rank_by: str = "delta_m", budget: str | None = None) -> pd.DataFrame:

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import quote, unquote
 
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from .errors import RunError
+from .errors import RunError, SpecError
 from .problem import Problem
 from .rank import TRIAL_COLUMNS
 from .spec import Spec
@@ -24,10 +27,111 @@ from .tasks import Task
 SQLITE_TIMEOUT_S = 30  # a dashboard reading the file must never make a write fail
 INTERRUPTED = "interrupted: the driver stopped before the trial finished"
 RETRY_OF = "retry_of"  # user attribute: the number of the interrupted trial this one repeats
+STORAGE_ENV = "SHARE_SEARCH_STORAGE"  # the storage URL, when the spec names none (or keeps it masked)
+MASK = "***"
+
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# query values that are secrets: ?password=, ?sslpassword=, ?passwd=, ?pwd=, ?secret=, ?token=
+_SECRET_QUERY = re.compile(r"([?&;][^=&;#]*(?:pass|pwd|secret|token)[^=&;#]*=)([^&;#]*)", re.IGNORECASE)
+
+
+def _password_span(url: str) -> tuple[int, int] | None:
+    """Where the password of ``url``'s user part is. The user part ends at the last '@', so a
+    password holding '@', ':' or '/' is found whole (a query value holding '@' widens it,
+    which masks more, never less); SQLite paths have no user part."""
+    scheme, sep, rest = url.partition("://")
+    at = rest.rfind("@")
+    if not sep or at < 0:
+        return None
+    user, colon, _ = rest[:at].partition(":")
+    if not colon or "/" in user:
+        return None
+    start = len(scheme) + len(sep) + len(user) + 1
+    return start, len(scheme) + len(sep) + at
+
+
+def _secret_spans(url: str) -> list[tuple[int, int]]:
+    """The password and secret query values (``?password=``, ...) of ``url``; a ``${VAR}``
+    reference in their place is no secret (the secret is in the environment)."""
+    password = _password_span(url)
+    spans = [password] if password else []
+    spans += [m.span(2) for m in _SECRET_QUERY.finditer(url, spans[0][1] if spans else 0)]
+    return [(s, e) for s, e in spans if not _REFERENCE.fullmatch(url[s:e])]
+
+
+def hide_password(url: str) -> str:
+    """``url`` as it may be printed or stored: every secret masked as ``***``."""
+    for start, end in reversed(_secret_spans(url)):
+        url = url[:start] + MASK + url[end:]
+    return url
+
+
+def _without_secrets(text: str, url: str) -> str:
+    """``text`` (e.g. a driver's error message) with the secrets of ``url`` masked, as
+    written in the URL and percent-decoded."""
+    for start, end in _secret_spans(url):
+        for secret in {url[start:end], unquote(url[start:end])} - {""}:
+            text = text.replace(secret, MASK)
+    return hide_password(text)
+
+
+def expand_storage(setting: str) -> str:
+    """``search.storage`` with every ``${VAR}`` replaced by the variable's value. A reference
+    that is the whole password is percent-encoded, so the variable holds the password as is."""
+
+    def value_of(name: str) -> str:
+        if name not in os.environ:
+            what = "URL" if setting == "${" + name + "}" else "value"
+            raise SpecError("search.storage", f"environment variable {name} is not set; {hide_password(setting)!r} refers to it (set it to the {what} before running share-search)")
+        return os.environ[name]
+
+    span = _password_span(setting)
+    if span and _REFERENCE.fullmatch(setting[span[0]:span[1]]):
+        name = _REFERENCE.fullmatch(setting[span[0]:span[1]])[1]
+        setting = setting[: span[0]] + quote(value_of(name), safe="") + setting[span[1]:]
+    return _REFERENCE.sub(lambda m: value_of(m[1]), setting)
 
 
 def storage_url(spec: Spec, run_dir: Path) -> str:
-    return spec.search.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    """The URL to open: ``search.storage`` expanded, or SQLite in the run folder. A run folder
+    keeps a password it was given masked; ``SHARE_SEARCH_STORAGE`` then gives the URL again."""
+    if not spec.search.storage:
+        return f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    url = expand_storage(spec.search.storage)
+    if MASK not in url or hide_password(url) != url:
+        return url
+    given = os.environ.get(STORAGE_ENV)
+    if given is None:
+        raise RunError(
+            f"search.storage: the run keeps its storage URL without the password ({url}; share-search never stores one); "
+            f"set {STORAGE_ENV} to the full URL, or write the password as ${{VAR}} in the spec"
+        )
+    if hide_password(given) != url:
+        raise RunError(f"{STORAGE_ENV}: {hide_password(given)!r} does not match the run's storage {url!r}")
+    return given
+
+
+def resolve_storage(spec: Spec, run_dir: Path) -> tuple[Spec, str]:
+    """(the spec as the run keeps it, the storage URL to open). The spec kept (written to the
+    run folder, the study, exports, and sent to Ray) holds ``${VAR}`` references or a masked
+    URL, never a password; with no ``search.storage``, ``SHARE_SEARCH_STORAGE`` gives the URL."""
+    if not spec.search.storage and os.environ.get(STORAGE_ENV):
+        spec = spec.with_search(storage="${" + STORAGE_ENV + "}")
+    url = storage_url(spec, run_dir)
+    if spec.search.storage and hide_password(spec.search.storage) != spec.search.storage:
+        spec = spec.with_search(storage=hide_password(spec.search.storage))
+    return spec, url
+
+
+class _MaskedPickleStorage(optuna.storages.RDBStorage):
+    """An RDB storage that pickles with its URL's password masked: Ray Tune pickles the
+    searcher, which holds the storage, into the run folder (``tuner.pkl``, searcher state).
+    A run never unpickles one: ``--resume`` opens the storage anew."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["url"] = hide_password(self.url)
+        return state
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
@@ -38,18 +142,10 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     else:
         engine_kwargs["pool_pre_ping"] = True
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        return _MaskedPickleStorage(url, engine_kwargs=engine_kwargs)
     except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot use this URL"
-        shown = _hide_password(url)
-        raise RunError(f"search.storage: cannot open storage {shown!r}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
-
-
-def _hide_password(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':')[0]}:***@{host}"
-    return url
+        shown = hide_password(url)
+        raise RunError(f"search.storage: cannot open storage {shown!r}: {type(exc).__name__}: {_without_secrets(str(exc).splitlines()[0], url)}") from None
 
 
 def objective_names(spec: Spec, problem: Problem) -> tuple[list[str], list[str]]:
@@ -70,7 +166,7 @@ def check_study(spec: Spec, problem: Problem, storage, resume: bool) -> bool:
     (it exists and this is no resume) or resumed (it is missing, or has other objectives)."""
     names, directions = objective_names(spec, problem)
     exists = spec.name in {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
-    where = _hide_password(storage.url)
+    where = hide_password(storage.url)
     if exists and not resume:
         raise RunError(f"study {spec.name!r} already exists in {where}; continue it with --resume, or give the spec another name")
     if resume and not exists:

@@ -16,7 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 from share_search.cli import main
-from share_search.study import SQLITE_TIMEOUT_S, open_storage
+from share_search.study import SQLITE_TIMEOUT_S, hide_password, open_storage
 from tests.runs import small_spec, write_spec
 
 URL = os.environ.get("SHARE_SEARCH_TEST_POSTGRES", "postgresql+psycopg2://share:share@127.0.0.1:5432/share_search")
@@ -36,7 +36,7 @@ def postgres():
     return URL
 
 
-def test_a_search_keeps_its_study_in_postgresql(tmp_path, postgres, ray_session, capsys):
+def test_a_search_keeps_its_study_in_postgresql(tmp_path, postgres, ray_session, capsys, monkeypatch):
     name = f"pg-{uuid.uuid4().hex[:8]}"
     search = {"trials": 3, "storage": postgres, "baselines": False, "objective": "per_task"}  # one Tuner phase: short
     spec = small_spec(name=name, search=search)
@@ -48,12 +48,14 @@ def test_a_search_keeps_its_study_in_postgresql(tmp_path, postgres, ray_session,
         trials = study.get_trials()
         assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
         assert all(t.user_attrs["val"]["digit"]["accuracy"] > 0 for t in trials)
-        assert study.user_attrs["spec"]["search"]["storage"] == postgres
+        assert study.user_attrs["spec"]["search"]["storage"] == hide_password(postgres)  # the password is never stored
         assert not (run_dir / "study.db").exists()  # nothing fell back to SQLite
         assert (run_dir / "export" / "rank-1" / "weights.safetensors").is_file()
 
-        # the leaderboard command finds the study through the run folder's resolved spec
+        # the leaderboard command finds the study through the run folder's resolved spec, and
+        # the password that spec lacks through SHARE_SEARCH_STORAGE
         capsys.readouterr()
+        monkeypatch.setenv("SHARE_SEARCH_STORAGE", postgres)
         assert main(["leaderboard", str(run_dir), "--format", "csv", "--output", str(tmp_path / "board.csv")]) == 0
         board = pd.read_csv(tmp_path / "board.csv")
         assert sorted(board["trial"]) == [t.number for t in trials]
