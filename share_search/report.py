@@ -21,8 +21,10 @@ import pandas as pd
 from . import drawing
 from .errors import RunError
 from .rank import DELTA_M_CONVENTION
+from .text import plural
 
 DEFAULT_TOP = 3
+REPORT_TITLE = "share-search report: "  # the page title starts so; a run rewrites only such a report.html
 _RANK_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -391,10 +393,10 @@ def render_html(data: ReportData) -> str:
     e = html.escape
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>share-search report: {e(data.name)}</title>", f"<style>{_CSS}</style>",
+        f"<title>{REPORT_TITLE}{e(data.name)}</title>", f"<style>{_CSS}</style>",
         f'<script type="text/javascript">{get_plotlyjs()}</script>', "</head><body>",
         f"<h1>share-search report: {e(data.name)}</h1>",
-        f"<p>{len(data.board)} trials ({e(counts)}); tasks: "
+        f"<p>{plural(len(data.board), 'trial')} ({e(counts)}); tasks: "
         + "; ".join(e(t.described) for t in data.tasks)
         + f"; objectives: {e(', '.join(data.objectives) or '-')}; ranked by {e(data.rank_by)}.</p>",
         f'<p class="convention" id="delta-m-convention">{e(DELTA_M_CONVENTION)}</p>',
