@@ -14,7 +14,6 @@ import re
 import pytest
 
 from share_search.cli import main
-from share_search.text import plural
 from tests.runs import small_spec, write_spec
 
 BACKBONE = "tests.fault_backbones:faulty"
@@ -89,6 +88,8 @@ def test_the_progress_line_is_whole_when_piped(run):
 
 
 def test_counts_are_pluralised(run):
+    from share_search.text import plural
+
     for step in ("first", "resumed"):
         printed = run[step][1]
         assert not re.search(r"\b1 (trials|reference trials)\b", printed), printed
