@@ -141,12 +141,16 @@ def _label_values(value: Any, name: str, where: str) -> np.ndarray:
         return array.astype(object)
     if array.dtype.kind == "O":
         present = [v for v in array.ravel() if not _is_missing(v)]
-        if all(isinstance(v, str) for v in present):
+        texts = [v for v in present if isinstance(v, str)]
+        numbers = [v for v in present if isinstance(v, (bool, int, float, np.bool_, np.number))]
+        if len(texts) + len(numbers) < len(present):
+            odd = next(v for v in present if not isinstance(v, (str, bool, int, float, np.bool_, np.number)))
+            raise DataError(f"{where}: label {name!r} holds {type(odd).__name__} values; a label is numbers or text (class names)")
+        if texts and numbers:
+            raise DataError(f"{where}: label {name!r} mixes text and numbers (e.g. {texts[0]!r} and {numbers[0]!r}); give every class as text")
+        if not numbers:
             return array
-        if all(isinstance(v, (bool, int, float, np.bool_, np.number)) for v in present):
-            return np.array([np.nan if _is_missing(v) else float(v) for v in array.ravel()]).reshape(array.shape)
-        odd = next(v for v in present if not isinstance(v, (str, bool, int, float, np.bool_, np.number)))
-        raise DataError(f"{where}: label {name!r} holds {type(odd).__name__} values; a label is numbers or text (class names)")
+        return np.array([np.nan if _is_missing(v) else float(v) for v in array.ravel()]).reshape(array.shape)
     raise DataError(f"{where}: label {name!r} is neither numbers nor text (dtype {array.dtype})")
 
 

@@ -8,6 +8,7 @@ class names: numbered in sorted order, kept as the task's class names, empty cel
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -161,6 +162,27 @@ def test_an_npz_object_array_is_refused_without_unpickling(tmp_path):
     with pytest.raises(DataError, match="array 'animal' holds Python objects, which load only by unpickling"):
         load_problem(parse_spec(spec_of(str(path), {"animal": {}, "y": {}}, inputs=None)))
     assert load_problem(parse_spec(spec_of(str(path), {"y": {}, "z": {}}, inputs=None))).tasks[0].type == "binary"
+
+
+@pytest.mark.parametrize(
+    "n, values, message",
+    [
+        (0, "np.array(['cat', 1] * 10, dtype=object)", "label 'y' mixes text and numbers (e.g. 'cat' and 1); give every class as text"),
+        (1, "[True, None, False, 1.0] * 5", None),  # numbers with gaps: a binary label, 5 missing
+        (2, "[b'cat', b'dog'] * 10", "label 'y' is neither numbers nor text (dtype |S3)"),
+        (3, "[{'a': 1}, 'cat'] * 10", "label 'y' holds dict values; a label is numbers or text"),
+    ],
+)
+def test_labels_returned_by_user_code_as_objects(n, values, message, tmp_path, monkeypatch):
+    (tmp_path / f"share_search_test_objects{n}.py").write_text(f"import numpy as np\ndef load():\n    return np.zeros((20, 2)), {{'y': {values}}}\n")
+    monkeypatch.chdir(tmp_path)
+    spec = DataSpec(source=f"share_search_test_objects{n}:load")
+    if message is None:
+        data = load_data(spec, seed=0)
+        assert data.labels["y"].kind == "binary" and sum(int(np.isnan(data.split(s).y["y"]).sum()) for s in ("train", "val", "test")) == 5
+    else:
+        with pytest.raises(DataError, match=re.escape(message)):
+            load_data(spec, seed=0)
 
 
 def test_a_text_label_cannot_be_regression(csv_path):
