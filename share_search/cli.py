@@ -15,15 +15,16 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import ShareSearchError
+from .text import plural
 
 EXIT_USER_ERROR = 2
 
 
 def _console():
     """Rich output; when piped (no terminal width to read) wide enough for the leaderboard."""
-    from rich.console import Console
+    from .text import console
 
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    return console()
 
 
 # --------------------------------------------------------------------------- init / validate
@@ -87,7 +88,7 @@ def cmd_validate(args) -> int:
         t.add_row(task.name, task.label, task.type, str(task.n_outputs), ", ".join(task.metrics), "higher is better" if task.higher_is_better else "lower is better", f"{labelled}/{len(y)}")
     con.print(t)
     b = problem.backbone
-    t = Table(title=f"backbone {b.name} ({b.n_stages} stages)", title_justify="left")
+    t = Table(title=f"backbone {b.name} ({plural(b.n_stages, 'stage')})", title_justify="left")
     t.add_column("stage")
     t.add_column("output shape")
     t.add_column("parameters")
@@ -107,9 +108,9 @@ def cmd_validate(args) -> int:
     if searched:
         con.print("train: searched " + "; ".join(f"{k}: {p.describe()}" for k, p in searched.items()))
     s = spec.search
-    con.print(f"search: sampler {s.sampler}, objective {s.objective}{' + ' + s.cost if s.cost else ''}, {s.trials} trials, concurrency {s.concurrency}, resources {s.resources.model_dump()}")
+    con.print(f"search: sampler {s.sampler}, objective {s.objective}{' + ' + s.cost if s.cost else ''}, {plural(s.trials, 'trial')}, concurrency {s.concurrency}, resources {s.resources.model_dump()}")
     if s.sampler == "grid":
-        con.print(f"grid: {len(grid_points(problem)):,} architecture/training combinations")
+        con.print(f"grid: {plural(len(grid_points(problem)), 'architecture/training combination')}")
     return 0
 
 
@@ -123,8 +124,8 @@ def cmd_run(args) -> int:
     con = _console()
 
     def on_phase(phase: str, n: int) -> None:
-        what = "reference trials (single-task networks, hard sharing)" if phase == "references" else "trials"
-        con.print(f"{phase}: {n} {what}")
+        what = "reference trial" if phase == "references" else "trial"
+        con.print(f"{phase}: {plural(n, what)}" + (" (single-task networks, hard sharing)" if phase == "references" else ""))
 
     outcome = run_search(spec, resume=args.resume, address=args.address, show_progress=not args.quiet, on_phase=on_phase)
     _print_board(con, outcome.board, outcome.problem.task_names, rows=10)
@@ -154,9 +155,17 @@ def _print_board(con, board, task_names, rows: int | None = None) -> None:
         t.add_column(c.replace("val.", ""), overflow="fold")
     shown = board if rows is None else _top_and_each_family(board, rows)
     for _, r in shown.iterrows():
-        t.add_row(*[escape(_cell(r.get(c))) for c in cols])  # summaries hold [brackets], not markup
+        t.add_row(*[escape(_family_and_role(r) if c == "family" else _cell(r.get(c))) for c in cols])  # summaries hold [brackets], not markup
     con.print(t)
     con.print(f"[dim]{DELTA_M_CONVENTION}[/]")
+
+
+def _family_and_role(row) -> str:
+    """The family, and the role of a reference trial: it is ranked like any trial, but not searched."""
+    from .spaces import ROLE_HARD_SHARING, ROLE_SINGLE_TASK
+
+    role = {ROLE_SINGLE_TASK: "single-task baseline", ROLE_HARD_SHARING: "hard-sharing reference"}.get(row.get("role") or "")
+    return f"{_cell(row.get('family'))} ({role})" if role else _cell(row.get("family"))
 
 
 def _top_and_each_family(board, rows: int):

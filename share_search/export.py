@@ -270,6 +270,10 @@ def model_card(recipe: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
             v = metrics.get("val", {}).get(t["name"], {}).get(m)
             s = metrics.get("test", {}).get(t["name"], {}).get(m)
             lines.append(f"| {t['name']} | {m} | {direction} | {_fmt(v)} | {_fmt(s)} |")
+    named = [t for t in recipe["tasks"] if t.get("class_names")]
+    if named:
+        lines += ["", "Classes, in output order (a binary task's one output is the chance of its second class):", ""]
+        lines += [f"- {t['name']}: {', '.join(str(n) for n in t['class_names'])}" for t in named]
     if metrics.get("delta_m") is not None:
         lines += ["", f"Δm (validation) = {metrics['delta_m']:+.2f}%. {DELTA_M_CONVENTION}"]
     lines += ["", "Load it:", "", "```python", "import share_search as ss", "model = ss.load_model('<this folder>')  # eval-mode nn.Module; model(x) -> {task: output}", "```", ""]

@@ -37,7 +37,7 @@ def resolve_tasks(spec: Spec, data: Dataset) -> tuple[Task, ...]:
     for name, ts in spec.tasks.items():
         label = ts.label or name
         if label not in data.labels:
-            known = ", ".join(sorted(data.labels))
+            known = ", ".join(sorted([*data.labels, *data.unused_labels]))
             raise SpecError(f"tasks.{name}.label", f"data {data.name!r} has no label {label!r} (labels: {known})")
         info = data.labels[label]
         kind = ts.type or info.kind
@@ -68,7 +68,7 @@ def resolve_tasks(spec: Spec, data: Dataset) -> tuple[Task, ...]:
 
 def load_problem(spec: Spec) -> Problem:
     """Load the data and measure the backbone once (both can fail with a clear error)."""
-    data = load_data(spec.data, seed=spec.seed)
+    data = load_data(spec.data, seed=spec.seed, labels={ts.label or name for name, ts in spec.tasks.items()})
     tasks = resolve_tasks(spec, data)
     backbone = make_backbone(spec.backbone.name, data.input_shape, spec.backbone.options)
     return Problem(spec=spec, data=data, tasks=tasks, backbone=backbone)

@@ -21,8 +21,10 @@ import pandas as pd
 from . import drawing
 from .errors import RunError
 from .rank import DELTA_M_CONVENTION
+from .text import plural
 
 DEFAULT_TOP = 3
+REPORT_TITLE = "share-search report: "  # the page title starts so; a run rewrites only such a report.html
 _RANK_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -32,10 +34,22 @@ class TaskInfo(NamedTuple):
     name: str
     metric: str
     higher_is_better: bool
+    class_names: tuple[str, ...] = ()
 
     @property
     def axis_title(self) -> str:
         return f"{self.name} {self.metric} ({'higher' if self.higher_is_better else 'lower'} is better)"
+
+    @property
+    def described(self) -> str:
+        """The axis title, and the classes when the data named them (e.g. cat, dog)."""
+        return self.axis_title + (f", classes {class_list(self.class_names)}" if self.class_names else "")
+
+
+def class_list(names, shown: int = 12) -> str:
+    """Class names in output order, the first ``shown`` of them."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(str(n) for n in names[:shown]) + more
 
 
 class _ProblemView(NamedTuple):
@@ -110,7 +124,7 @@ def study_tasks(study) -> tuple[TaskInfo, ...]:
     raw = study.user_attrs.get("tasks")
     if not raw:
         raise RunError(f"study {study.study_name!r} has no `tasks` user attribute; it was not written by share-search run")
-    return tuple(TaskInfo(t["name"], t["metric"], bool(t["higher_is_better"])) for t in raw)
+    return tuple(TaskInfo(t["name"], t["metric"], bool(t["higher_is_better"]), tuple(t.get("class_names") or ())) for t in raw)
 
 
 def study_leaderboard(study, rank_by: str = "delta_m", budget: str | None = None) -> pd.DataFrame:
@@ -385,11 +399,11 @@ def render_html(data: ReportData) -> str:
     e = html.escape
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>share-search report: {e(data.name)}</title>", f"<style>{_CSS}</style>",
+        f"<title>{REPORT_TITLE}{e(data.name)}</title>", f"<style>{_CSS}</style>",
         f'<script type="text/javascript">{get_plotlyjs()}</script>', "</head><body>",
         f"<h1>share-search report: {e(data.name)}</h1>",
-        f"<p>{len(data.board)} trials ({e(counts)}); tasks: "
-        + ", ".join(e(t.axis_title) for t in data.tasks)
+        f"<p>{plural(len(data.board), 'trial')} ({e(counts)}); tasks: "
+        + "; ".join(e(t.described) for t in data.tasks)
         + f"; objectives: {e(', '.join(data.objectives) or '-')}; ranked by {e(data.rank_by)}.</p>",
         f'<p class="convention" id="delta-m-convention">{e(DELTA_M_CONVENTION)}</p>',
         *(f"<p><em>{e(n)}</em></p>" for n in data.notes),

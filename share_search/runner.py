@@ -20,6 +20,7 @@ from .rank import leaderboard
 from .spaces import check_grid, grid_points
 from .spec import Spec, load_spec
 from .study import check_study, create_or_load_study, hide_password, load_run_study, mark_interrupted, open_storage, queue_retries, resolve_storage, trials_frame
+from .text import plural
 
 log = logging.getLogger("share_search")
 
@@ -50,12 +51,42 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
 
 
 def _log_to_file(run_dir: Path) -> logging.Handler:
+    """``run.log`` gets share-search's lines (phases, each trial's outcome, failures, the
+    leaderboard, exports) and warnings of Ray and Optuna, for as long as the run lasts."""
     handler = logging.FileHandler(run_dir / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     for name in ("share_search", "ray", "optuna"):
         logging.getLogger(name).addHandler(handler)
     logging.getLogger("share_search").setLevel(logging.INFO)
     return handler
+
+
+def _stop_logging(handler: logging.Handler | None) -> None:
+    if handler is not None:
+        for name in ("share_search", "ray", "optuna"):
+            logging.getLogger(name).removeHandler(handler)
+        handler.close()
+
+
+def _log_start(spec: Spec, problem: Problem, run_dir: Path, resume: bool) -> None:
+    d = problem.data
+    log.info("%s run %r in %s", "resumed" if resume else "started", spec.name, run_dir)
+    log.info("data %s: input shape %s; train %d, val %d, test %d", d.name, d.input_shape, *d.sizes.values())
+    log.info("tasks: %s", "; ".join(f"{t.name} ({t.type}, {t.metric})" for t in problem.tasks))
+    s = spec.search
+    log.info("search: sampler %s, objective %s, %s, concurrency %d", s.sampler, s.objective, plural(s.trials, "trial"), s.concurrency)
+
+
+def _refresh_report(study, run_dir: Path) -> None:
+    """A ``report.html`` that ``share-search report`` left in the run folder is rewritten, so a
+    resumed run's report shows every trial; a file of another origin is left alone."""
+    from .report import DEFAULT_TOP, REPORT_TITLE, render_html, report_data
+
+    path = run_dir / "report.html"
+    if not path.is_file() or f"<title>{REPORT_TITLE}" not in path.read_text(encoding="utf-8", errors="replace")[:4096]:
+        return
+    path.write_text(render_html(report_data(study, top=DEFAULT_TOP)), encoding="utf-8")
+    log.info("report rewritten: %s", path)
 
 
 def run_search(
@@ -92,6 +123,7 @@ def run_search(
         study = create_or_load_study(spec, problem, storage, resume)
         (run_dir / "spec.resolved.yaml").write_text(spec.to_yaml())
         handler = _log_to_file(run_dir)
+        _log_start(spec, problem, run_dir, resume)
         if resume:  # trials a killed driver left running, and interrupted ones, run again with the same values
             mark_interrupted(study)
             queue_retries(study)
@@ -99,29 +131,40 @@ def run_search(
             counts = search.search(study, problem, storage, run_dir, show_progress=show_progress, on_phase=on_phase)
         except BaseException:  # Ctrl-C or a crash: trials this driver left running are retried by --resume
             left = mark_interrupted(study)
-            log.warning("search stopped; %d unfinished trial(s) marked interrupted (continue with --resume)", len(left))
+            log.warning("search stopped; %s marked interrupted (continue with --resume)", plural(len(left), "unfinished trial"))
             raise
+        board, exported = _rank_and_export(study, problem, run_dir, spec)
+    except BaseException as exc:
+        if handler is not None:
+            log.error("run stopped: %s", f"{type(exc).__name__}: {exc}".rstrip(": "))
+        raise
     finally:
         if started:
             import ray
 
             ray.shutdown()
-        if handler is not None:
-            for name in ("share_search", "ray", "optuna"):
-                logging.getLogger(name).removeHandler(handler)
-            handler.close()
+        _stop_logging(handler)
+    return RunOutcome(run_dir, board, exported, counts, problem, hide_password(url))
+
+
+def _rank_and_export(study, problem: Problem, run_dir: Path, spec: Spec) -> tuple[pd.DataFrame, list[Path]]:
     board = leaderboard_of(study, problem)
     board.to_csv(run_dir / "leaderboard.csv", index=False)
+    ranked = int(board["rank"].notna().sum())
+    log.info("leaderboard: %s, %d ranked (%s)", plural(len(board), "trial"), ranked, run_dir / "leaderboard.csv")
     exported = []
-    top = min(spec.search.export_top, int(board["rank"].notna().sum()))
+    top = min(spec.search.export_top, ranked)
     if top:
         from .export import export_ranked
 
         exported = export_ranked(run_dir, problem, board, top)
+    for k, path in enumerate(exported, start=1):
+        log.info("exported rank %d (trial %s) to %s", k, board.loc[k - 1, "trial"], path)
     from .dashboard import annotate_study
 
     annotate_study(study, run_dir, board, exported)  # study note and exported checkpoints, for optuna-dashboard
-    return RunOutcome(run_dir, board, exported, counts, problem, hide_password(url))
+    _refresh_report(study, run_dir)
+    return board, exported
 
 
 def leaderboard_of(study, problem: Problem, rank_by: str = "delta_m", budget: str | None = None) -> pd.DataFrame:

@@ -26,6 +26,7 @@ from .problem import Problem
 from .searcher import make_progress_callback, make_searcher_class
 from .spaces import FAMILY_PARAM, ROLE_SINGLE_TASK, SpaceFunction, enqueue_reference, grid_points, reference_archs
 from .study import finished_trials, objective_names, planned_params
+from .text import plural
 from .trial import primary_metrics, run_trial
 
 log = logging.getLogger("share_search")
@@ -155,6 +156,8 @@ def run_phase(
         if progress.progress is not None:
             progress.progress.stop()
     searcher.finish()  # not after an interrupt: trials waiting for a baseline are retried then
+    c = searcher.counts
+    log.info("phase ended (ray/%s): %d complete, %d pruned, %d failed", name, c["complete"], c["pruned"], c["failed"])
     return PhaseOutcome(ran=n_trials, baseline=searcher.baseline, counts=dict(searcher.counts))
 
 
@@ -196,6 +199,11 @@ def search(
         for k, v in outcome.counts.items():
             counts[k] += v
 
+    def begin(phase: str, n: int) -> None:
+        log.info("phase %s: %s", phase, plural(n, "trial"))
+        if on_phase:
+            on_phase(phase, n)
+
     baseline = baseline_from_study(study, problem)
     if spec.search.baselines:
         queued = 0
@@ -206,8 +214,7 @@ def search(
                 enqueue_reference(study, problem, role, arch)
             queued += 0 if finished else 1
         if queued:
-            if on_phase:
-                on_phase("references", queued)
+            begin("references", queued)
             outcome = run_phase(study, problem, storage, run_dir, f"references-{stamp}", queued, None, False, show_progress)
             add(outcome)
             baseline = outcome.baseline or baseline_from_study(study, problem)
@@ -224,7 +231,6 @@ def search(
         remaining = spec.search.trials - len(finished_trials(study))
         enqueue_untried_families(study, problem, remaining)
     if remaining > 0:
-        if on_phase:
-            on_phase("search", remaining)
+        begin("search", remaining)
         add(run_phase(study, problem, storage, run_dir, f"search-{stamp}", remaining, baseline, True, show_progress))
     return counts

@@ -21,6 +21,7 @@ from .rank import delta_m
 from .spaces import ROLE_SINGLE_TASK
 from .study import json_safe
 from .tasks import Task
+from .text import console
 from .trial import primary_metrics, val_from_result
 
 log = logging.getLogger("share_search")
@@ -125,9 +126,11 @@ def make_searcher_class():
                 self._ot_study.tell(ot, values, state=state)
             except Exception as exc:  # e.g. a NaN objective: record the trial as failed
                 log.warning("trial %s could not be told as %s (%s); marking it failed", ot.number, state.name, exc)
-                ot.set_user_attr("fail_reason", f"objective could not be recorded: {exc}")
+                attrs["fail_reason"] = f"objective could not be recorded: {exc}"
+                ot.set_user_attr("fail_reason", attrs["fail_reason"])
                 self._ot_study.tell(ot, None, state=TrialState.FAIL)
                 state = TrialState.FAIL
+            _log_outcome(ot.number, ot.user_attrs.get("role"), state, attrs, self.tasks)
             self._completed_trials.add(trial_id)
             self.counts[{TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}[state]] += 1
             if state == TrialState.COMPLETE and "delta_m" in result:
@@ -141,6 +144,21 @@ def make_searcher_class():
             return config
 
     return StudySearch
+
+
+def _log_outcome(number: int, role: str | None, state: TrialState, attrs: dict, tasks: Sequence[Task]) -> None:
+    """One run.log line per finished trial: what it trained and how it ended."""
+    what = f"trial {number}" + (f" ({role})" if role else "") + f": {attrs.get('arch') or attrs.get('family') or 'no architecture'}"
+    if state == TrialState.FAIL:
+        log.warning("%s failed: %s", what, attrs.get("fail_reason") or "no reason recorded")
+        return
+    val = attrs.get("val") or {}
+    scores = ", ".join(f"{t.name} {t.metric} {val[t.name][t.metric]:.4f}" for t in tasks if val.get(t.name, {}).get(t.metric) is not None)
+    dm = f", Δm {attrs['delta_m']:+.2f}%" if attrs.get("delta_m") is not None else ""
+    if state == TrialState.PRUNED:
+        log.info("%s pruned (%s) at %s%s", what, attrs.get("fail_reason"), scores or "no metrics", dm)
+    else:
+        log.info("%s complete in %.2f s: %s%s", what, attrs.get("time_s") or 0.0, scores, dm)
 
 
 def _error_reason(trial) -> str:
@@ -177,6 +195,7 @@ def make_progress_callback(searcher, total: int, show: bool):
                 self.progress = Bar(
                     TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
                     TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), transient=False,
+                    console=console(),  # piped: wide enough that the times are not cut to "0:00:…"
                 )
                 self.task = self.progress.add_task("search", total=total, status="")
                 self.progress.start()

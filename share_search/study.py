@@ -178,6 +178,12 @@ def check_study(spec: Spec, problem: Problem, storage, resume: bool) -> bool:
     return exists
 
 
+def _task_attr(task) -> dict:
+    """What the report needs of a task; class names only where the data named its classes."""
+    attr = {"name": task.name, "metric": task.metric, "higher_is_better": task.higher_is_better}
+    return {**attr, "class_names": list(task.class_names)} if task.class_names else attr
+
+
 def create_or_load_study(spec: Spec, problem: Problem, storage, resume: bool) -> optuna.Study:
     if check_study(spec, problem, storage, resume):
         return optuna.load_study(study_name=spec.name, storage=storage)
@@ -186,7 +192,7 @@ def create_or_load_study(spec: Spec, problem: Problem, storage, resume: bool) ->
     study.set_metric_names(names)
     study.set_user_attr("spec", spec.to_dict())
     study.set_user_attr("n_stages", problem.backbone.n_stages)  # drawings of columns need the depth
-    study.set_user_attr("tasks", [{"name": t.name, "metric": t.metric, "higher_is_better": t.higher_is_better} for t in problem.tasks])
+    study.set_user_attr("tasks", [_task_attr(t) for t in problem.tasks])
     return study
 
 

@@ -43,6 +43,7 @@ class Dataset:
     val: Split
     test: Split
     description: str = ""
+    unused_labels: tuple[str, ...] = ()  # labels of a user file that no task uses: neither read nor checked
 
     def split(self, name: str) -> Split:
         return {"train": self.train, "val": self.val, "test": self.test}[name]

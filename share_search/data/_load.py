@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Callable
 
 from ..errors import SpecError
@@ -12,9 +13,10 @@ from ._files import is_file_source, is_module_source, load_file, load_module
 from ._split import subsample
 
 
-def _loader(source: str) -> Callable[[DataSpec, int], Dataset]:
+def _loader(source: str) -> Callable[[DataSpec, int, Collection[str] | None], Dataset]:
     if source in BUILTIN_SOURCES:
-        return BUILTIN_SOURCES[source]
+        builtin = BUILTIN_SOURCES[source]
+        return lambda spec, seed, labels: builtin(spec, seed)  # built-in labels are all well-formed
     if is_file_source(source):
         return load_file
     if is_module_source(source):
@@ -26,6 +28,10 @@ def _loader(source: str) -> Callable[[DataSpec, int], Dataset]:
     )
 
 
-def load_data(spec: DataSpec, seed: int) -> Dataset:
-    """The dataset ``spec`` describes, split train/val/test; the same seed gives the same arrays."""
-    return subsample(_loader(spec.source)(spec, seed), spec.max_samples, seed)
+def load_data(spec: DataSpec, seed: int, labels: Collection[str] | None = None) -> Dataset:
+    """The dataset ``spec`` describes, split train/val/test; the same seed gives the same arrays.
+
+    ``labels``: the label names the tasks use; a user file's other columns are neither read
+    nor checked (None: every label, as tools and tests inspecting a file want).
+    """
+    return subsample(_loader(spec.source)(spec, seed, labels), spec.max_samples, seed)

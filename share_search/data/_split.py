@@ -6,6 +6,8 @@ how many pairs MultiMNIST builds, say, never changes which rows the split picks.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..errors import SpecError
@@ -61,10 +63,4 @@ def subsample(data: Dataset, max_samples: int | None, seed: int) -> Dataset:
         keep = max(1, round(len(split) * max_samples / total))
         idx = np.sort(gen.choice(len(split), size=min(keep, len(split)), replace=False))
         splits[name] = take(split.x, split.y, idx)
-    return Dataset(
-        name=data.name,
-        input_shape=data.input_shape,
-        labels=data.labels,
-        description=data.description,
-        **splits,
-    )
+    return replace(data, **splits)

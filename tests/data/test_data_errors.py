@@ -18,8 +18,8 @@ import numpy as np
 def wrong_type():
     return [1, 2, 3]
 
-def text_label():
-    return {"x": np.zeros((10, 2)), "y": np.array(["a", "b"] * 5)}
+def object_label():  # text labels are class names now; objects of other kinds are not labels
+    return {"x": np.zeros((10, 2)), "y": [{"a": 1}] * 10}
 
 def pair():
     return np.zeros((10, 2)), {"y": np.arange(10) % 2}
@@ -118,8 +118,8 @@ CASES = [
      ["module 'share_search_test_baddata' has no function 'nothing'"]),
     ("module-wrong-return", lambda t, m: ({"source": f"{module(t, m)}:wrong_type"}, 0), DataError, None,
      ["share_search_test_baddata:wrong_type: must return {'x': inputs, '<label>': array, ...}", "got list"]),
-    ("module-text-label", lambda t, m: ({"source": f"{module(t, m)}:text_label"}, 0), DataError, None,
-     ["share_search_test_baddata:text_label: label 'y' is not numeric"]),
+    ("module-object-label", lambda t, m: ({"source": f"{module(t, m)}:object_label"}, 0), DataError, None,
+     ["share_search_test_baddata:object_label: label 'y' holds dict values; a label is numbers or text"]),
     ("module-pair-with-inputs", lambda t, m: ({"source": f"{module(t, m)}:pair", "inputs": ["x"]}, 0), SpecError,
      "data.inputs", ["returns (inputs, labels), so data.inputs has nothing to pick"]),
     ("module-label-names", lambda t, m: ({"source": f"{module(t, m)}:bad_names"}, 0), DataError, None,
