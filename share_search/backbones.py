@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from .errors import SpecError
+from .errors import ShareSearchError, SpecError, UserCodeError
 
 StageBuilder = Callable[..., Sequence[nn.Module]]
 BACKBONES: dict[str, StageBuilder] = {}
@@ -170,6 +170,12 @@ def make_backbone(name: str, input_shape: Sequence[int], options: dict[str, Any]
         stages = list(builder(input_shape, **options))
     except TypeError as exc:
         raise SpecError("backbone.options", f"{name}: {exc}") from exc
+    except ShareSearchError:
+        raise
+    except Exception as exc:
+        if name in BACKBONES:
+            raise
+        raise UserCodeError("backbone.name", name, exc) from exc
     if not stages:
         raise SpecError("backbone", f"backbone {name!r} has zero stages; it needs at least one")
     for i, stage in enumerate(stages):

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, SpecError
+from ..errors import DataError, ShareSearchError, SpecError, UserCodeError
 from ..spec import DataSpec
 from ._base import Dataset, LabelInfo
 from ._split import SPLITS, split_indices, take
@@ -217,7 +217,12 @@ def load_module(spec: DataSpec, seed: int) -> Dataset:
     function = getattr(_import(module_name), function_name, None)
     if not callable(function):
         raise SpecError("data.source", f"module {module_name!r} has no function {function_name!r}")
-    result = function(**spec.options)
+    try:
+        result = function(**spec.options)
+    except ShareSearchError:
+        raise
+    except Exception as exc:
+        raise UserCodeError("data.source", spec.source, exc) from exc
     where = spec.source
     if isinstance(result, Mapping):
         key = _input_key(spec, "a returned mapping")
