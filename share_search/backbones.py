@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from .errors import SpecError
+from .errors import ShareSearchError, SpecError, UserCodeError
 from .user_code import import_user_function
 
 StageBuilder = Callable[..., Sequence[nn.Module]]
@@ -165,6 +165,12 @@ def make_backbone(
         stages = list(builder(input_shape, **options))
     except TypeError as exc:
         raise SpecError("backbone.options", f"{name}: {exc}") from exc
+    except ShareSearchError:
+        raise
+    except Exception as exc:
+        if name in BACKBONES:
+            raise
+        raise UserCodeError("backbone.name", name, exc) from exc
     if not stages:
         raise SpecError("backbone", f"backbone {name!r} has zero stages; it needs at least one")
     for i, stage in enumerate(stages):

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
 from .errors import ShareSearchError
+from .preflight import check_output_file
 from .text import plural
 
 EXIT_USER_ERROR = 2
@@ -216,6 +218,8 @@ def cmd_leaderboard(args) -> int:
     from .report import study_leaderboard, study_tasks
     from .runner import open_run
 
+    if args.output:
+        check_output_file(Path(args.output), "--output")
     study, _ = open_run(args.run)  # the study holds all a leaderboard needs: nothing the folder names is imported
     board = study_leaderboard(study, rank_by=args.rank_by, budget=args.budget)
     fmt = args.format
@@ -229,11 +233,11 @@ def cmd_leaderboard(args) -> int:
     else:
         if not args.output:
             raise ShareSearchError("--format parquet writes a binary file; give it with --output FILE")
-        board.to_parquet(args.output, index=False)
+        _write_output(args.output, lambda path: board.to_parquet(path, index=False))
         print(f"wrote {args.output}")
         return 0
     if args.output:
-        Path(args.output).write_text(text)
+        _write_output(args.output, lambda path: path.write_text(text))
         print(f"wrote {args.output}")
     else:
         sys.stdout.write(text)
@@ -261,8 +265,28 @@ def cmd_export(args) -> int:
 def cmd_report(args) -> int:
     from .report import write_report
 
-    print(f"wrote {write_report(args.run, args.out, top=args.top)}")
+    if args.out:
+        check_output_file(Path(args.out), "--out")
+    with _writing(args.out or Path(args.run) / "report.html", "--out"):
+        print(f"wrote {write_report(args.run, args.out, top=args.top)}")
     return 0
+
+
+def _write_output(output: str, write) -> None:
+    """``leaderboard --output``: missing folders above the file are made, as for a report."""
+    path = Path(output)
+    with _writing(path, "--output"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(path)
+
+
+@contextmanager
+def _writing(path, flag: str):
+    """A failed write the checks could not foresee (disk full, a race) is still one line naming ``flag``."""
+    try:
+        yield
+    except OSError as exc:
+        raise ShareSearchError(f"{flag}: cannot write {path} ({exc.strerror or type(exc).__name__})") from exc
 
 
 def cmd_dashboard(args) -> int:
@@ -354,8 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("interrupted; continue with --resume", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a run that kept nothing says so in the exception
+        print(f"interrupted; {str(exc) or 'continue with --resume'}", file=sys.stderr)
         return 130
 
 

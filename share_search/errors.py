@@ -49,3 +49,16 @@ def shown(value: object, limit: int = SHOWN_CHARS) -> str:
     brief.maxlevel = 3
     text = brief.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+MAX_DETAIL = 500  # characters of a user's error message repeated on the one line
+
+
+class UserCodeError(ShareSearchError):
+    """The user's own ``module:function`` (named by spec key ``key``) raised ``error``; the
+    message is that error on one line, the traceback is kept as the cause (``--debug``)."""
+
+    def __init__(self, key: str, name: str, error: BaseException):
+        lines = str(error).strip().splitlines()
+        detail = f": {lines[0][:MAX_DETAIL]}" if lines else ""
+        super().__init__(f"{key} {name!r} raised {type(error).__name__}{detail} (--debug shows the traceback)")

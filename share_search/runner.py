@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import optuna
 import pandas as pd
+from optuna.trial import TrialState
 
-from .errors import RunError
+from .errors import RunError, ShareSearchError
+from .preflight import check_device, check_folder_can_be_made, nearest_existing
 from .problem import Problem, load_problem
 from .rank import leaderboard
 from .spaces import check_grid, grid_points
@@ -40,14 +43,16 @@ def run_dir_for(spec: Spec, out: str | Path | None) -> Path:
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:
-    """Refuse to overwrite a run, or to resume one that is not there; writes nothing."""
+    """Refuse to overwrite a run or a folder of the user's, or to resume a run that is not
+    there, and a folder that cannot be made or written; writes nothing."""
+    check_folder_can_be_made(run_dir, "--out")
     has_run = (run_dir / "spec.resolved.yaml").exists()
     if has_run and not resume:
         raise RunError(f"{run_dir} already holds a run; continue it with --resume, or choose another folder with --out")
     if resume and not has_run:
         raise RunError(f"--resume: {run_dir} holds no run to continue (no spec.resolved.yaml)")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunError(f"--out: {run_dir} exists and is not a folder")
+    if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
+        raise RunError(f"--out: a new run needs a new or empty folder, so that no file of yours is overwritten; {run_dir} is not empty and holds no run")
 
 
 def _log_to_file(run_dir: Path) -> logging.Handler:
@@ -111,13 +116,17 @@ def run_search(
     problem = load_problem(spec)
     if spec.search.sampler == "grid":
         log.info("grid: %d architectures", len(grid_points(problem)))
+    if address is None:  # trials train on this machine; a cluster's nodes may have devices this one lacks
+        check_device(spec.train.device)
     storage = open_storage(url) if spec.search.storage else None
     if storage is not None:  # a shared database: its study is checked before anything is written
         check_study(spec, problem, storage, resume)
+    made_from = nearest_existing(run_dir)  # what a failed start removes: the folders below it
+    study = failure = None
     started = search.start_ray(address)  # a wrong --address also fails before anything is written
     handler = None
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        _make_run_dir(run_dir)
         if storage is None:
             storage = open_storage(url)
         study = create_or_load_study(spec, problem, storage, resume)
@@ -137,6 +146,9 @@ def run_search(
     except BaseException as exc:
         if handler is not None:
             log.error("run stopped: %s", f"{type(exc).__name__}: {exc}".rstrip(": "))
+        if resume or _has_results(study):
+            raise
+        failure = exc  # a start that produced nothing: undone below, once Ray and the log are closed
         raise
     finally:
         if started:
@@ -144,6 +156,8 @@ def run_search(
 
             ray.shutdown()
         _stop_logging(handler)
+        if failure is not None:
+            raise _undo_start(spec, run_dir, made_from, storage, failure) from failure
     return RunOutcome(run_dir, board, exported, counts, problem, hide_password(url))
 
 
@@ -165,6 +179,59 @@ def _rank_and_export(study, problem: Problem, run_dir: Path, spec: Spec) -> tupl
     annotate_study(study, run_dir, board, exported)  # study note and exported checkpoints, for optuna-dashboard
     _refresh_report(study, run_dir)
     return board, exported
+
+
+def _make_run_dir(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"--out: cannot make {run_dir} ({exc.strerror or type(exc).__name__})") from exc
+
+
+def _has_results(study) -> bool:
+    """Whether a trial completed (or was pruned after reporting): what makes a run worth keeping."""
+    if study is None:
+        return False
+    try:
+        return any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.get_trials(deepcopy=False))
+    except Exception:  # the storage cannot say: keep the run rather than remove results
+        return True
+
+
+def _undo_start(spec: Spec, run_dir: Path, made_from: Path, storage, failure: BaseException) -> BaseException:
+    """A new run that stopped before any trial completed leaves nothing behind, so the same
+    command can run again once the cause is fixed (``--resume`` would only repeat it).
+    Removes what this start made: the folders it made (or, in an empty folder of the
+    user's, what it wrote there) and the study it created in a shared storage. Returns
+    the error to raise: the reason, then what was removed."""
+    import shutil
+
+    undone = []
+    if spec.search.storage and storage is not None:  # check_study made sure it did not exist before
+        try:
+            optuna.delete_study(study_name=spec.name, storage=storage)
+            undone.append(f"study {spec.name!r} deleted")
+        except KeyError:
+            pass
+        except Exception as exc:
+            undone.append(f"study {spec.name!r} NOT deleted ({type(exc).__name__})")
+    if made_from == run_dir:  # the user's empty folder: emptied, kept
+        for entry in run_dir.iterdir():
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        undone.append(f"{run_dir} emptied")
+    else:
+        made = made_from / run_dir.relative_to(made_from).parts[0]
+        shutil.rmtree(made, ignore_errors=True)
+        undone.append(f"{made} removed")
+    outcome = f"no trial completed, so nothing was kept ({', '.join(undone)})"
+    if isinstance(failure, KeyboardInterrupt):
+        return KeyboardInterrupt(f"{outcome}; run the same command to start again")
+    if isinstance(failure, ShareSearchError):
+        reason = str(failure)
+    else:
+        reason = f"{type(failure).__name__}: {str(failure).strip()}".rstrip(": ")
+    first_line = (reason.splitlines() or [type(failure).__name__])[0]
+    return RunError(f"{first_line}; {outcome}; fix the cause and run again")
 
 
 def leaderboard_of(study, problem: Problem, rank_by: str = "delta_m", budget: str | None = None) -> pd.DataFrame:

@@ -177,6 +177,14 @@ def enqueue_untried_families(study: optuna.Study, problem: Problem, budget: int)
         study.enqueue_trial({FAMILY_PARAM: name}, skip_if_exists=False)
 
 
+def _why_baseline_failed(study: optuna.Study) -> str:
+    """`` (trial N: reason)`` for the failed single-task trial, so the reason is printed, not only stored."""
+    for t in reversed(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))):
+        if t.user_attrs.get("role") == ROLE_SINGLE_TASK and t.user_attrs.get("fail_reason"):
+            return f" (trial {t.number}: {t.user_attrs['fail_reason'].strip().splitlines()[0]})"
+    return " (see the study's fail_reason)"
+
+
 def _has_role(study: optuna.Study, role: str, states) -> bool:
     return any(t.user_attrs.get("role") == role for t in study.get_trials(deepcopy=False, states=states))
 
@@ -219,7 +227,7 @@ def search(
             add(outcome)
             baseline = outcome.baseline or baseline_from_study(study, problem)
         if baseline is None and spec.search.objective == "delta_m":
-            raise RunError("the single-task baseline trial did not complete (see the study's fail_reason); Δm cannot be computed, so the search stops")
+            raise RunError(f"the single-task baseline trial did not complete{_why_baseline_failed(study)}; Δm cannot be computed, so the search stops")
 
     if spec.search.sampler == "grid":
         seen = [planned_params(t) for t in study.get_trials(deepcopy=False) if t.state in done or t.state == TrialState.WAITING]

@@ -272,7 +272,7 @@ class Spec(_Section):
     """A whole search: what to learn, from what, which sharing to try, and the budget."""
 
     name: str
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1)  # the samplers take 32-bit seeds
     data: DataSpec
     tasks: dict[str, TaskSpec]
     backbone: BackboneSpec = Field(default_factory=BackboneSpec)

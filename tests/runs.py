@@ -5,10 +5,12 @@ from __future__ import annotations
 import copy
 import os
 import signal
+import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import optuna
 import yaml
@@ -63,6 +65,27 @@ def cli_command(*args: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------- processes
+@contextmanager
+def running_driver(args: list[str], log_path: Path, marker_env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """``share-search ARGS`` in its own process group, output to ``log_path``, ``marker_env``
+    in its environment; killed on leaving if still running. It starts with SIGINT at its
+    default, as from a terminal: a test run that is itself a background job of a
+    non-interactive shell ignores SIGINT, and a child inherits an ignored signal (a Python
+    handler is reset to the default on exec instead)."""
+    with open(log_path, "w") as log:
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            proc = subprocess.Popen(cli_command(*args), env=cli_env(**marker_env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 def marked_pids(marker: str) -> list[int]:
     """Processes whose environment holds ``marker`` (a variable only this test set): the
     driver it started and every Ray process that driver started, on this machine."""
@@ -114,3 +137,18 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"  # a zombie is already dead, only not yet reaped
+
+
+# --------------------------------------------------------------------------- what a refused command left
+def one_line_error(capsys, *words: str) -> str:
+    """The command's stderr: one ``error:`` line, no traceback, holding every one of ``words``."""
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    for w in words:
+        assert w in err, err
+    return err
+
+
+def file_tree(folder: Path) -> dict[str, bytes | None]:
+    """Every path under ``folder`` with its bytes (None for a folder): equal means untouched."""
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}

@@ -10,7 +10,6 @@ marker in its environment and ended (only those).
 import os
 import signal
 import sqlite3
-import subprocess
 import time
 import uuid
 
@@ -20,7 +19,7 @@ from optuna.trial import TrialState
 
 from share_search.cli import main
 from share_search.study import INTERRUPTED, RETRY_OF, finished_trials, planned_params
-from tests.runs import alive_marked, cli_command, cli_env, end_marked, small_spec, study_of, write_spec
+from tests.runs import alive_marked, end_marked, small_spec, running_driver, study_of, write_spec
 
 TRIALS = 6  # in all; with baselines, two of them are the references
 MARKER = "SHARE_SEARCH_TEST_MARKER"
@@ -63,30 +62,15 @@ def test_interrupted_search_resumes_the_same_study(tmp_path, ray_session, capsys
     spec = write_spec(tmp_path / "small.yaml", _spec(baselines))
     run_dir = tmp_path / "run"
     marker = uuid.uuid4().hex
-    log = open(tmp_path / "driver.log", "w")
-    # the driver must start with SIGINT at its default, as from a terminal: a test run that is
-    # itself a background job of a non-interactive shell ignores SIGINT, and a child inherits
-    # an ignored signal (a Python handler is reset to the default on exec instead)
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        proc = subprocess.Popen(
-            cli_command("run", str(spec), "--out", str(run_dir), "--quiet"),
-            env=cli_env(**{MARKER: marker}), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        with running_driver(["run", str(spec), "--out", str(run_dir), "--quiet"], tmp_path / "driver.log", {MARKER: marker}) as proc:
+            _wait_mid_search(proc, run_dir, complete=3 if baselines else 1)  # past the references
+            if how == "SIGINT":
+                os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+            else:
+                os.kill(proc.pid, signal.SIGKILL)
+            code = proc.wait(timeout=300)
     finally:
-        signal.signal(signal.SIGINT, previous)
-    try:
-        _wait_mid_search(proc, run_dir, complete=3 if baselines else 1)  # past the references
-        if how == "SIGINT":
-            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        else:
-            os.kill(proc.pid, signal.SIGKILL)
-        code = proc.wait(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
         left_behind = alive_marked(f"{MARKER}={marker}", wait=20.0) if how == "SIGINT" else []
         end_marked(f"{MARKER}={marker}")  # after kill -9: the Ray processes that driver started
     assert not alive_marked(f"{MARKER}={marker}", wait=10.0)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, SpecError
+from ..errors import DataError, ShareSearchError, SpecError, UserCodeError
 from ..spec import DataSpec
 from ..user_code import import_user_function
 from ._base import Dataset, LabelInfo
@@ -321,7 +321,12 @@ def load_module(spec: DataSpec, seed: int, wanted: Collection[str] | None = None
     or ``(inputs, {"<label>": array, ...})``; numpy arrays, tensors or lists.
     """
     function = import_user_function(spec.source, "data.source")
-    result = function(**spec.options)
+    try:
+        result = function(**spec.options)
+    except ShareSearchError:
+        raise
+    except Exception as exc:
+        raise UserCodeError("data.source", spec.source, exc) from exc
     where = spec.source
     if isinstance(result, Mapping):
         key = _input_key(spec, "a returned mapping")
