@@ -11,6 +11,8 @@ reaches the study, in ``searcher``.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import logging
 import os
 import time
@@ -81,8 +83,34 @@ def start_ray(address: str | None, log_file: Path | None = None) -> bool:
         except Exception as exc:
             raise RunError(f"--address: cannot join the Ray cluster at {address!r}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
     else:
-        ray.init(include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}}, **kwargs)
+        with _loopback_only():
+            ray.init(include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}}, **kwargs)
+        node_ip = ray._private.worker._global_node.node_ip_address
+        if not ipaddress.ip_address(node_ip).is_loopback:
+            log.warning("the local Ray listens on %s, not on loopback; its token authentication (~/.ray/auth_token) still guards it", node_ip)
     return True
+
+
+@contextlib.contextmanager
+def _loopback_only():
+    """Start a local Ray whose servers listen on 127.0.0.1 only.
+
+    On Linux Ray advertises the machine's address and its gRPC servers (GCS, raylet,
+    workers) listen on every interface, even with ``_node_ip_address="127.0.0.1"`` (Ray
+    turns loopback back into the machine's address). With clusters turned off, as Ray does
+    on macOS and Windows, it takes 127.0.0.1 as the node's address, and every server then
+    binds to loopback. Ray reads that switch once, at import: it is set on the imported
+    constant, only for this start (a later ``--address`` run in the same process joins
+    other machines as usual) and never in the environment, which ``ray start`` reads.
+    """
+    from ray._private import ray_constants
+
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
 
 
 def make_sampler(problem: Problem):
