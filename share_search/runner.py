@@ -85,6 +85,7 @@ def run_search(
     started = search.start_ray(address)  # a wrong --address also fails before anything is written
     handler = None
     try:
+        search.check_resources(spec.search.resources)  # a trial no node can hold would wait forever
         run_dir.mkdir(parents=True, exist_ok=True)
         if storage is None:
             storage = open_storage(storage_url(spec, run_dir))
