@@ -126,6 +126,7 @@ def run_search(
     started = search.start_ray(address)  # a wrong --address also fails before anything is written
     handler = None
     try:
+        search.check_resources(spec.search.resources)  # a trial no node can hold would wait forever
         _make_run_dir(run_dir)
         if storage is None:
             storage = open_storage(url)
@@ -157,7 +158,9 @@ def run_search(
             ray.shutdown()
         _stop_logging(handler)
         if failure is not None:
-            raise _undo_start(spec, run_dir, made_from, storage, failure) from failure
+            undone = _undo_start(spec, run_dir, made_from, storage, failure)
+            if undone is not failure:  # else the failure itself goes on, unchanged
+                raise undone from failure
     return RunOutcome(run_dir, board, exported, counts, problem, hide_password(url))
 
 
@@ -216,13 +219,18 @@ def _undo_start(spec: Spec, run_dir: Path, made_from: Path, storage, failure: Ba
         except Exception as exc:
             undone.append(f"study {spec.name!r} NOT deleted ({type(exc).__name__})")
     if made_from == run_dir:  # the user's empty folder: emptied, kept
-        for entry in run_dir.iterdir():
+        entries = list(run_dir.iterdir())
+        for entry in entries:
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-        undone.append(f"{run_dir} emptied")
+        if entries:
+            undone.append(f"{run_dir} emptied")
     else:
         made = made_from / run_dir.relative_to(made_from).parts[0]
-        shutil.rmtree(made, ignore_errors=True)
-        undone.append(f"{made} removed")
+        if made.exists():
+            shutil.rmtree(made, ignore_errors=True)
+            undone.append(f"{made} removed")
+    if not undone:  # it stopped before writing anything (e.g. resources no node has): nothing to report
+        return failure
     outcome = f"no trial completed, so nothing was kept ({', '.join(undone)})"
     if isinstance(failure, KeyboardInterrupt):
         return KeyboardInterrupt(f"{outcome}; run the same command to start again")

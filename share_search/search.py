@@ -11,8 +11,11 @@ reaches the study, in ``searcher``.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,8 +85,112 @@ def start_ray(address: str | None, log_file: Path | None = None) -> bool:
         except Exception as exc:
             raise RunError(f"--address: cannot join the Ray cluster at {address!r}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
     else:
-        ray.init(include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}}, **kwargs)
+        with _loopback_only():
+            ray.init(include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}}, **kwargs)
+        node_ip = ray._private.worker._global_node.node_ip_address
+        if not ipaddress.ip_address(node_ip).is_loopback:
+            log.warning("the local Ray listens on %s, not on loopback; its token authentication (~/.ray/auth_token) still guards it", node_ip)
     return True
+
+
+@contextlib.contextmanager
+def _loopback_only():
+    """Start a local Ray whose servers listen on 127.0.0.1 only.
+
+    On Linux Ray advertises the machine's address and its gRPC servers (GCS, raylet,
+    workers) listen on every interface, even with ``_node_ip_address="127.0.0.1"`` (Ray
+    turns loopback back into the machine's address). With clusters turned off, as Ray does
+    on macOS and Windows, it takes 127.0.0.1 as the node's address, and every server then
+    binds to loopback. Ray reads that switch once, at import: it is set on the imported
+    constant, only for this start (a later ``--address`` run in the same process joins
+    other machines as usual) and never in the environment, which ``ray start`` reads.
+    """
+    from ray._private import ray_constants
+
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+
+
+# Ray's names for the per-trial resources a spec asks for (search.resources.<key>)
+RAY_RESOURCE_NAMES = {"cpu": "CPU", "gpu": "GPU"}
+# how long trials may wait with none running before the run says why (Tune's own warning is
+# silenced with Ray's logs)
+PLACEMENT_WAIT_S = 60.0
+
+
+def trial_request(resources) -> dict[str, float]:
+    """What one trial asks Ray for, by Ray's resource names (zero requests left out)."""
+    asked = {RAY_RESOURCE_NAMES[key]: value for key, value in resources.model_dump().items()}
+    return {name: value for name, value in asked.items() if value > 0}
+
+
+def check_resources(resources) -> None:
+    """Fail before any trial starts when no node of the cluster could ever hold one trial:
+    Ray would keep it waiting forever. A trial runs on one node, so each node is checked
+    on its own (by its total, not what is free now: busy nodes free up)."""
+    import ray
+
+    asked = trial_request(resources)
+    nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    if any(all(node.get(name, 0.0) >= value for name, value in asked.items()) for node in nodes):
+        return
+    for key, name in RAY_RESOURCE_NAMES.items():
+        most = max((node.get(name, 0.0) for node in nodes), default=0.0)
+        if asked.get(name, 0.0) > most:
+            total = sum(node.get(name, 0.0) for node in nodes)
+            raise RunError(
+                f"search.resources.{key}: a trial must fit on one node of the cluster; it asks for {asked[name]:g} {name}, "
+                f"the largest node has {most:g} ({total:g} in all, on {len(nodes)} node(s))"
+            )
+    have = "; ".join(", ".join(f"{node.get(name, 0.0):g} {name}" for name in asked) for node in nodes)
+    raise RunError(f"search.resources: a trial must fit on one node of the cluster; it asks for {_amounts(asked)}, and no node has all of it (nodes: {have})")
+
+
+def _amounts(resources: dict[str, float]) -> str:
+    return ", ".join(f"{value:g} {name}" for name, value in resources.items())
+
+
+def placement_stall_message(resources, waited_s: float) -> str:
+    """Why trials wait: what each asks for against what the cluster has free."""
+    import ray
+
+    asked = trial_request(resources)
+    free, total = ray.available_resources(), ray.cluster_resources()
+    have = ", ".join(f"{free.get(name, 0.0):g} of {total.get(name, 0.0):g} {name}" for name in asked)
+    return (
+        f"no trial has started for {waited_s:.0f} s: each asks for {_amounts(asked)} (search.resources), "
+        f"and the cluster has {have} free; trials start when a node has room"
+    )
+
+
+def make_placement_watch(resources):
+    from ray import tune
+
+    class PlacementWatch(tune.Callback):
+        """Warns once per stall when trials wait and none runs, saying why."""
+
+        def __init__(self):
+            self.since: float | None = None
+            self.warned = False
+
+        def on_step_begin(self, iteration, trials, **info):
+            statuses = {t.status for t in trials}
+            if "RUNNING" in statuses or "PENDING" not in statuses:
+                self.since, self.warned = None, False
+                return
+            now = time.monotonic()
+            self.since = self.since if self.since is not None else now
+            if not self.warned and now - self.since >= PLACEMENT_WAIT_S:
+                self.warned = True
+                message = placement_stall_message(resources, now - self.since)
+                log.warning(message)
+                print(f"warning: {message}", file=sys.stderr)
+
+    return PlacementWatch()
 
 
 def make_sampler(problem: Problem):
@@ -145,7 +252,7 @@ def run_phase(
             max_concurrent_trials=spec.search.concurrency, reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=name, storage_path=str(run_dir / "ray"), verbose=0, callbacks=[progress],
+            name=name, storage_path=str(run_dir / "ray"), verbose=0, callbacks=[progress, make_placement_watch(spec.search.resources)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=0),
         ),

@@ -234,8 +234,8 @@ class TrainSpec(_Section):
 
 
 class Resources(_Section):
-    cpu: float = Field(1.0, gt=0)
-    gpu: float = Field(0.0, ge=0)
+    cpu: float = Field(1.0, gt=0, allow_inf_nan=False)
+    gpu: float = Field(0.0, ge=0, allow_inf_nan=False)
 
 
 class SchedulerSpec(_Section):
