@@ -14,8 +14,8 @@ For 2, 3 and 5 tasks on the ``convnet`` and ``mlp`` backbones (built-in defaults
 
 The cross-stitch network is measured twice more: with its units removed, its columns
 alone, which separates what the units add from how the columns run (stacked on linear
-stages, copy by copy elsewhere); and with every stage's copies run in a loop, as before
-linear stages were stacked, which measures that change side by side.
+stages, copy by copy elsewhere); and with every stage's copies run in a loop, no stage
+stacked, which measures the stacking side by side.
 
 Timing is round-robin: every round times each network once (a few batches), and the
 median over rounds is reported, so load from other work on the machine hits all
@@ -45,7 +45,7 @@ TASK_COUNTS = (2, 3, 5)
 BACKBONES = ("convnet", "mlp")
 CROSS_STITCH = "cross_stitch: units after every stage"
 COLUMNS_ONLY = "cross_stitch's columns alone, units removed"  # what the units themselves add
-COPY_BY_COPY = "cross_stitch, every stage's copies in a loop"  # how it ran before stacking linear stages
+COPY_BY_COPY = "cross_stitch, every stage's copies in a loop"  # no stage stacked: measures what stacking gains
 
 
 def tasks_of(n: int):
@@ -80,7 +80,7 @@ def networks(backbone, names: list[str]) -> dict[str, object]:
 
 @contextmanager
 def columns_copy_by_copy(enabled: bool):
-    """Build cross-stitch networks whose stages all run copy by copy, as before linear stages stacked."""
+    """Build cross-stitch networks whose stages all run copy by copy: no stage stacked."""
     from share_search.arch import cross_stitch
     from share_search.arch._stacked import LoopedStage
 

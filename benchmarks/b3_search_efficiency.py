@@ -34,12 +34,12 @@ Replay model (concurrency 1, in the order the sampler proposes):
   deduplicate).
 - ``*+asha``: the per-epoch Δm values go through the rule of Ray Tune's ``ASHAScheduler``
   as share-search configures it (one bracket, reduction factor 3), here with grace period 1
-  (rungs at epochs 1, 3, 9, 27; the tool's default until this benchmark): at a rung a trial stops when its value is below the (1 - 1/3)
+  (rungs at epochs 1, 3, 9, 27): at a rung a trial stops when its value is below the (1 - 1/3)
   quantile of the values earlier trials recorded at that rung (Li et al. 2020, "A System
   for Massively Parallel Hyperparameter Tuning", MLSys). Per-epoch values are reported to
   the Optuna trial and a stopped trial is told PRUNED, as the tool does.
-- ``tpe+asha-g3``: the same with grace period 3 (rungs at 3, 9, 27), the tool's default
-  since, to show how much the first rung decides.
+- ``tpe+asha-g3``: the same with grace period 3 (rungs at 3, 9, 27), the tool's default,
+  to show how much the first rung decides.
 - TPE (Bergstra, Bardenet, Bengio, Kégl 2011, "Algorithms for Hyper-Parameter
   Optimization", NeurIPS) with the tool's settings: multivariate, group, constant liar,
   10 start-up trials. Random: Optuna's RandomSampler on the same define-by-run space
@@ -70,7 +70,7 @@ TABLE = HERE / "b3_table.csv"
 TASKS = ("a0", "a1", "b0", "b1")
 SEEDS = (0, 1)
 EPOCHS = 30
-GRACE, REDUCTION = 1, 3  # share-search's SchedulerSpec defaults
+GRACE, REDUCTION = 1, 3  # the first cut after one epoch; share-search's reduction factor
 PLANTED = {"n": 8000, "dim": 32, "hidden": 16, "classes": 8, "groups": 2, "tasks_per_group": 2, "gain": 2.0, "flip": 0.5,
            "shared_readout": True, "seed": 0}
 SPEC = {
@@ -252,7 +252,7 @@ def replay(table: Table, sampler_name: str, sampler_seed: int, max_trials: int) 
         if params is not None:  # inside the space: a trial the sampler learns from
             study.enqueue_trial(params)
             references += 1
-    # "+asha": the tool's default scheduler settings; "+asha-g3": the same with grace period 3
+    # "+asha": grace period 1, the tool's reduction factor; "+asha-g3": grace period 3, the tool's default
     grace = int(sampler_name.rsplit("-g", 1)[1]) if "+asha-g" in sampler_name else GRACE
     asha = Asha(grace, REDUCTION, table.epochs) if "+asha" in sampler_name else None
     epochs_used = 0

@@ -25,7 +25,7 @@ import platform
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 
-MMAP_THRESHOLD = 32 << 20  # glibc's ceiling on 64-bit; blocks above it are mmapped, as before
+MMAP_THRESHOLD = 32 << 20  # glibc's ceiling on 64-bit; blocks above it are mmapped
 TRIM_THRESHOLD = 1 << 30  # keep up to 1 GiB free at the top of a heap before returning it
 
 

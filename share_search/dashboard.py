@@ -9,8 +9,8 @@ dashboard's pages, plots and parameter importances are all GETs (optuna-dashboar
 Only the study is opened: nothing the run folder names is imported.
 
 ``annotate_study`` runs after export: the study note summarises the best architectures and
-each exported checkpoint becomes a study artifact (trial artifacts cannot be added once a
-trial is told; see RAY_OPTUNA_NOTES.md).
+each exported checkpoint becomes a study artifact (Optuna refuses a trial artifact once
+the trial is told: ``UpdateFinishedTrialError``).
 """
 
 from __future__ import annotations

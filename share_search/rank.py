@@ -3,7 +3,7 @@
 Pure functions on a pandas table with one row per trial (``trial``, ``state``,
 ``baseline``, ``params``, ``macs``, ``val.<task>``, optionally ``test.<task>``), so the
 ranking is tested without Ray, Optuna or torch. Only validation metrics choose; test
-columns ride along untouched (DESIGN.md, Conventions).
+columns ride along untouched, so no architecture is chosen on its test score.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ A run has two phases on one Optuna study: first the reference architectures (the
 single-task networks that define Δm, and hard sharing), then the sampled trials, each of
 which knows the baseline's validation metrics and so reports Δm every epoch (for ASHA and
 Optuna's intermediate values). Continuing a study with a fresh Tuner is also how
-``--resume`` works, which survives a killed driver (see shared notes: restoring the stock
-searcher after ``kill -9`` fails). What a trial runs is in ``trial``; how its outcome
-reaches the study, in ``searcher``.
+``--resume`` works, which survives a killed driver (after ``kill -9``, restoring Tune's
+experiment fails: the study has moved past Tune's last snapshot). What a trial runs is in
+``trial``; how its outcome reaches the study, in ``searcher``.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ MACs come from torch's own FLOP formulas (``torch.utils.flop_counter``), added u
 dispatch mode of ours rather than by ``FlopCounterMode``: every ``TorchDispatchMode``
 subclass wraps its dispatch in ``torch._disable_dynamo`` unless it opts out, and that
 wrapper imports ``torch._dynamo`` on first use, 1.5-2.3 s per process here. The driver
-counts MACs when it exports the top trials and trains nothing, so it no longer pays that
-import; trial workers still do, through ``torch.optim``.
+counts MACs when it exports the top trials and trains nothing, so it does not pay that
+import; trial workers do, through ``torch.optim``.
 """
 
 from __future__ import annotations
