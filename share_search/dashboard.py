@@ -65,10 +65,12 @@ def dashboard_app(run_dir: str | Path, allow_writes: bool = False):
     return guarded(app, allow_writes)
 
 
-def host_is_loopback(host: str, port: str) -> bool:
-    """Whether a Host header names this server: a loopback name, with its port or none."""
+def host_is_loopback(host: str) -> bool:
+    """Whether a Host header names this machine by a loopback name. A DNS-rebinding page
+    sends its own host name, so the name is what is checked; any port is accepted, since an
+    SSH tunnel (``ssh -L 9000:127.0.0.1:8080``) makes the browser send its local port."""
     match = _HOST_HEADER.fullmatch(host.strip().lower())
-    return match is not None and match["name"] in LOOPBACK_NAMES and match["port"] in (None, port)
+    return match is not None and match["name"] in LOOPBACK_NAMES
 
 
 def guarded(app, allow_writes: bool = False):
@@ -82,7 +84,7 @@ def guarded(app, allow_writes: bool = False):
 
     def guarded_app(environ, start_response):
         host, port = environ.get("HTTP_HOST", ""), str(environ.get("SERVER_PORT", ""))
-        if not host_is_loopback(host, port):
+        if not host_is_loopback(host):
             return refuse(start_response, "421 Misdirected Request", f"Host {host[:100]!r} is not this dashboard; open http://{HOST}:{port}/dashboard/")
         if not allow_writes and environ.get("REQUEST_METHOD") not in READ_METHODS:
             return refuse(start_response, "403 Forbidden", "the dashboard is read-only; start it with `share-search dashboard RUN --allow-writes` to change the study")

@@ -84,7 +84,7 @@ def test_a_foreign_host_cannot_delete_the_study(read_only):
     assert study_names(run_dir) == ["small"]
 
 
-@pytest.mark.parametrize("host", [f"{ATTACKER}:{{port}}", ATTACKER, "127.0.0.1.attacker.example:{port}", "localhost:1", "", "127.0.0.2:{port}"])
+@pytest.mark.parametrize("host", [f"{ATTACKER}:{{port}}", ATTACKER, "127.0.0.1.attacker.example:{port}", "", "127.0.0.2:{port}"])
 def test_a_foreign_host_cannot_read_the_study_either(read_only, host):
     _, port = read_only
     status, body = request(port, "GET", "/api/studies", host.format(port=port))
@@ -182,3 +182,11 @@ def test_every_page_of_the_read_only_dashboard_works_in_a_real_browser(read_only
                 tab.close()
     finally:
         browser.close()
+
+
+def test_a_tunnel_on_another_local_port_is_served(read_only):
+    """``ssh -L 9000:127.0.0.1:PORT`` makes the browser send ``Host: localhost:9000``: a
+    loopback name, so it is this machine whatever the port (a rebinding page sends its own name)."""
+    _, port = read_only
+    status, _ = request(port, "GET", "/api/meta", host="localhost:9000")
+    assert status == 200
