@@ -142,8 +142,12 @@ def _named(name: str, cls: type, registry: Registry) -> None:
 
 
 # families
-def register_family(name: str):
-    """Class decorator: add a ``Family`` subclass (its instance) under ``name``."""
+def register_family(name):
+    """Class decorator: add a ``Family`` subclass (its instance) under ``name``.
+
+    ``register_family(family)`` (an instance) registers it under ``family.name``."""
+    if not isinstance(name, str):
+        return FAMILIES.register(name.name, name)
 
     def decorator(cls):
         _named(name, cls, FAMILIES)
