@@ -6,7 +6,9 @@ initialised stage modules each call (a tree node, a cross-stitch column and a pr
 column each own a copy). Output shapes are found once by a dummy forward pass.
 
 User backbones: ``module:function`` with signature ``function(input_shape, **options)``
-returning a list of ``nn.Module`` stages.
+returning a list of ``nn.Module`` stages, or a function added with
+``registry.register_backbone(name)`` in a plugin module. The built-ins below are found by
+name through ``registry.BACKBONES``.
 """
 
 from __future__ import annotations
@@ -19,25 +21,12 @@ import torch
 from torch import nn
 
 from .errors import ShareSearchError, SpecError, UserCodeError
+from .registry import BACKBONES, register_backbone  # noqa: F401  (register_backbone re-exported)
 from .user_code import import_user_function
 
 StageBuilder = Callable[..., Sequence[nn.Module]]
-BACKBONES: dict[str, StageBuilder] = {}
 
 
-def register_backbone(name: str):
-    """Decorator: add a built-in stage builder under ``name`` (duplicates are a bug)."""
-
-    def add(fn: StageBuilder) -> StageBuilder:
-        if name in BACKBONES:
-            raise ValueError(f"backbone {name!r} is already registered")
-        BACKBONES[name] = fn
-        return fn
-
-    return add
-
-
-@register_backbone("mlp")
 def mlp(input_shape: Sequence[int], widths: Sequence[int] = (128, 128, 64)) -> list[nn.Module]:
     """Flatten, then one ``Linear + ReLU`` stage per width."""
     stages: list[nn.Module] = []
@@ -65,7 +54,6 @@ class _Unsqueeze(nn.Module):
         return x.unsqueeze(1) if x.dim() == 3 else x
 
 
-@register_backbone("convnet")
 def convnet(input_shape: Sequence[int], channels: Sequence[int] = (16, 32), hidden: int = 64) -> list[nn.Module]:
     """LeNet-like: ``conv3x3 + ReLU + maxpool`` stages, then one fully connected stage."""
     c, h, w = _as_image(input_shape)
@@ -99,7 +87,6 @@ class _BasicBlock(nn.Module):
         return torch.relu(self.bn2(self.conv2(y)) + self.skip(x))
 
 
-@register_backbone("resnet")
 def resnet(input_shape: Sequence[int], channels: Sequence[int] = (16, 32, 64)) -> list[nn.Module]:
     """A small ResNet: a stem stage, one basic block per width (stride 2 after the first), then pooling."""
     c, _, _ = _as_image(input_shape)
@@ -148,7 +135,7 @@ def _resolve_builder(name: str) -> StageBuilder:
     if name in BACKBONES:
         return BACKBONES[name]
     if ":" not in name:
-        known = ", ".join(sorted(BACKBONES))
+        known = ", ".join(BACKBONES)
         raise SpecError("backbone.name", f"unknown backbone {name!r} (known: {known}, or module:function)")
     return import_user_function(name, "backbone.name")
 

@@ -204,7 +204,7 @@ def _problem_of_run(run_dir, trust_code: bool):
     from .problem import load_problem, user_code_named
     from .runner import open_run
 
-    study, spec = open_run(run_dir)
+    study, spec = open_run(run_dir, trust_code)
     spec_file = Path(run_dir).resolve() / "spec.resolved.yaml"
     print(f"export reloads the data and backbone named in {spec_file}: data.source {spec.data.source!r}, backbone.name {spec.backbone.name!r}", flush=True)
     code = user_code_named(spec)
@@ -268,7 +268,7 @@ def cmd_report(args) -> int:
     if args.out:
         check_output_file(Path(args.out), "--out")
     with _writing(args.out or Path(args.run) / "report.html", "--out"):
-        print(f"wrote {write_report(args.run, args.out, top=args.top)}")
+        print(f"wrote {write_report(args.run, args.out, top=args.top, trust_code=args.trust_code)}")
     return 0
 
 
@@ -322,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="run folder (default runs/<spec name>)")
     s.add_argument("--trials", type=int, help="total trials, the reference trials included")
     s.add_argument("--concurrency", type=int, help="trials trained at once")
-    s.add_argument("--sampler", choices=("tpe", "random", "nsga2", "grid"))
+    s.add_argument("--sampler", help="tpe, random, nsga2, grid, or a sampler a plugin registers")
     s.add_argument("--resume", action="store_true", help="continue the run in the run folder")
     s.add_argument("--address", help="join an existing Ray cluster (e.g. 10.0.0.1:6379 or auto)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -338,13 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--output", help="write to this file instead of the terminal")
         else:
             s.add_argument("--top", type=int, default=1)
-            s.add_argument("--trust-code", action="store_true", help="run the data or backbone module:function the run folder's spec names (export reloads both)")
+            s.add_argument("--trust-code", action="store_true", help="run the data or backbone module:function and import the plugins the run folder's spec names (export reloads them)")
         s.set_defaults(func=func)
 
     s = sub.add_parser("report", help="write a self-contained HTML report of a run")
     s.add_argument("run", help="run folder")
     s.add_argument("--out", help="HTML file to write (default <run>/report.html)")
     s.add_argument("--top", type=int, default=3, help="architectures drawn and given learning curves (default 3)")
+    s.add_argument("--trust-code", action="store_true", help="import the plugins the run folder's spec names (to draw the families they register)")
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("dashboard", help="optuna-dashboard on a run's study, on 127.0.0.1")

@@ -6,6 +6,9 @@ backbone stage i, the last row the heads) and joins them with links. Tests check
 data without drawing anything; ``to_figure`` draws it with plotly for the HTML report and
 ``to_svg`` writes standalone SVG text for the dashboard's trial artifact.
 
+Each family lays itself out (``Family.layout``, found through the family registry); the
+built-in layouts are below:
+
 - ``tree``: one box per group of tasks sharing a stage, as wide as its tasks' columns, so
   the network reads as a trunk that branches into columns labelled with task names.
 - ``cross_stitch``: one column per task; after each unit's stage, links from every
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 from xml.sax.saxutils import escape
 
-from .arch import ArchConfig, config_from_dict
+from .arch import ArchConfig, config_from_dict, get_family
 
 FAMILY_COLOURS = {"tree": "#1f77b4", "cross_stitch": "#ff7f0e", "progressive": "#2ca02c"}
 _OTHER_COLOURS = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
@@ -91,14 +94,16 @@ def infer_n_stages(arch_dicts: Iterable[Mapping[str, Any] | str | None]) -> int 
 
 
 def _n_stages(arch: ArchConfig, n_stages: int | None) -> int:
-    used = {
-        "tree": lambda: len(arch.stages),
-        "cross_stitch": lambda: max(arch.stages) + 1,
-        "progressive": lambda: max(arch.lateral_stages) + 1,
-    }.get(arch.family, lambda: 1)()
-    if n_stages is not None and (n_stages < used or (arch.family == "tree" and n_stages != used)):
+    family = get_family(arch.family)
+    used = family.stages_used(arch)
+    if n_stages is not None and (n_stages < used or (family.fixed_depth and n_stages != used)):
         raise ValueError(f"{arch.summary()!r} uses {used} stages, but n_stages is {n_stages}")
     return n_stages if n_stages is not None else used
+
+
+def stage_rows(n_stages: int) -> tuple[str, ...]:
+    """Row labels: the input, one row per backbone stage, the heads."""
+    return ("input", *(f"stage {i}" for i in range(n_stages)), "heads")
 
 
 # --------------------------------------------------------------------------- layout
@@ -113,19 +118,10 @@ def layout(arch: ArchConfig | Mapping[str, Any], details: Mapping[str, Any] | No
     """
     if not isinstance(arch, ArchConfig):
         arch = config_from_dict(arch)
-    details = dict(details or {})
-    b = _n_stages(arch, n_stages)
-    rows = ("input", *(f"stage {i}" for i in range(b)), "heads")
-    if arch.family == "tree":
-        return _tree(arch, b, rows)
-    if arch.family == "cross_stitch":
-        return _cross_stitch(arch, details, b, rows, tasks)
-    if arch.family == "progressive":
-        return _progressive(arch, details, b, rows)
-    raise ValueError(f"no drawing for family {arch.family!r} (drawn: tree, cross_stitch, progressive)")
+    return get_family(arch.family).layout(arch, dict(details or {}), _n_stages(arch, n_stages), tasks)
 
 
-def _columns_boxes(columns: Sequence[str], b: int) -> tuple[list[Box], list[Link]]:
+def columns_boxes(columns: Sequence[str], b: int) -> tuple[list[Box], list[Link]]:
     """The input, one box per column and stage, and the heads, joined down each column."""
     t = len(columns)
     boxes = [Box(0, t - 1, 0, "input", "input", tuple(columns))]
@@ -138,7 +134,8 @@ def _columns_boxes(columns: Sequence[str], b: int) -> tuple[list[Box], list[Link
     return boxes, links
 
 
-def _tree(arch, b: int, rows) -> ArchDrawing:
+def tree_layout(arch, details, b: int, tasks) -> ArchDrawing:
+    rows = stage_rows(b)
     # Leaf order by walking the tree, so every group's tasks sit in adjacent columns.
     order: list[str] = []
 
@@ -187,12 +184,13 @@ def _mean_alpha(matrix: Any, n: int) -> list[list[float]] | None:
     return out if len(out) == n and all(len(r) == n for r in out) else None
 
 
-def _cross_stitch(arch, details, b: int, rows, tasks) -> ArchDrawing:
+def cross_stitch_layout(arch, details, b: int, tasks) -> ArchDrawing:
+    rows = stage_rows(b)
     columns = tuple(details.get("tasks") or tasks or ())
     if not columns:
         raise ValueError("a cross-stitch drawing needs the task names: pass `tasks` or details with 'tasks'")
     t = len(columns)
-    boxes, links = _columns_boxes(columns, b)
+    boxes, links = columns_boxes(columns, b)
     notes = []
     learned = details.get("alpha") or {}
     for s in arch.stages:
@@ -215,9 +213,10 @@ def _cross_stitch(arch, details, b: int, rows, tasks) -> ArchDrawing:
     return ArchDrawing("cross_stitch", arch.summary(), columns, rows, tuple(boxes), tuple(links), tuple(notes))
 
 
-def _progressive(arch, details, b: int, rows) -> ArchDrawing:
+def progressive_layout(arch, details, b: int, tasks) -> ArchDrawing:
+    rows = stage_rows(b)
     order = tuple(details.get("order") or arch.order)
-    boxes, links = _columns_boxes(order, b)
+    boxes, links = columns_boxes(order, b)
     scales = details.get("scale") or {}
     for k in range(1, len(order)):
         for i in arch.lateral_stages:

@@ -35,7 +35,10 @@ from .arch import build_model, config_from_dict
 from .arch._cost import count_macs, count_parameters
 from .backbones import BACKBONES, StageBuilder, make_backbone
 from .errors import CheckpointError
+from .registry import FAMILIES
+from .registry import METRICS as METRIC_REGISTRY  # export.METRICS is the metrics file name
 from .tasks import Task
+from .user_code import import_plugins
 
 FORMAT_VERSION = 1
 WEIGHTS = "weights.safetensors"
@@ -246,6 +249,12 @@ def _json_default(value):
     return str(value)
 
 
+def _direction(metric: str) -> str:
+    if metric not in METRIC_REGISTRY:
+        return "unknown (a metric not registered here)"
+    return "higher is better" if METRIC_REGISTRY[metric].higher_is_better else "lower is better"
+
+
 def model_card(recipe: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
     """A short human-readable card: what the network is, how it was chosen, how it scores."""
     from .rank import DELTA_M_CONVENTION
@@ -266,7 +275,7 @@ def model_card(recipe: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
     ]
     for t in recipe["tasks"]:
         for m in [t["metric"], *t.get("extra_metrics", [])]:
-            direction = "higher is better" if m not in ("mae", "rmse") else "lower is better"
+            direction = _direction(m)
             v = metrics.get("val", {}).get(t["name"], {}).get(m)
             s = metrics.get("test", {}).get(t["name"], {}).get(m)
             lines.append(f"| {t['name']} | {m} | {direction} | {_fmt(v)} | {_fmt(s)} |")
@@ -330,6 +339,22 @@ def _stage_builder(where: Path, name: str, trust_code: bool, backbone: StageBuil
     return None
 
 
+def _family_known(recipe: Mapping[str, Any], where: Path, trust_code: bool) -> None:
+    """Make the recipe's family known: a built-in or one registered in this process; the
+    plugins the recipe's spec names are imported only with ``trust_code``."""
+    arch, spec = recipe.get("arch"), recipe.get("spec")
+    family = arch.get("family") if isinstance(arch, dict) else None
+    plugins = spec.get("plugins") if isinstance(spec, dict) else None
+    if not isinstance(family, str) or family in FAMILIES or not isinstance(plugins, list) or not plugins:
+        return
+    if not trust_code:
+        raise CheckpointError(
+            f"{where}: family {family!r} is not registered here; the run's plugins {plugins} register it, and loading "
+            "imports no code an export names unless you trust it: load_model(path, trust_code=True), or import them yourself first"
+        )
+    import_plugins([str(p) for p in plugins], key=f"{where}: spec.plugins")
+
+
 def load_model(
     path: str | Path,
     device: str | torch.device = "cpu",
@@ -349,6 +374,7 @@ def load_model(
     verify_export(folder)
     recipe = read_recipe(folder)
     where = folder / RECIPE
+    _family_known(recipe, where, trust_code)
     try:
         tasks = tuple(Task(**{**t, "extra_metrics": tuple(t["extra_metrics"]), "class_names": tuple(t["class_names"]) if t.get("class_names") else None}) for t in recipe["tasks"])
         b = recipe["backbone"]

@@ -87,4 +87,6 @@ def user_code_named(spec: Spec) -> dict[str, str]:
         named["data.source"] = source
     if ":" in spec.backbone.name and spec.backbone.name not in BACKBONES:
         named["backbone.name"] = spec.backbone.name
+    if spec.plugins:
+        named["plugins"] = ", ".join(spec.plugins)
     return named

@@ -428,13 +428,15 @@ def render_html(data: ReportData) -> str:
     return "\n".join(parts)
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = DEFAULT_TOP) -> Path:
-    """Write ``run_dir/report.html`` (or ``out``) for a run folder; returns the path."""
+def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = DEFAULT_TOP, trust_code: bool = False) -> Path:
+    """Write ``run_dir/report.html`` (or ``out``) for a run folder; returns the path.
+
+    ``trust_code`` imports the spec's ``plugins``, so families they register are drawn."""
     from .runner import open_run
 
     if top < 1:
         raise RunError(f"--top must be >= 1, got {top}")
-    study, _ = open_run(run_dir)
+    study, _ = open_run(run_dir, trust_code)
     path = Path(out) if out else Path(run_dir).resolve() / "report.html"
     text = render_html(report_data(study, top=top))
     path.parent.mkdir(parents=True, exist_ok=True)

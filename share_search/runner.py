@@ -109,7 +109,7 @@ def run_search(
     check_run_dir(run_dir, resume)
     spec, url = resolve_storage(spec, run_dir)  # from here on the spec holds no password
     if resume:
-        stored = load_spec(run_dir / "spec.resolved.yaml")
+        stored = load_spec(run_dir / "spec.resolved.yaml", trust_code=False)  # the given spec's plugins are imported already
         if stored.model_copy(update={"search": spec.search}) != spec:
             raise RunError(f"--resume: the spec differs from the one {run_dir} was started with (only search settings may change)")
     check_grid(spec)
@@ -249,8 +249,9 @@ def leaderboard_of(study, problem: Problem, rank_by: str = "delta_m", budget: st
     return leaderboard(frame, problem.higher_is_better, rank_by=rank_by, budget=budget)
 
 
-def open_run(run_dir: str | Path) -> tuple[object, Spec]:
+def open_run(run_dir: str | Path, trust_code: bool = False) -> tuple[object, Spec]:
+    """The run's study and spec; the spec's ``plugins`` are imported only with ``trust_code``."""
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():
         raise RunError(f"{run_dir}: no such run folder")
-    return load_run_study(run_dir)
+    return load_run_study(run_dir, trust_code)

@@ -194,13 +194,10 @@ def make_placement_watch(resources):
 
 
 def make_sampler(problem: Problem):
-    s = problem.spec.search
-    seed = problem.spec.seed
-    if s.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=min(10, max(2, s.trials // 3)))
-    if s.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    return optuna.samplers.RandomSampler(seed=seed)  # random; grid enqueues every point itself
+    """The spec's sampler, from the sampler registry."""
+    from .registry import create_sampler
+
+    return create_sampler(problem.spec.search.sampler, seed=problem.spec.seed, trials=problem.spec.search.trials)
 
 
 def run_phase(

@@ -20,7 +20,7 @@ from .arch import FAMILIES, ArchConfig, config_from_dict
 from .arch.tree import TreeConfig
 from .errors import SpecError
 from .problem import Problem
-from .spec import Spec
+from .spec import Spec, TrainSpec
 from .train import TrainConfig
 
 ROLE_SINGLE_TASK = "single_task"
@@ -58,22 +58,8 @@ def train_param_name(name: str) -> str:
 
 def train_config(spec: Spec, values: Mapping[str, Any]) -> TrainConfig:
     """A concrete TrainConfig from sampled values plus the spec's fixed settings."""
-    t = spec.train
-    return TrainConfig(
-        optimizer=values["optimizer"],
-        lr=float(values["lr"]),
-        weight_decay=float(values["weight_decay"]),
-        epochs=int(values["epochs"]),
-        batch_size=int(values["batch_size"]),
-        weighting=values["weighting"],
-        momentum=t.momentum,
-        gradnorm_alpha=t.gradnorm_alpha,
-        dwa_temperature=t.dwa_temperature,
-        patience=t.patience,
-        threads=t.threads,
-        device=t.device,
-        seed=spec.seed,
-    )
+    settings = {name: getattr(spec.train, name) for name in TrainSpec.model_fields if name not in spec.train.params()}
+    return TrainConfig(**settings, **values, seed=spec.seed)
 
 
 def default_train_values(spec: Spec) -> dict[str, Any]:

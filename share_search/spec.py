@@ -13,17 +13,16 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, Optional
+from typing import Annotated, Any, Collection, Literal, Mapping, Optional
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import SpecError, shown
-from .tasks import METRICS
+from .registry import FAMILIES, METRICS, SAMPLERS, WEIGHTINGS
 
-WEIGHTINGS = ("equal", "uncertainty", "dwa", "gradnorm", "pcgrad")
 OPTIMIZERS = ("adam", "sgd")
-SAMPLERS = ("tpe", "random", "nsga2", "grid")
+MODULE_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"  # a plugin: an importable module name
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # the run folder's and the study's name
 MAX_NAME_LENGTH = 100  # run folders, Ray trial folders and exports nest it in longer paths
 # YAML 1.1 reads these (any case) as booleans or null; as names they mean different things to different tools
@@ -97,7 +96,7 @@ def _number_from_text(value):
     return value
 
 
-def _scalar(value, kind: str, allowed: tuple | None):
+def _scalar(value, kind: str, allowed: Collection[str] | None):
     if kind == "float":
         number = _number_from_text(value)
         if isinstance(number, bool) or not isinstance(number, (int, float)):
@@ -128,13 +127,14 @@ def searchable(kind: str, *, allowed: tuple | None = None, minimum: float | None
             raise ValueError(f"must be >= {minimum}, got {v!r}")
         return v
 
-    def parse(value):
+    def parse(value, info: ValidationInfo):
         if isinstance(value, Param):
             return value
+        known = None if names_unchecked(info) else allowed
         if isinstance(value, list):
             if not value:
                 raise ValueError("a choice list needs at least one value, got []")
-            choices = tuple(check_bounds(_scalar(v, kind, allowed)) for v in value)
+            choices = tuple(check_bounds(_scalar(v, kind, known)) for v in value)
             if len(set(choices)) != len(choices):
                 raise ValueError(f"choice list has duplicates: {shown(value)}")
             return Param("choice", choices=choices) if len(choices) > 1 else Param("fixed", value=choices[0])
@@ -153,9 +153,14 @@ def searchable(kind: str, *, allowed: tuple | None = None, minimum: float | None
             if log and low <= 0:
                 raise ValueError(f"a log range needs low > 0, got low={low!r}")
             return Param("range", low=low, high=high, log=log, integer=(kind == "int"))
-        return Param("fixed", value=check_bounds(_scalar(value, kind, allowed)))
+        return Param("fixed", value=check_bounds(_scalar(value, kind, known)))
 
     return BeforeValidator(parse)
+
+
+def names_unchecked(info: ValidationInfo | None) -> bool:
+    """True while reading a spec whose plugins were not imported (see ``parse_spec``)."""
+    return bool(info is not None and (info.context or {}).get("unchecked_names"))
 
 
 # --------------------------------------------------------------------------- sections
@@ -183,16 +188,16 @@ class TaskSpec(_Section):
 
     @field_validator("metric")
     @classmethod
-    def _known_metric(cls, v):
-        if v is not None and v not in METRICS:
+    def _known_metric(cls, v, info: ValidationInfo):
+        if v is not None and v not in METRICS and not names_unchecked(info):
             raise ValueError(f"unknown metric {shown(v)} (known: {', '.join(METRICS)})")
         return v
 
     @field_validator("extra_metrics")
     @classmethod
-    def _known_metrics(cls, v):
+    def _known_metrics(cls, v, info: ValidationInfo):
         for m in v:
-            if m not in METRICS:
+            if m not in METRICS and not names_unchecked(info):
                 raise ValueError(f"unknown metric {shown(m)} (known: {', '.join(METRICS)})")
         return v
 
@@ -200,10 +205,16 @@ class TaskSpec(_Section):
     def _metric_fits_type(self):
         if self.type is not None:
             for m in [self.metric, *self.extra_metrics]:
-                if m is not None and self.type not in METRICS[m].task_types:
+                if m is not None and m in METRICS and self.type not in METRICS[m].task_types:
                     fits = [n for n, x in METRICS.items() if self.type in x.task_types]
                     raise ValueError(f"metric {m!r} does not fit a {self.type} task (use one of: {', '.join(fits)})")
         return self
+
+
+class UncheckedOptions(BaseModel):
+    """Options of a family a plugin registers, kept as written when the plugin is not imported."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
 
 
 class BackboneSpec(_Section):
@@ -247,7 +258,7 @@ class SchedulerSpec(_Section):
 
 
 class SearchSpec(_Section):
-    sampler: Literal["tpe", "random", "nsga2", "grid"] = "tpe"
+    sampler: str = "tpe"
     objective: Literal["delta_m", "per_task"] = "delta_m"
     cost: Optional[Literal["params", "macs"]] = None
     trials: int = Field(20, gt=0)
@@ -258,6 +269,14 @@ class SearchSpec(_Section):
     export_top: int = Field(3, ge=0)
     baselines: bool = True
     out: Optional[str] = None
+
+    @field_validator("sampler")
+    @classmethod
+    def _known_sampler(cls, v, info: ValidationInfo):
+        if v not in SAMPLERS and not names_unchecked(info):
+            *most, last = [repr(n) for n in SAMPLERS]
+            raise ValueError(f"the sampler must be a registered one: {', '.join(most)} or {last}, got {shown(v)}")
+        return v
 
     @model_validator(mode="after")
     def _scheduler_needs_scalar(self):
@@ -279,6 +298,22 @@ class Spec(_Section):
     families: dict[str, Any]
     train: TrainSpec = Field(default_factory=TrainSpec)
     search: SearchSpec = Field(default_factory=SearchSpec)
+    plugins: list[str] = Field(default_factory=list)  # modules that register families, weightings, ...
+
+    @model_validator(mode="before")
+    @classmethod
+    def _import_plugins(cls, data, info: ValidationInfo):
+        """Import the plugin modules first, so the checks below see what they register."""
+        plugins = data.get("plugins") if isinstance(data, dict) else None
+        if plugins is None:
+            return data
+        if not isinstance(plugins, list) or not all(isinstance(m, str) and re.fullmatch(MODULE_PATTERN, m) for m in plugins):
+            raise SpecError("plugins", f"expected a list of module names (a.b.c), got {shown(plugins)}")
+        if (info.context or {}).get("plugins") == "import":
+            from .user_code import import_plugins
+
+            import_plugins(plugins)
+        return data
 
     @field_validator("name")
     @classmethod
@@ -306,9 +341,7 @@ class Spec(_Section):
 
     @field_validator("families", mode="before")
     @classmethod
-    def _families(cls, v):
-        from .arch import FAMILIES
-
+    def _families(cls, v, info: ValidationInfo):
         if v is None or (isinstance(v, (dict, list)) and not v):
             raise SpecError("families", f"needs at least one sharing family (known: {', '.join(FAMILIES)})")
         if isinstance(v, list):  # `families: [tree, cross_stitch]` means default options
@@ -318,11 +351,18 @@ class Spec(_Section):
         parsed = {}
         for name, options in v.items():
             if name not in FAMILIES:
-                raise SpecError(f"families.{name}", f"unknown family {shown(name)} (known: {', '.join(FAMILIES)})")
+                if names_unchecked(info):
+                    parsed[name] = UncheckedOptions.model_validate(options or {})
+                    continue
+                raise SpecError(
+                    f"families.{name}",
+                    f"unknown family {shown(name)} (known: {', '.join(FAMILIES)}; a family of your own: name the module that registers it under plugins)",
+                )
+            Options = FAMILIES.attr(name, "Options")
             try:
-                parsed[name] = FAMILIES[name].Options.model_validate(options or {})
+                parsed[name] = Options.model_validate(options or {})
             except ValidationError as exc:
-                raise spec_error_from(exc, prefix=("families", name), model=FAMILIES[name].Options) from None
+                raise spec_error_from(exc, prefix=("families", name), model=Options) from None
         return parsed
 
     @property
@@ -333,6 +373,8 @@ class Spec(_Section):
         """Plain data, the form written to ``spec.resolved.yaml`` and read back by ``parse_spec``."""
         out = self.model_dump(mode="python")
         out["families"] = {k: v.model_dump(mode="json") for k, v in self.families.items()}
+        if not out["plugins"]:  # specs without plugins read as they did before the key existed
+            del out["plugins"]
         return out
 
     def to_yaml(self) -> str:
@@ -456,18 +498,29 @@ def _model_at(model: type[BaseModel] | None, loc) -> type[BaseModel] | None:
     return model
 
 
-def parse_spec(data: Any, source: str = "spec") -> Spec:
-    """Validate plain data (already parsed YAML) into a ``Spec``; relative data paths stay relative (to the current folder)."""
+def parse_spec(data: Any, source: str = "spec", trust_code: bool = True) -> Spec:
+    """Validate plain data (already parsed YAML) into a ``Spec``; relative data paths stay relative (to the current folder).
+
+    The spec's ``plugins`` are imported first when ``trust_code`` (a user's own spec). A spec
+    read from a run folder, which may come from anyone, is read with ``trust_code=False``:
+    nothing is imported, and when it lists plugins, names they might register (families,
+    weightings, metrics, samplers) are taken unchecked.
+    """
     if not isinstance(data, Mapping):
         raise SpecError("", f"{source}: the top level must be a mapping of sections (name, data, tasks, ...), got {type(data).__name__}")
+    context = {"plugins": "import" if trust_code else "skip"}
+    if not trust_code and data.get("plugins"):
+        context["unchecked_names"] = True
     try:
-        return Spec.model_validate(dict(data))
+        return Spec.model_validate(dict(data), context=context)
     except ValidationError as exc:
         raise spec_error_from(exc) from None
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read and validate a YAML spec file; relative data paths start from the spec's folder."""
+def load_spec(path: str | Path, trust_code: bool = True) -> Spec:
+    """Read and validate a YAML spec file; relative data paths start from the spec's folder.
+
+    ``trust_code``: import the spec's ``plugins`` (see ``parse_spec``)."""
     path = Path(path)
     if not path.is_file():
         raise SpecError("", f"spec file not found: {path}")
@@ -482,7 +535,7 @@ def load_spec(path: str | Path) -> Spec:
     data = read_yaml(text, str(path))
     if data is None:
         raise SpecError("", f"{path}: the file is empty")
-    return _paths_from(parse_spec(data, source=str(path)), path.parent)
+    return _paths_from(parse_spec(data, source=str(path), trust_code=trust_code), path.parent)
 
 
 def _paths_from(spec: Spec, folder: Path) -> Spec:

@@ -278,14 +278,16 @@ def trials_frame(study: optuna.Study, tasks: Sequence[Task]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*TRIAL_COLUMNS, *(f"val.{t.name}" for t in tasks)])
 
 
-def load_run_study(run_dir: Path) -> tuple[optuna.Study, Spec]:
-    """Open the study of an existing run folder (its resolved spec says where it lives)."""
+def load_run_study(run_dir: Path, trust_code: bool = False) -> tuple[optuna.Study, Spec]:
+    """Open the study of an existing run folder (its resolved spec says where it lives).
+
+    A run folder may come from anyone: its spec's ``plugins`` are imported only with ``trust_code``."""
     from .spec import load_spec
 
     spec_file = run_dir / "spec.resolved.yaml"
     if not spec_file.is_file():
         raise RunError(f"{run_dir} is not a run folder (no spec.resolved.yaml); run `share-search run SPEC` first")
-    spec = load_spec(spec_file)
+    spec = load_spec(spec_file, trust_code=trust_code)
     storage = open_storage(storage_url(spec, run_dir))
     try:
         study = optuna.load_study(study_name=spec.name, storage=storage)

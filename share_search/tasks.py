@@ -8,112 +8,19 @@ nothing is imputed. Class labels are stored as integral floats.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .metrics import Metric  # noqa: F401  (re-exported: tasks.Metric)
+from .registry import METRICS
+
 TaskType = Literal["multiclass", "binary", "regression"]
 TASK_TYPES: tuple[str, ...] = ("multiclass", "binary", "regression")
 
 
-@dataclass(frozen=True)
-class Metric:
-    """A metric with its direction; ``fn(y_true, output) -> float`` on masked numpy arrays."""
-
-    name: str
-    higher_is_better: bool
-    task_types: tuple[str, ...]
-    fn: Callable[[np.ndarray, np.ndarray, "Task"], float]
-
-
-def _predicted_class(output: np.ndarray, task: "Task") -> np.ndarray:
-    if task.type == "binary":
-        return (output.reshape(-1) > 0).astype(np.int64)
-    return output.argmax(axis=1)
-
-
-def _probabilities(output: np.ndarray, task: "Task") -> np.ndarray:
-    if task.type == "binary":
-        return 1.0 / (1.0 + np.exp(-output.reshape(-1)))
-    z = output - output.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _accuracy(y, out, task):
-    return float((_predicted_class(out, task) == y.astype(np.int64)).mean())
-
-
-def _balanced_accuracy(y, out, task):
-    y = y.astype(np.int64)
-    pred = _predicted_class(out, task)
-    recalls = [(pred[y == c] == c).mean() for c in np.unique(y)]
-    return float(np.mean(recalls))
-
-
-def _f1(y, out, task):
-    from sklearn.metrics import f1_score
-
-    average = "binary" if task.type == "binary" else "macro"
-    return float(f1_score(y.astype(np.int64), _predicted_class(out, task), average=average, zero_division=0))
-
-
-def _auc(y, out, task):
-    from sklearn.metrics import roc_auc_score
-
-    y = y.astype(np.int64)
-    if len(np.unique(y)) < 2:
-        return float("nan")
-    p = _probabilities(out, task)
-    if task.type == "binary":
-        return float(roc_auc_score(y, p))
-    present = np.unique(y)
-    if len(present) < p.shape[1]:  # one-vs-rest over the classes present
-        aucs = [roc_auc_score(y == c, p[:, c]) for c in present]
-        return float(np.mean(aucs))
-    return float(roc_auc_score(y, p, multi_class="ovr"))
-
-
-def _as_2d(y, out):
-    return y.reshape(len(y), -1), out.reshape(len(out), -1)
-
-
-def _mae(y, out, task):
-    y, out = _as_2d(y, out)
-    return float(np.nanmean(np.abs(out - y)))
-
-
-def _rmse(y, out, task):
-    y, out = _as_2d(y, out)
-    return float(np.sqrt(np.nanmean(np.nanmean((out - y) ** 2, axis=0))))
-
-
-def _r2(y, out, task):
-    y, out = _as_2d(y, out)
-    scores = []
-    for k in range(y.shape[1]):
-        keep = ~np.isnan(y[:, k])
-        yt, yp = y[keep, k], out[keep, k]
-        ss_tot = ((yt - yt.mean()) ** 2).sum()
-        scores.append(1.0 - ((yt - yp) ** 2).sum() / ss_tot if ss_tot > 0 else float("nan"))
-    return float(np.mean(scores))
-
-
-_CLASSIFICATION = ("multiclass", "binary")
-METRICS: dict[str, Metric] = {
-    m.name: m
-    for m in (
-        Metric("accuracy", True, _CLASSIFICATION, _accuracy),
-        Metric("balanced_accuracy", True, _CLASSIFICATION, _balanced_accuracy),
-        Metric("f1", True, _CLASSIFICATION, _f1),
-        Metric("auc", True, _CLASSIFICATION, _auc),
-        Metric("mae", False, ("regression",), _mae),
-        Metric("rmse", False, ("regression",), _rmse),
-        Metric("r2", True, ("regression",), _r2),
-    )
-}
 DEFAULT_METRIC = {"multiclass": "accuracy", "binary": "accuracy", "regression": "mae"}
 
 

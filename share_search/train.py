@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from .arch._base import MultiTaskModel, Phase
 from .data._base import Dataset, Split
 from .errors import DataError, ShareSearchError
+from .spec import Param, Spec, TrainSpec
 from .tasks import Task
 from .weighting import Weighting, make_weighting
 
@@ -44,23 +45,34 @@ class TrainingDiverged(ShareSearchError):
         )
 
 
+def _spec_default(name: str) -> Any:
+    """The default of ``train.<name>`` (or of the top-level ``seed``): defaults live in the spec only."""
+    if name == "seed":
+        return Spec.model_fields["seed"].default
+    value = TrainSpec.model_fields[name].default
+    return value.value if isinstance(value, Param) else value
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """One trial's concrete training values (the resolved form of ``spec.TrainSpec``)."""
+    """One trial's concrete training values: ``spec.TrainSpec`` with every searched value drawn.
 
-    optimizer: str = "adam"  # "adam" | "sgd"; weight decay is an L2 term in both
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    epochs: int = 5  # per phase (progressive: per column)
-    batch_size: int = 64
-    weighting: str = "equal"  # a name in weighting.WEIGHTINGS
-    momentum: float = 0.9  # SGD only
-    gradnorm_alpha: float = 1.5
-    dwa_temperature: float = 2.0
-    patience: int | None = None  # stop a phase after this many epochs without a better score
-    threads: int = 1
-    device: str = "auto"  # "auto" (cuda when available) | "cpu" | "cuda"
-    seed: int = 0
+    Fields carry the spec's names and defaults (``spaces.train_config`` fills them by name).
+    """
+
+    optimizer: str = _spec_default("optimizer")  # "adam" | "sgd"; weight decay is an L2 term in both
+    lr: float = _spec_default("lr")
+    weight_decay: float = _spec_default("weight_decay")
+    epochs: int = _spec_default("epochs")  # per phase (progressive: per column)
+    batch_size: int = _spec_default("batch_size")
+    weighting: str = _spec_default("weighting")  # a name in registry.WEIGHTINGS
+    momentum: float = _spec_default("momentum")  # SGD only
+    gradnorm_alpha: float = _spec_default("gradnorm_alpha")
+    dwa_temperature: float = _spec_default("dwa_temperature")
+    patience: int | None = _spec_default("patience")  # stop a phase after this many epochs without a better score
+    threads: int = _spec_default("threads")
+    device: str = _spec_default("device")  # "auto" (cuda when available) | "cpu" | "cuda"
+    seed: int = _spec_default("seed")
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "threads"):

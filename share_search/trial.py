@@ -29,6 +29,7 @@ from .spaces import TrialPlan, plan_from_dict
 from .study import json_safe
 from .tasks import Task
 from .train import EpochReport, fit
+from .user_code import import_plugins
 
 
 def primary_metrics(tasks: Sequence[Task], val: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -59,6 +60,7 @@ def run_trial(config: dict[str, Any], problem: Problem, baseline: dict[str, floa
     from ray import tune
 
     keep_freed_memory()  # the fit runs in a thread of a fresh worker: see allocator.py
+    import_plugins(problem.spec.plugins)  # a worker imports share-search afresh: what the plugins register is not here yet
     plan: TrialPlan = plan_from_dict(config["plan"])
     number = config["optuna_trial"]
     start = time.perf_counter()

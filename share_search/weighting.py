@@ -8,6 +8,9 @@ for every training phase, so a progressive column starts with fresh statistics.
 
 All methods work on the *sum* scale: equal weighting is ``sum_t L_t`` and the DWA and
 GradNorm weights sum to the number of tasks T, so every method starts from the same loss.
+
+The built-ins below are found by name through ``registry.WEIGHTINGS``; a plugin module adds
+one with ``@registry.register_weighting(name)`` on a ``Weighting`` subclass.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from .registry import WEIGHTINGS, create_weighting, register_weighting  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from .train import TrainConfig
@@ -53,23 +58,9 @@ class Weighting(nn.Module):
         return {}
 
 
-WEIGHTINGS: dict[str, type[Weighting]] = {}
-
-
-def register_weighting(cls: type[Weighting]) -> type[Weighting]:
-    """Class decorator adding a method under ``cls.name``; a duplicate name is a bug."""
-    if cls.name in WEIGHTINGS:
-        raise ValueError(f"weighting {cls.name!r} is already registered")
-    WEIGHTINGS[cls.name] = cls
-    return cls
-
-
 def make_weighting(name: str, tasks: Sequence[str], config: "TrainConfig") -> Weighting:
-    try:
-        cls = WEIGHTINGS[name]
-    except KeyError:
-        raise ValueError(f"unknown weighting {name!r} (known: {', '.join(WEIGHTINGS)})") from None
-    return cls(tasks, config)
+    """A fresh instance of the weighting registered as ``name`` (``registry.WEIGHTINGS``)."""
+    return create_weighting(name, tasks, config)
 
 
 def _weighted_sum(losses: Mapping[str, Tensor], tasks: Sequence[str], weights) -> Tensor:
@@ -84,7 +75,6 @@ def _flat_grad(loss: Tensor, params: Sequence[nn.Parameter]) -> Tensor:
     return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, grads)])
 
 
-@register_weighting
 class Equal(Weighting):
     """The plain sum of the task losses."""
 
@@ -96,7 +86,6 @@ class Equal(Weighting):
         return total.detach()
 
 
-@register_weighting
 class Uncertainty(Weighting):
     """Homoscedastic uncertainty weighting (Kendall, Gal & Cipolla, CVPR 2018).
 
@@ -123,7 +112,6 @@ class Uncertainty(Weighting):
         return {"log_vars": dict(zip(self.tasks, self.log_vars.tolist()))}
 
 
-@register_weighting
 class DWA(Weighting):
     """Dynamic weight average (Liu, Johns & Davison, CVPR 2019, "MTAN", eq. 7).
 
@@ -157,7 +145,6 @@ class DWA(Weighting):
         return {"weights": dict(zip(self.tasks, self.weights))}
 
 
-@register_weighting
 class GradNorm(Weighting):
     """GradNorm (Chen, Badrinarayanan, Lee & Rabinovich, ICML 2018, Algorithm 1).
 
@@ -202,7 +189,6 @@ class GradNorm(Weighting):
         return {"weights": dict(zip(self.tasks, self.weights.tolist()))}
 
 
-@register_weighting
 class PCGrad(Weighting):
     """Projecting conflicting gradients (Yu et al., NeurIPS 2020, "Gradient surgery", Alg. 1).
 

@@ -1,4 +1,7 @@
-"""Sharing families built from a backbone's stages: ``tree``, ``cross_stitch``, ``progressive``."""
+"""Sharing families built from a backbone's stages: ``tree``, ``cross_stitch``, ``progressive``.
+
+Each module holds one family; ``registry.FAMILIES`` imports it when the family is first used.
+"""
 
 from ._base import (
     FAMILIES,
@@ -12,11 +15,6 @@ from ._base import (
     get_family,
     register_family,
 )
-
-# Importing the family modules registers them.
-from . import tree as _tree  # noqa: E402,F401
-from . import cross_stitch as _cross_stitch  # noqa: E402,F401
-from . import progressive as _progressive  # noqa: E402,F401
 
 __all__ = [
     "FAMILIES",

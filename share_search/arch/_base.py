@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from ..backbones import Backbone
+from ..family_options import FamilyOptions
+from ..registry import FAMILIES, get_family, register_family  # noqa: F401  (re-exported)
 from ..tasks import Task
 
 
@@ -36,12 +38,6 @@ class ArchConfig(BaseModel):
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
-
-
-class FamilyOptions(BaseModel):
-    """A family's search options from the spec's ``families.<name>`` section."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 @dataclass
@@ -107,30 +103,22 @@ class Family:
     def build(self, config: ArchConfig, backbone: Backbone, tasks: Sequence[Task]) -> MultiTaskModel:
         raise NotImplementedError
 
+    # Drawing (``drawing.layout`` calls these through the registry).
+    fixed_depth: ClassVar[bool] = False  # True when a config uses exactly the backbone's stages (trees)
+
+    def stages_used(self, config: ArchConfig) -> int:
+        """The fewest backbone stages ``config`` can be drawn on."""
+        return 1
+
+    def layout(self, config: ArchConfig, details: Mapping[str, Any], n_stages: int, tasks: Sequence[str] | None):
+        """A ``drawing.ArchDrawing`` of ``config`` on ``n_stages`` stages (``details``: the trial's
+        ``architecture_details``; ``tasks`` orders the columns)."""
+        raise ValueError(f"no drawing for family {self.name!r}: its Family defines no layout")
+
     def decode(self, params: Mapping[str, Any], tasks: Sequence[str], n_stages: int, options: FamilyOptions) -> ArchConfig:
         """Stored Optuna parameters -> config, by replaying ``sample`` on a FixedTrial."""
         mine = {k: v for k, v in params.items() if k.startswith(self.name + ".")}
         return self.sample(optuna.trial.FixedTrial(mine), tasks, n_stages, options)
-
-
-FAMILIES: dict[str, Family] = {}
-
-
-def register_family(family: Family) -> Family:
-    """Add a family instance to the registry; a duplicate name is a programming error."""
-    if not family.name:
-        raise ValueError("a family needs a name")
-    if family.name in FAMILIES:
-        raise ValueError(f"family {family.name!r} is already registered")
-    FAMILIES[family.name] = family
-    return family
-
-
-def get_family(name: str) -> Family:
-    try:
-        return FAMILIES[name]
-    except KeyError:
-        raise KeyError(f"unknown family {name!r} (known: {', '.join(sorted(FAMILIES))})") from None
 
 
 def config_from_dict(data: Mapping[str, Any]) -> ArchConfig:

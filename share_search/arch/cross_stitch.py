@@ -32,17 +32,18 @@ and 2.4-3.6x on the mlp.
 from __future__ import annotations
 
 import itertools
-from typing import Annotated, Any, ClassVar, Optional, Sequence
+from typing import Any, ClassVar, Sequence
 
 import optuna
 import torch
-from pydantic import ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import Field, field_validator
 from torch import nn
 
 from ..backbones import Backbone, make_head
-from ..spec import Param, param_to_yaml, searchable
+from ..family_options import CrossStitchOptions
+from ..spec import Param
 from ..tasks import Task
-from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel, Phase, register_family
+from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel, Phase
 from ._stacked import Columns, stack_stage, stacked, unstacked
 from ._stages import all_subsets, eligible_stages, require_stages, sample_subset, subset_params
 
@@ -87,28 +88,6 @@ class CrossStitchConfig(ArchConfig):
             f"cross_stitch: after {','.join(map(str, self.stages))} "
             f"(α0={self.alpha_self:g}, lr×{self.alpha_lr_mult:g})"
         )
-
-
-_Searched = PlainSerializer(param_to_yaml)  # dump as the YAML the user wrote, so specs round-trip
-
-
-class CrossStitchOptions(FamilyOptions):
-    """``families.cross_stitch``: where units may go, how α starts and how fast it learns."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
-    stages: Optional[list[int]] = None
-    alpha_self: Annotated[Param, searchable("float", minimum=0.0), _Searched] = Param("range", low=0.85, high=0.95)
-    alpha_lr_mult: Annotated[Param, searchable("float", positive=True), _Searched] = Param(
-        "range", low=1.0, high=100.0, log=True
-    )
-
-    @field_validator("alpha_self")
-    @classmethod
-    def _at_most_one(cls, v: Param) -> Param:
-        top = v.high if v.kind == "range" else max(v.grid_values())
-        if top > 1:
-            raise ValueError(f"must be a mixing weight in [0, 1], got {param_to_yaml(v)!r}")
-        return v
 
 
 def _option_param(option: Param, value: float, canonical, name: str) -> float:
@@ -167,6 +146,14 @@ class CrossStitch(Family):
             raise ValueError(f"a cross-stitch network needs at least 2 tasks, got {len(tasks)}")
         require_stages(config.stages, backbone, "cross-stitch units after stages")
         return CrossStitchNetwork(config, backbone, tasks)
+
+    def stages_used(self, config: CrossStitchConfig) -> int:
+        return max(config.stages) + 1
+
+    def layout(self, config, details, n_stages, tasks):
+        from ..drawing import cross_stitch_layout
+
+        return cross_stitch_layout(config, details, n_stages, tasks)
 
 
 def _channels(shape: Sequence[int]) -> int:
@@ -234,4 +221,4 @@ class CrossStitchNetwork(MultiTaskModel):
         }
 
 
-register_family(CrossStitch())
+FAMILY = CrossStitch()  # found by name through registry.FAMILIES

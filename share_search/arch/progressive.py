@@ -33,22 +33,21 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Annotated, Any, ClassVar, Literal, Optional, Sequence
+from typing import Any, ClassVar, Literal, Optional, Sequence
 
 import optuna
 import torch
 import torch.nn.functional as F
-from pydantic import ConfigDict, PlainSerializer, field_validator
+from pydantic import field_validator
 from torch import nn
 
 from ..backbones import Backbone, make_head
+from ..family_options import ProgressiveOptions
 from ..errors import SpecError
-from ..spec import Param, param_to_yaml, searchable
 from ..tasks import Task
-from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel, Phase, register_family
+from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel, Phase
 from ._stages import all_subsets, eligible_stages, require_stages, sample_subset, subset_params
 
-LATERALS = ("linear", "adapter")
 MAX_SEARCHED_TASKS = 6  # 720 orders in one categorical; 7 tasks would store 5,040 choices per trial
 _STAGE_PREFIX = "progressive.lateral_stage"
 _ORDER_SEPARATOR = " > "
@@ -78,17 +77,6 @@ class ProgressiveConfig(ArchConfig):
 
     def summary(self) -> str:
         return f"progressive: {' → '.join(self.order)}, {self.lateral} @{','.join(map(str, self.lateral_stages))}"
-
-
-class ProgressiveOptions(FamilyOptions):
-    """``families.progressive``: a fixed ``order`` (else all are searched), eligible ``stages``, ``lateral`` kinds."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
-    order: Optional[list[str]] = None
-    stages: Optional[list[int]] = None
-    lateral: Annotated[Param, searchable("str", allowed=LATERALS), PlainSerializer(param_to_yaml)] = Param(
-        "choice", choices=LATERALS
-    )
 
 
 def _label(order: Sequence[str]) -> str:
@@ -157,6 +145,14 @@ class Progressive(Family):
             raise ValueError(f"the order must list the tasks {names} (at least 2) once each, got {list(config.order)}")
         require_stages(config.lateral_stages, backbone, "laterals into stages")
         return ProgressiveNetwork(config, backbone, tasks)
+
+    def stages_used(self, config: ProgressiveConfig) -> int:
+        return max(config.lateral_stages) + 1
+
+    def layout(self, config, details, n_stages, tasks):
+        from ..drawing import progressive_layout
+
+        return progressive_layout(config, details, n_stages, tasks)
 
 
 class _Scale(nn.Module):
@@ -288,4 +284,4 @@ class ProgressiveNetwork(MultiTaskModel):
         return {"order": list(self.config.order), "scale": scales}
 
 
-register_family(Progressive())
+FAMILY = Progressive()  # found by name through registry.FAMILIES

@@ -36,8 +36,9 @@ from pydantic import field_validator
 from torch import nn
 
 from ..backbones import Backbone, make_head
+from ..family_options import TreeOptions
 from ..tasks import Task
-from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel, register_family
+from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel
 
 Group = tuple[str, ...]
 Partition = tuple[Group, ...]
@@ -166,18 +167,6 @@ class TreeConfig(ArchConfig):
         """
         runs = ((_label(p), len(list(same))) for p, same in itertools.groupby(self.stages))
         return "tree: " + " > ".join(label + (f"x{n}" if n > 1 else "") for label, n in runs)
-
-
-class TreeOptions(FamilyOptions):
-    """Search options of the ``tree`` family.
-
-    ``first_stage_shared`` (default true) keeps stage 0 shared by all tasks: the
-    independent networks are trained anyway as Δm baselines, and low-level features are
-    the ones most worth sharing (Vandenhende et al. 2020). Set it to false to search
-    trees that split at stage 0 too, independent networks included.
-    """
-
-    first_stage_shared: bool = True
 
 
 def enumerate_trees(tasks: Sequence[str], n_stages: int, first_stage_shared: bool = True) -> list[TreeConfig]:
@@ -317,5 +306,15 @@ class TreeFamily(Family):
             )
         return TreeModel(config, backbone, tasks)
 
+    fixed_depth: ClassVar[bool] = True
 
-register_family(TreeFamily())
+    def stages_used(self, config: TreeConfig) -> int:
+        return config.n_stages
+
+    def layout(self, config, details, n_stages, tasks):
+        from ..drawing import tree_layout
+
+        return tree_layout(config, details, n_stages, tasks)
+
+
+FAMILY = TreeFamily()  # found by name through registry.FAMILIES

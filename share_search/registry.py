@@ -1,0 +1,242 @@
+"""Registries: one small class, and the five share-search looks names up in.
+
+A ``Registry`` maps a name to an object: a sharing family, a backbone's stage builder, a
+loss weighting, a metric, an Optuna sampler factory. Each kind has the same three
+functions: ``register_<kind>(name)`` (a decorator; a name taken twice is an error),
+``list_<kinds>()`` (sorted names) and ``create_<kind>(name, ...)`` or ``get_<kind>(name)``.
+
+Built-ins are entered as ``"module:attr"`` references and imported on first use, so the
+spec can check ``weighting: dwa`` or ``families: {tree: ...}`` without importing torch.
+A reference may name light attributes beside the object (a family's ``Options``, held in
+a torch-free module) that are read without importing the object.
+
+What a user registers lives in the process that registered it. Ray's workers import
+share-search afresh, so a spec lists the modules that register its additions under
+``plugins:``; the driver and every worker import them (``user_code.import_plugins``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Generic, Iterator, Mapping, Sequence, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError, ValueError):
+    """A name no registry entry has; a ``KeyError`` for lookups, a ``ValueError`` for checks."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A built-in entry by import path, imported when first used."""
+
+    target: str  # "module:attr"
+    light: Mapping[str, str] = field(default_factory=dict)  # attribute -> "module:attr", read without importing target
+
+
+def resolve(path: str) -> Any:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+class Registry(Mapping[str, T], Generic[T]):
+    """Name -> object. Iteration keeps registration order (built-ins first); ``names()`` sorts."""
+
+    def __init__(self, kind: str, builtins: Mapping[str, str | Ref] = ()):
+        self.kind = kind
+        self._entries: dict[str, Any] = {}
+        for name, ref in dict(builtins).items():
+            self._add(name, ref if isinstance(ref, Ref) else Ref(ref))
+
+    def _add(self, name: str, obj: Any) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a {self.kind} name is a non-empty string, got {name!r}")
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._entries[name] = obj
+
+    def register(self, name: str, obj: Any = None):
+        """Add ``obj`` under ``name``, or, without ``obj``, return a decorator that does."""
+        if obj is not None:
+            self._add(name, obj)
+            return obj
+
+        def decorator(o):
+            self._add(name, o)
+            return o
+
+        return decorator
+
+    def unknown(self, name: Any) -> UnknownNameError:
+        return UnknownNameError(f"unknown {self.kind} {name!r} (known: {', '.join(self._entries)})")
+
+    def __getitem__(self, name: str) -> T:
+        try:
+            entry = self._entries[name]
+        except (KeyError, TypeError):
+            raise self.unknown(name) from None
+        if isinstance(entry, Ref):
+            entry = self._entries[name] = resolve(entry.target)
+        return entry
+
+    def attr(self, name: str, key: str) -> Any:
+        """``self[name].<key>``, read from the reference's light attributes when it has them."""
+        entry = self._entries.get(name)
+        if isinstance(entry, Ref) and key in entry.light:
+            return resolve(entry.light[key])
+        return getattr(self[name], key)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def unregister(self, name: str) -> None:
+        """Remove an entry (tests that register something clean up with this)."""
+        self._entries.pop(name, None)
+
+
+# --------------------------------------------------------------------------- the registries
+def _family(module: str, cls: str, options: str) -> Ref:
+    return Ref(f"share_search.arch.{module}:{cls}", {"Options": f"share_search.family_options:{options}"})
+
+
+FAMILIES: Registry = Registry("family", {
+    "tree": _family("tree", "FAMILY", "TreeOptions"),
+    "cross_stitch": _family("cross_stitch", "FAMILY", "CrossStitchOptions"),
+    "progressive": _family("progressive", "FAMILY", "ProgressiveOptions"),
+})
+BACKBONES: Registry = Registry("backbone", {n: f"share_search.backbones:{n}" for n in ("mlp", "convnet", "resnet")})
+WEIGHTINGS: Registry = Registry("weighting", {
+    "equal": "share_search.weighting:Equal",
+    "uncertainty": "share_search.weighting:Uncertainty",
+    "dwa": "share_search.weighting:DWA",
+    "gradnorm": "share_search.weighting:GradNorm",
+    "pcgrad": "share_search.weighting:PCGrad",
+})
+METRICS: Registry = Registry(
+    "metric", {n: f"share_search.metrics:{n}" for n in ("accuracy", "balanced_accuracy", "f1", "auc", "mae", "rmse", "r2")}
+)
+SAMPLERS: Registry = Registry("sampler", {n: f"share_search.samplers:{n}" for n in ("tpe", "random", "nsga2", "grid")})
+REGISTRIES: dict[str, Registry] = {r.kind: r for r in (FAMILIES, BACKBONES, WEIGHTINGS, METRICS, SAMPLERS)}
+
+
+def _named(name: str, cls: type, registry: Registry) -> None:
+    """Give a registered class the name it was registered under (families and weightings read ``cls.name``)."""
+    own = getattr(cls, "name", "")
+    if own and own != name:
+        raise ValueError(f"a {registry.kind} registered as {name!r} must have name {name!r} or none, but {cls.__name__}.name is {own!r}")
+    cls.name = name
+
+
+# families
+def register_family(name):
+    """Class decorator: add a ``Family`` subclass (its instance) under ``name``.
+
+    ``register_family(family)`` (an instance) registers it under ``family.name``."""
+    if not isinstance(name, str):
+        return FAMILIES.register(name.name, name)
+
+    def decorator(cls):
+        _named(name, cls, FAMILIES)
+        FAMILIES.register(name, cls())
+        return cls
+
+    return decorator
+
+
+def list_families() -> list[str]:
+    return FAMILIES.names()
+
+
+def get_family(name: str):
+    return FAMILIES[name]
+
+
+# backbones
+def register_backbone(name: str):
+    """Decorator: add a stage builder ``fn(input_shape, **options) -> [nn.Module, ...]``."""
+    return BACKBONES.register(name)
+
+
+def list_backbones() -> list[str]:
+    return BACKBONES.names()
+
+
+def create_backbone(name: str, input_shape: Sequence[int], **options):
+    """The backbone ``name`` measured on ``input_shape`` (a ``backbones.Backbone``)."""
+    from .backbones import make_backbone
+
+    return make_backbone(name, input_shape, options, builder=BACKBONES[name])
+
+
+# weightings
+def register_weighting(name):
+    """Class decorator: add a ``Weighting`` subclass under ``name``.
+
+    ``register_weighting(cls)`` (no name) registers under ``cls.name``."""
+    if isinstance(name, type):
+        cls = name
+        WEIGHTINGS.register(cls.name, cls)
+        return cls
+
+    def decorator(cls):
+        _named(name, cls, WEIGHTINGS)
+        return WEIGHTINGS.register(name, cls)
+
+    return decorator
+
+
+def list_weightings() -> list[str]:
+    return WEIGHTINGS.names()
+
+
+def create_weighting(name: str, tasks: Sequence[str], config):
+    """A fresh weighting for ``tasks`` with ``config`` (a ``train.TrainConfig``)."""
+    return WEIGHTINGS[name](tasks, config)
+
+
+# metrics
+def register_metric(name: str, *, higher_is_better: bool, task_types: Sequence[str]):
+    """Decorator: add ``fn(y_true, output, task) -> float`` (masked numpy arrays) as a metric."""
+    from .metrics import Metric
+
+    def decorator(fn):
+        METRICS.register(name, Metric(name, higher_is_better, tuple(task_types), fn))
+        return fn
+
+    return decorator
+
+
+def list_metrics() -> list[str]:
+    return METRICS.names()
+
+
+def get_metric(name: str):
+    return METRICS[name]
+
+
+# samplers
+def register_sampler(name: str):
+    """Decorator: add ``factory(seed, trials) -> optuna.samplers.BaseSampler``."""
+    return SAMPLERS.register(name)
+
+
+def list_samplers() -> list[str]:
+    return SAMPLERS.names()
+
+
+def create_sampler(name: str, seed: int, trials: int):
+    return SAMPLERS[name](seed=seed, trials=trials)
