@@ -12,6 +12,8 @@ from ._base import (
     get_family,
     register_family,
 )
+from ._cost import count_macs, count_parameters
+from ._stacked import LoopedStage, StackedStage, stack_stage, stacked, unstacked
 
 # Importing the family modules registers them.
 from . import tree as _tree  # noqa: E402,F401
@@ -23,10 +25,17 @@ __all__ = [
     "ArchConfig",
     "Family",
     "FamilyOptions",
+    "LoopedStage",
     "MultiTaskModel",
     "Phase",
+    "StackedStage",
     "build_model",
     "config_from_dict",
+    "count_macs",
+    "count_parameters",
     "get_family",
     "register_family",
+    "stack_stage",
+    "stacked",
+    "unstacked",
 ]
