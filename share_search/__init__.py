@@ -3,11 +3,22 @@
 Sample sharing architectures (branching trees, cross-stitch, progressive networks) with
 Optuna, train them as parallel Ray Tune trials, rank them per task, export the winners.
 
-Names that need torch (``build_model``, ``load_model``, ...) are imported when first used
-(PEP 562), so ``import share_search`` and the spec stay light.
+From Python::
+
+    import share_search
+    run = share_search.run("search_spaces/quick.yaml", out="runs/q", trials=8)
+    run.leaderboard()                 # a pandas DataFrame
+    model = share_search.load_model("runs/q/export/rank-1")
+
+Every name that needs torch, Optuna or Ray is imported when first used (PEP 562), so
+``import share_search`` loads none of them: a command or script pays for what it touches.
+The registries are torch-free and imported at once, so a plugin can register into them.
 """
 
-from importlib import import_module
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointError, DataError, RunError, ShareSearchError, SpecError
 from .registry import (
@@ -28,57 +39,70 @@ from .registry import (
     register_sampler,
     register_weighting,
 )
-from .spec import Spec, load_spec, parse_spec
 
 __version__ = "0.1.0"
 
+# public name -> the module that defines it, imported on first access
 _LAZY = {
-    "ArchConfig": "share_search.arch",
-    "Family": "share_search.arch",
-    "FamilyOptions": "share_search.family_options",
-    "build_model": "share_search.arch",
-    "config_from_dict": "share_search.arch",
-    "load_model": "share_search.export",
-    "Weighting": "share_search.weighting",
+    "ArchConfig": ".arch",
+    "Family": ".arch",
+    "build_model": ".arch",
+    "config_from_dict": ".arch",
+    "FamilyOptions": ".family_options",
+    "Weighting": ".weighting",
+    "load_model": ".export",
+    "Spec": ".spec",
+    "load_spec": ".spec",
+    "parse_spec": ".spec",
+    "Run": ".run_folder",
+    "open_run": ".run_folder",
+    "run": ".run_folder",
 }
 
+__all__ = sorted(
+    [
+        "CheckpointError",
+        "DataError",
+        "RunError",
+        "ShareSearchError",
+        "SpecError",
+        "FAMILIES",
+        "create_backbone",
+        "create_sampler",
+        "create_weighting",
+        "get_family",
+        "get_metric",
+        "list_backbones",
+        "list_families",
+        "list_metrics",
+        "list_samplers",
+        "list_weightings",
+        "register_backbone",
+        "register_family",
+        "register_metric",
+        "register_sampler",
+        "register_weighting",
+        *_LAZY,
+    ]
+)
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'share_search' has no attribute {name!r}")
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports these
+    from .arch import ArchConfig, Family, build_model, config_from_dict
+    from .export import load_model
+    from .family_options import FamilyOptions
+    from .run_folder import Run, open_run, run
+    from .spec import Spec, load_spec, parse_spec
+    from .weighting import Weighting
 
 
-__all__ = [
-    "FAMILIES",
-    "ArchConfig",
-    "CheckpointError",
-    "DataError",
-    "Family",
-    "FamilyOptions",
-    "RunError",
-    "ShareSearchError",
-    "Spec",
-    "SpecError",
-    "Weighting",
-    "build_model",
-    "config_from_dict",
-    "create_backbone",
-    "create_sampler",
-    "create_weighting",
-    "get_family",
-    "get_metric",
-    "list_backbones",
-    "list_families",
-    "list_metrics",
-    "list_samplers",
-    "list_weightings",
-    "load_model",
-    "load_spec",
-    "parse_spec",
-    "register_backbone",
-    "register_family",
-    "register_metric",
-    "register_sampler",
-    "register_weighting",
-]
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later accesses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

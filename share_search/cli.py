@@ -197,34 +197,21 @@ def _cell(v) -> str:
 
 
 # --------------------------------------------------------------------------- after a run
-def _problem_of_run(run_dir, trust_code: bool):
-    """The run's study and its problem, reloaded from the run folder's spec: this loads the
-    data and builds the backbone it names, so it says so first, and runs a user
-    ``module:function`` only with ``trust_code`` (a run folder may come from anyone)."""
-    from .problem import load_problem, user_code_named
-    from .runner import open_run
-
-    study, spec = open_run(run_dir, trust_code)
-    spec_file = Path(run_dir).resolve() / "spec.resolved.yaml"
-    print(f"export reloads the data and backbone named in {spec_file}: data.source {spec.data.source!r}, backbone.name {spec.backbone.name!r}", flush=True)
-    code = user_code_named(spec)
-    if code and not trust_code:
-        named = ", ".join(f"{key} {value!r}" for key, value in code.items())
-        raise ShareSearchError(f"{spec_file} names code that export would import and run ({named}); pass --trust-code if this run folder and that code are yours")
-    return study, load_problem(spec)
+def _check_top(top: int) -> None:
+    if top < 1:
+        raise ShareSearchError(f"--top must be >= 1, got {top}")
 
 
 def cmd_leaderboard(args) -> int:
-    from .report import study_leaderboard, study_tasks
-    from .runner import open_run
+    from .run_folder import open_run
 
     if args.output:
         check_output_file(Path(args.output), "--output")
-    study, _ = open_run(args.run)  # the study holds all a leaderboard needs: nothing the folder names is imported
-    board = study_leaderboard(study, rank_by=args.rank_by, budget=args.budget)
+    run = open_run(args.run)  # the study holds all a leaderboard needs: nothing the folder names is imported
+    board = run.leaderboard(rank_by=args.rank_by, budget=args.budget)
     fmt = args.format
     if fmt == "table":
-        _print_board(_console(), board, [t.name for t in study_tasks(study)])
+        _print_board(_console(), board, run.task_names)
         return 0
     if fmt == "csv":
         text = board.to_csv(index=False)
@@ -245,30 +232,24 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export_ranked
-    from .runner import leaderboard_of
+    from .run_folder import open_run
 
-    if args.top < 1:
-        raise ShareSearchError(f"--top must be >= 1, got {args.top}")
-    study, problem = _problem_of_run(args.run, args.trust_code)
-    board = leaderboard_of(study, problem, rank_by=args.rank_by, budget=args.budget)
-    from .dashboard import annotate_study
-
-    run_dir = Path(args.run).resolve()
-    exported = export_ranked(run_dir, problem, board, args.top)
-    annotate_study(study, run_dir, board, exported)  # keep the study note and export artifacts in step
-    for path in exported:
+    _check_top(args.top)
+    run = open_run(args.run)
+    print(run.reload_notice, flush=True)  # said before any of it is loaded or refused
+    for path in run.export(args.top, rank_by=args.rank_by, budget=args.budget, trust_code=args.trust_code):
         print(f"exported {path}")
     return 0
 
 
 def cmd_report(args) -> int:
-    from .report import write_report
+    from .run_folder import open_run
 
+    _check_top(args.top)
     if args.out:
         check_output_file(Path(args.out), "--out")
     with _writing(args.out or Path(args.run) / "report.html", "--out"):
-        print(f"wrote {write_report(args.run, args.out, top=args.top, trust_code=args.trust_code)}")
+        print(f"wrote {open_run(args.run, trust_code=args.trust_code).report(args.out, top=args.top)}")
     return 0
 
 

@@ -429,16 +429,8 @@ def render_html(data: ReportData) -> str:
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = DEFAULT_TOP, trust_code: bool = False) -> Path:
-    """Write ``run_dir/report.html`` (or ``out``) for a run folder; returns the path.
-
+    """Write ``run_dir/report.html`` (or ``out``) for a run folder; returns the path (``Run.report``).
     ``trust_code`` imports the spec's ``plugins``, so families they register are drawn."""
-    from .runner import open_run
+    from .run_folder import open_run
 
-    if top < 1:
-        raise RunError(f"--top must be >= 1, got {top}")
-    study, _ = open_run(run_dir, trust_code)
-    path = Path(out) if out else Path(run_dir).resolve() / "report.html"
-    text = render_html(report_data(study, top=top))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
+    return open_run(run_dir, trust_code=trust_code).report(out, top=top)

@@ -8,11 +8,12 @@ nothing is imputed. Class labels are stored as integral floats.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:  # torch is imported where a loss is computed, so the spec can name metrics without it
+    import torch
 
 from .metrics import Metric  # noqa: F401  (re-exported: tasks.Metric)
 from .registry import METRICS
@@ -51,11 +52,16 @@ class Task:
 
     def mask(self, target: torch.Tensor) -> torch.Tensor:
         """Rows that carry a label for this task (any labelled output for regression)."""
+        import torch
+
         present = ~torch.isnan(target)
         return present if present.dim() == 1 else present.any(dim=1)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Mean loss over labelled rows; zero (still differentiable) when none is labelled."""
+        import torch
+        import torch.nn.functional as F
+
         keep = self.mask(target)
         if not bool(keep.any()):
             return output.sum() * 0.0

@@ -1,12 +1,14 @@
-"""The README's commands work as written: every command block runs, in order, in an empty folder.
+"""The README's commands work as written: every code block runs, in order, in a folder that
+holds only a copy of the repository's ``search_spaces/`` (as a clone does).
 
-The rule: every code block of README.md (indented or fenced) is run, line by line, unless
-the line before it in the README's source is ``<!-- not run by tests: REASON -->`` (blocks
-that create a virtual environment, need root or several machines, serve until stopped, or
-are spec fragments rather than commands). A line of a run block is ``share-search ...``
-(run with this environment's ``share-search``) or ``python -c ...`` (this Python); anything
-else fails the test, so a new block is either runnable or visibly exempted. The search in
-"Your own search" starts Ray: run this file under the shared Ray lock.
+The rule: every code block of README.md (indented or fenced) is run unless the line before
+it in the README's source is ``<!-- not run by tests: REASON -->`` (blocks that create a
+virtual environment, need root or several machines, serve until stopped, or are spec
+fragments rather than commands). A fenced ```` ```python ```` block runs as one script;
+any other block runs line by line, each line ``share-search ...`` (run with this
+environment's ``share-search``) or ``python -c ...`` (this Python); anything else fails the
+test, so a new block is either runnable or visibly exempted. The searches in "Your own
+search" and "Python API" start Ray: run this file under the shared Ray lock.
 
 Also here: the README's test command must pass on a machine without Debian's dataset
 packages (``test_fashion_from_the_debian_package`` skips there, unless ``CI`` is set).
@@ -17,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -38,6 +41,7 @@ class Block:
     line: int  # 1-based line of the block's first line in the README
     text: str
     exempt: str | None  # the reason given in its marker, or None: the block is run
+    python: bool = False  # a fenced ```python block: one script
 
 
 def blocks_of(markdown: str) -> list[Block]:
@@ -47,13 +51,16 @@ def blocks_of(markdown: str) -> list[Block]:
         if token.type in ("code_block", "fence"):
             marker = EXEMPT.fullmatch(previous.content.strip()) if previous is not None and previous.type == "html_block" else None
             first = token.map[0] + (2 if token.type == "fence" else 1)  # a fence's content starts after its ``` line
-            blocks.append(Block(first, token.content, marker.group(1).strip() if marker else None))
+            python = token.type == "fence" and token.info.strip().split(" ")[0] == "python"
+            blocks.append(Block(first, token.content, marker.group(1).strip() if marker else None, python))
         previous = token
     return blocks
 
 
 def commands_of(block: Block) -> list[tuple[int, list[str]]]:
     """(README line, argv) of each command of a block; a line it cannot run fails the test."""
+    if block.python:
+        return [(block.line, [sys.executable, "-c", block.text])]
     commands = []
     for offset, line in enumerate(block.text.splitlines()):
         where = f"README.md line {block.line + offset}"
@@ -94,9 +101,19 @@ def test_the_parser_tolerates_prose_fenced_blocks_and_exemptions():
     assert [argv[1:] for _, argv in commands_of(blocks[2])] == [["--help"], ["-c", "print('# not a comment')"]]
 
 
+def test_a_python_block_runs_as_one_script():
+    text = "# T\n\n```python\nimport share_search  # a comment\n\nrun = share_search.open_run('runs/x')\n```\n\n```\nshare-search --help\n```\n"
+    python, shell = blocks_of(text)
+    assert python.python and not shell.python and python.line == 4
+    assert commands_of(python) == [(4, [sys.executable, "-c", "import share_search  # a comment\n\nrun = share_search.open_run('runs/x')\n"])]
+    readme = [b for b in blocks_of(README.read_text()) if b.python and b.exempt is None]
+    assert any("share_search.run(" in b.text and "share_search.open_run(" in b.text for b in readme), "README's Python API example is not run"
+
+
 def test_the_readme_commands_run_in_order_in_an_empty_folder(tmp_path):
     """The README's own path, for real: init, validate, run (a search: Ray), leaderboard,
-    loading the exported model, the report."""
+    loading the exported model, the Python API (another search), the report."""
+    shutil.copytree(REPO / "search_spaces", tmp_path / "search_spaces")
     env = cli_env()
     env.pop("SHARE_SEARCH_STORAGE", None)
     for block in blocks_of(README.read_text()):
@@ -107,12 +124,13 @@ def test_the_readme_commands_run_in_order_in_an_empty_folder(tmp_path):
             assert done.returncode == 0, f"README.md line {line}: {shlex.join(argv[1:])} exited {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert (tmp_path / "runs" / "my-search" / "export" / "rank-1" / "weights.safetensors").is_file()
     assert (tmp_path / "runs" / "my-search" / "report.html").is_file()
+    assert (tmp_path / "runs" / "q" / "export" / "rank-3" / "weights.safetensors").is_file()
 
 
 def test_the_readme_test_command_passes_without_the_debian_datasets():
     """Outside CI the Fashion-MNIST test skips with its reason when the package is missing;
     under CI it fails instead, so CI cannot pass without testing the source for real."""
-    from share_search.data._builtin import FASHION_FILES, FASHION_ROOT
+    from share_search.data import FASHION_FILES, FASHION_ROOT
 
     installed = all((Path(FASHION_ROOT) / f).is_file() for files in FASHION_FILES.values() for f in files)
     test = "tests/data/test_data_builtin.py::test_fashion_from_the_debian_package"

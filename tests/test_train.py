@@ -9,8 +9,8 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
-from share_search.arch._base import ArchConfig, MultiTaskModel, Phase
-from share_search.data._base import Dataset, LabelInfo, Split
+from share_search.arch import ArchConfig, MultiTaskModel, Phase
+from share_search.data import Dataset, LabelInfo, Split
 from share_search.errors import ShareSearchError
 from share_search.tasks import Task
 from share_search.train import TrainConfig, TrainingDiverged, fit, resolve_device

@@ -15,16 +15,25 @@ from ._base import (
     get_family,
     register_family,
 )
+from ._cost import count_macs, count_parameters
+from ._stacked import LoopedStage, StackedStage, stack_stage, stacked, unstacked
 
 __all__ = [
     "FAMILIES",
     "ArchConfig",
     "Family",
     "FamilyOptions",
+    "LoopedStage",
     "MultiTaskModel",
     "Phase",
+    "StackedStage",
     "build_model",
     "config_from_dict",
+    "count_macs",
+    "count_parameters",
     "get_family",
     "register_family",
+    "stack_stage",
+    "stacked",
+    "unstacked",
 ]

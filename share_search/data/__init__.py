@@ -7,7 +7,37 @@ built-in name (``BUILTIN_SOURCES``), a ``.npz``/``.csv``/``.parquet`` path, or
 """
 
 from ._base import Dataset, LabelInfo, Split
-from ._builtin import BUILTIN_SOURCES
+from ._builtin import (
+    ADULT_COLUMNS,
+    BUILTIN_SOURCES,
+    FASHION_FILES,
+    FASHION_PACKAGE,
+    FASHION_ROOT,
+    MULTIMNIST_PAIRS,
+    compose_pairs,
+    multimnist_pairs,
+    package_file,
+)
+from ._cache import CACHE_ENV, cache_dir
 from ._load import load_data
+from ._split import SPLITS, split_indices
 
-__all__ = ["BUILTIN_SOURCES", "Dataset", "LabelInfo", "Split", "load_data"]
+__all__ = [
+    "ADULT_COLUMNS",
+    "BUILTIN_SOURCES",
+    "CACHE_ENV",
+    "FASHION_FILES",
+    "FASHION_PACKAGE",
+    "FASHION_ROOT",
+    "MULTIMNIST_PAIRS",
+    "SPLITS",
+    "Dataset",
+    "LabelInfo",
+    "Split",
+    "cache_dir",
+    "compose_pairs",
+    "load_data",
+    "multimnist_pairs",
+    "package_file",
+    "split_indices",
+]

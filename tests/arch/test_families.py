@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from share_search.arch import FAMILIES, config_from_dict
-from share_search.arch._cost import count_macs, count_parameters
+from share_search.arch import count_macs, count_parameters
 from share_search.backbones import make_backbone
 from share_search.tasks import Task
 

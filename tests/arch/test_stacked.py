@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from share_search.arch._stacked import LoopedStage, StackedStage, stack_stage, stacked, unstacked
+from share_search.arch import LoopedStage, StackedStage, stack_stage, stacked, unstacked
 from share_search.backbones import make_backbone
 
 from .shared import BACKBONES

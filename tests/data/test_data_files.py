@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from share_search.data import load_data
-from share_search.data._split import SPLITS
+from share_search.data import SPLITS
 from share_search.spec import DataSpec
 
 torch.set_num_threads(1)
