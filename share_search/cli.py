@@ -246,16 +246,18 @@ def cmd_leaderboard(args) -> int:
 
 def cmd_export(args) -> int:
     from .export import export_ranked
-    from .runner import leaderboard_of
+    from .record import study_records
+    from .study import leaderboard_of
 
     if args.top < 1:
         raise ShareSearchError(f"--top must be >= 1, got {args.top}")
     study, problem = _problem_of_run(args.run, args.trust_code)
-    board = leaderboard_of(study, problem, rank_by=args.rank_by, budget=args.budget)
+    records = study_records(study)
+    board = leaderboard_of(records, problem.tasks, rank_by=args.rank_by, budget=args.budget)
     from .dashboard import annotate_study
 
     run_dir = Path(args.run).resolve()
-    exported = export_ranked(run_dir, problem, board, args.top)
+    exported = export_ranked(run_dir, problem, board, records, args.top)
     annotate_study(study, run_dir, board, exported)  # keep the study note and export artifacts in step
     for path in exported:
         print(f"exported {path}")
