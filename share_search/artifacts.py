@@ -17,6 +17,8 @@ from typing import Any, Mapping
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
+from .record import stage_count, study_records
+
 log = logging.getLogger("share_search")
 
 # Stage count per study, once known: drawings of column families need the backbone's depth,
@@ -29,20 +31,14 @@ def artifact_store(artifact_dir: str | Path) -> FileSystemArtifactStore:
     return FileSystemArtifactStore(str(artifact_dir))
 
 
-def stage_count(study: optuna.Study, arch: Mapping[str, Any]) -> int | None:
-    """The backbone's stage count: the study's ``n_stages`` attribute if set, else read
-    off this tree or the study's first tree; None when nothing tells."""
-    if arch.get("family") == "tree":
-        return len(arch["stages"])
+def study_stage_count(study: optuna.Study) -> int | None:
+    """``record.stage_count`` of the study, read once per study (None is asked again:
+    the study's first tree may come later)."""
     if study not in _STAGES:
-        from .drawing import infer_n_stages
-
-        found = study.user_attrs.get("n_stages") or infer_n_stages(
-            t.user_attrs.get("arch_json") for t in study.get_trials(deepcopy=False)
-        )
+        found = stage_count(study.user_attrs, study_records(study))
         if found is None:
             return None
-        _STAGES[study] = int(found)
+        _STAGES[study] = found
     return _STAGES[study]
 
 
@@ -50,7 +46,8 @@ def architecture_svg(study: optuna.Study, arch: Mapping[str, Any], details: Mapp
     from .drawing import layout, to_svg
 
     tasks = [t["name"] for t in study.user_attrs.get("tasks") or []] or None
-    return to_svg(layout(arch, details, stage_count(study, arch), tasks=tasks))
+    n_stages = len(arch["stages"]) if arch.get("family") == "tree" else study_stage_count(study)  # a tree knows its depth
+    return to_svg(layout(arch, details, n_stages, tasks=tasks))
 
 
 def attach_trial_artifacts(

@@ -127,9 +127,6 @@ class Backbone:
         """Fresh stage modules (new parameters) for one column or tree node."""
         return list(self.builder(self.input_shape, **self.options))
 
-    def build_stage(self, i: int) -> nn.Module:
-        return self.build_stages()[i]
-
 
 def _resolve_builder(name: str) -> StageBuilder:
     if name in BACKBONES:

@@ -222,7 +222,7 @@ def _annotate(study: optuna.Study, run_dir: str | Path, board: pd.DataFrame, exp
 
     names = upload_exports(study, run_dir, exported)
     save_note(study, note_markdown(board, study_tasks(study), list(zip(exported, names))))
-    data = report_data(study, top=0)
+    data = report_data(study, top=0, board=board)
     for name, figure in (("pareto", pareto_figure(data)), ("delta-m-by-family", delta_m_by_family_figure(data)), ("cost", cost_figure(data))):
         if figure is not None:  # a fixed id: a later export replaces the figure
             save_plotly_graph_object(study, figure, graph_object_id=f"share-search-{name}")

@@ -19,10 +19,9 @@ built-in layouts are below:
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 from xml.sax.saxutils import escape
 
 from .arch import ArchConfig, config_from_dict, get_family
@@ -82,17 +81,6 @@ class ArchDrawing:
 
 
 # --------------------------------------------------------------------------- stages
-def infer_n_stages(arch_dicts: Iterable[Mapping[str, Any] | str | None]) -> int | None:
-    """The backbone's stage count, read off the first tree among ``arch_dicts`` (every
-    study with single-task baselines holds one); None when there is no tree."""
-    for item in arch_dicts:
-        if isinstance(item, str):
-            item = json.loads(item)
-        if item and item.get("family") == "tree":
-            return len(item["stages"])
-    return None
-
-
 def _n_stages(arch: ArchConfig, n_stages: int | None) -> int:
     family = get_family(arch.family)
     used = family.stages_used(arch)

@@ -37,6 +37,7 @@ from .backbones import BACKBONES, StageBuilder, make_backbone
 from .errors import CheckpointError
 from .registry import FAMILIES
 from .registry import METRICS as METRIC_REGISTRY  # export.METRICS is the metrics file name
+from .record import TrialRecord
 from .tasks import Task
 from .user_code import import_plugins
 
@@ -391,10 +392,6 @@ def load_model(
     return model.to(device).eval()
 
 
-def model_cost(model: torch.nn.Module, input_shape) -> tuple[int, int]:
-    return count_parameters(model), count_macs(model, input_shape)
-
-
 # --------------------------------------------------------------------------- from a run folder
 TRIAL_FILE = "trial.json"
 
@@ -410,8 +407,9 @@ def find_checkpoint(run_dir: Path, trial_number: int) -> Path:
     raise CheckpointError(f"{run_dir}: no checkpoint for trial {trial_number} under {Path(run_dir, 'ray')}")
 
 
-def export_ranked(run_dir: Path, problem, board, top: int, delta_m_convention: bool = True) -> list[Path]:
-    """Export the ``top`` ranked trials of a leaderboard to ``run_dir/export/rank-<k>``.
+def export_ranked(run_dir: Path, problem, board, records: Sequence[TrialRecord], top: int) -> list[Path]:
+    """Export the ``top`` ranked trials of a leaderboard to ``run_dir/export/rank-<k>``;
+    ``records``: the study's trials the board was built from (their plans are exported).
 
     Test metrics are computed here, once, for these trials only. The rank folders of an
     earlier export are replaced, and those beyond ``top`` removed, so no folder of another
@@ -426,7 +424,8 @@ def export_ranked(run_dir: Path, problem, board, top: int, delta_m_convention: b
     for folder in earlier.values():
         check_own_export(folder)
     ranking = {"rank_by": board.attrs.get("rank_by"), "budget": board.attrs.get("budget")}
-    exports = [_ranked_export(run_dir, problem, row, ranking) for _, row in ranked.head(top).iterrows()]
+    by_number = {r.number: r for r in records}
+    exports = [_ranked_export(run_dir, problem, row, by_number[int(row["trial"])], ranking) for _, row in ranked.head(top).iterrows()]
     out = [
         write_export(export_dir / f"rank-{metrics['rank']}", model=model, plan_dict=plan, tasks=problem.tasks, backbone=problem.backbone,
                      spec_dict=problem.spec.to_dict(), metrics=metrics, example_x=example_x)
@@ -452,21 +451,20 @@ def rank_folders(export_dir: Path) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
-def _ranked_export(run_dir: Path, problem, row, ranking: Mapping[str, Any]):
+def _ranked_export(run_dir: Path, problem, row, record: TrialRecord, ranking: Mapping[str, Any]):
     """One leaderboard row's network with its best-validation weights and its metrics."""
     from .train import evaluate
 
-    trial = int(row["trial"])
+    trial = record.number
     ckpt = find_checkpoint(run_dir, trial)
-    marker = json.loads((ckpt / TRIAL_FILE).read_text())
-    plan = marker["plan"]
+    plan = _plan_of(record, ckpt)
     model = build_model(config_from_dict(plan["arch"]), problem.backbone, problem.tasks)
     load_weights_into(model, ckpt / WEIGHTS)
     model.eval()
     metrics = {
         "rank": int(row["rank"]),
         "trial": trial,
-        "epoch": marker.get("epoch"),
+        "epoch": record.best_epoch,
         "family": row["family"],
         "arch": row["arch"],
         "params": count_parameters(model),
@@ -477,3 +475,11 @@ def _ranked_export(run_dir: Path, problem, row, ranking: Mapping[str, Any]):
         "test": evaluate(model, problem.data.test, problem.tasks),
     }
     return model, plan, metrics, torch.as_tensor(problem.data.val.x[:8])
+
+
+def _plan_of(record: TrialRecord, checkpoint: Path) -> dict[str, Any]:
+    """What the trial trained, as the record keeps it; a trial recorded before the study
+    kept its training values has them only in its checkpoint's ``trial.json``."""
+    if record.plan.arch is not None and record.plan.train is not None:
+        return {"arch": dict(record.plan.arch), "train": dict(record.plan.train)}
+    return json.loads((checkpoint / TRIAL_FILE).read_text())["plan"]

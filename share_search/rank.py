@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ShareSearchError
+from .record import ROLE_SEARCHED, ROLE_SINGLE_TASK, TrialRecord, baseline_of
 
 DELTA_M_CONVENTION = (
     "Δm = 100/T · Σ_t (−1)^l_t (M_m,t − M_b,t) / M_b,t: the mean relative change (in %, higher "
@@ -97,31 +98,23 @@ def pareto_fronts(values: np.ndarray | pd.DataFrame, higher_is_better: Sequence[
     return fronts
 
 
-def select_baseline(trials: pd.DataFrame, higher_is_better: Mapping[str, bool]) -> pd.Series:
-    """The COMPLETE baseline row that Δm compares against.
-
-    Several COMPLETE baseline rows (e.g. a resumed study) -> the strongest one, by the
-    mean over tasks of its rank on ``val.<task>``; then the earliest trial. The strongest
-    reference keeps Δm from being inflated by a weak single-task run.
-    """
-    is_baseline = trials["baseline"].eq(True)
-    candidates = trials[is_baseline & trials["state"].eq("COMPLETE")].sort_values("trial")
-    if candidates.empty:
-        others = trials.loc[is_baseline, "state"].value_counts()
+def select_baseline(trials: pd.DataFrame) -> pd.Series:
+    """The row of the trial that Δm compares against, by ``record.baseline_of``'s rule
+    (the COMPLETE baseline trial with the lowest number)."""
+    rows = trials.set_index("trial", drop=False)
+    chosen = baseline_of(
+        TrialRecord(number=int(n), state=str(s), role=ROLE_SINGLE_TASK if b else ROLE_SEARCHED)
+        for n, s, b in zip(rows["trial"], rows["state"], rows["baseline"].eq(True))
+    )
+    if chosen is None:
+        others = trials.loc[trials["baseline"].eq(True), "state"].value_counts()
         found = ", ".join(f"{n} {state}" for state, n in others.items()) or "none"
         raise RankError(
             "Δm needs the single-task networks as a baseline, but the study has no COMPLETE "
             f"baseline trial (baseline trials: {found}); run with `search.baselines: true`, "
             "or rank by `pareto` or a task name."
         )
-    strength = pd.concat(
-        [
-            candidates[f"val.{task}"].rank(ascending=not higher, na_option="bottom")
-            for task, higher in higher_is_better.items()
-        ],
-        axis=1,
-    ).mean(axis=1)
-    return candidates.loc[strength.idxmin()]
+    return rows.loc[chosen.number]
 
 
 def parse_budget(text: str) -> Budget:
@@ -194,7 +187,7 @@ def leaderboard(
 def _delta_m_column(board: pd.DataFrame, higher_is_better: Mapping[str, bool], required: bool) -> pd.Series:
     """Δm of every row that has metrics; NaN throughout when no baseline and not ``required``."""
     try:
-        base = select_baseline(board, higher_is_better)
+        base = select_baseline(board)
         reference = {task: base[f"val.{task}"] for task in higher_is_better}
         rows = board[[f"val.{task}" for task in higher_is_better]].set_axis(list(higher_is_better), axis=1)
         values = [delta_m(row, reference, higher_is_better) for row in rows.to_dict("records")]

@@ -10,7 +10,6 @@ come from its ``tasks`` user attribute), never the dataset.
 from __future__ import annotations
 
 import html
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import pandas as pd
 from . import drawing
 from .errors import RunError
 from .rank import DELTA_M_CONVENTION
+from .record import TrialRecord, stage_count, study_records
 from .text import plural
 
 DEFAULT_TOP = 3
@@ -50,16 +50,6 @@ def class_list(names, shown: int = 12) -> str:
     """Class names in output order, the first ``shown`` of them."""
     more = f" and {len(names) - shown} more" if len(names) > shown else ""
     return ", ".join(str(n) for n in names[:shown]) + more
-
-
-class _ProblemView(NamedTuple):
-    """What ``runner.leaderboard_of`` reads of a problem, without loading its data."""
-
-    tasks: tuple[TaskInfo, ...]
-
-    @property
-    def higher_is_better(self) -> dict[str, bool]:
-        return {t.name: t.higher_is_better for t in self.tasks}
 
 
 @dataclass(frozen=True)
@@ -130,9 +120,9 @@ def study_tasks(study) -> tuple[TaskInfo, ...]:
 def study_leaderboard(study, rank_by: str = "delta_m", budget: str | None = None) -> pd.DataFrame:
     """The leaderboard from the study alone (its ``tasks`` user attribute): no data is
     loaded and nothing a run folder names is imported, so it is safe on any run folder."""
-    from .runner import leaderboard_of
+    from .study import leaderboard_of
 
-    return leaderboard_of(study, _ProblemView(study_tasks(study)), rank_by=rank_by, budget=budget)
+    return leaderboard_of(study_records(study), study_tasks(study), rank_by=rank_by, budget=budget)
 
 
 def _num(value: Any) -> float | None:
@@ -160,37 +150,41 @@ def on_front(value: Any) -> bool:
     return value is not None and not pd.isna(value) and int(value) == 1
 
 
-def curve_of(rank: int, trial, tasks: Sequence[TaskInfo]) -> Curve:
-    """Validation metric per task and epoch from a trial's ``history`` user attribute."""
-    history = trial.user_attrs.get("history") or []
-    a = trial.user_attrs
+def curve_of(rank: int, record: TrialRecord, tasks: Sequence[TaskInfo]) -> Curve:
+    """Validation metric per task and epoch from a trial's history."""
+    history = record.history or []
     return Curve(
-        rank=rank, trial=trial.number, arch=a.get("arch", ""), family=a.get("family", ""),
+        rank=rank, trial=record.number, arch=record.arch or "", family=record.family or "",
         epochs=[int(row["epoch"]) for row in history], phases=[str(row.get("phase", "")) for row in history],
         values={t.name: [_num(row.get(f"{t.name}.{t.metric}")) for row in history] for t in tasks},
     )
 
 
-def report_data(study, top: int = DEFAULT_TOP, rank_by: str = "delta_m") -> ReportData:
-    """Everything the report shows, read from the study (no data set, no plotly)."""
+def report_data(study, top: int = DEFAULT_TOP, rank_by: str = "delta_m", board: pd.DataFrame | None = None) -> ReportData:
+    """Everything the report shows, read from the study (no data set, no plotly). ``board``:
+    the study's leaderboard when the caller has it (ranked as its ``rank_by`` attribute says)."""
     tasks = study_tasks(study)
-    board = study_leaderboard(study, rank_by=rank_by)
+    records = {r.number: r for r in study_records(study)}
+    if board is None:
+        from .study import leaderboard_of
+
+        board = leaderboard_of(list(records.values()), tasks, rank_by=rank_by)
+    rank_by = board.attrs.get("rank_by", rank_by)
     has_delta_m = bool(board["delta_m"].notna().any())
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    n_stages = study.user_attrs.get("n_stages") or drawing.infer_n_stages(t.user_attrs.get("arch_json") for t in trials.values())
+    n_stages = stage_count(study.user_attrs, records.values())
     points = points_of(board, tasks)
     notes = []
     if not has_delta_m:
         notes.append("Δm is undefined in this study (no finished single-task baseline): trials are ranked by Pareto front.")
     curves, drawings = [], []
     for p in points[:top]:
-        t = trials[p.trial]
-        curves.append(curve_of(p.rank, t, tasks))
-        if not t.user_attrs.get("arch_json"):
+        r = records[p.trial]
+        curves.append(curve_of(p.rank, r, tasks))
+        if not r.plan.arch:
             notes.append(f"rank {p.rank} (trial {p.trial}) is not drawn: the trial recorded no `arch_json`")
             continue
         try:
-            d = drawing.layout(json.loads(t.user_attrs["arch_json"]), t.user_attrs.get("details"), n_stages, tasks=[x.name for x in tasks])
+            d = drawing.layout(r.plan.arch, r.details, n_stages, tasks=[x.name for x in tasks])
         except (KeyError, ValueError) as exc:  # an unknown family, or one with no drawing
             notes.append(f"rank {p.rank} (trial {p.trial}) is not drawn: {exc}")
             continue

@@ -81,15 +81,17 @@ class Run:
         runs a ``module:function`` among them only with ``trust_code=True``."""
         from .dashboard import annotate_study
         from .export import export_ranked
-        from .runner import leaderboard_of
+        from .record import study_records
+        from .study import leaderboard_of
 
         if isinstance(top, bool) or not isinstance(top, int) or top < 1:
             raise RunError(f"top must be an integer >= 1, got {top!r}")
         if trust_code and not self.trust_code:
             self._open(trust_code=True)  # the spec's plugins register what export rebuilds
         problem = self._problem(trust_code)
-        board = leaderboard_of(self.study, problem, rank_by=rank_by, budget=budget)
-        exported = export_ranked(self.path, problem, board, top)
+        records = study_records(self.study)
+        board = leaderboard_of(records, problem.tasks, rank_by=rank_by, budget=budget)
+        exported = export_ranked(self.path, problem, board, records, top)
         annotate_study(self.study, self.path, board, exported)  # keep the study note and export artifacts in step
         return exported
 

@@ -19,10 +19,10 @@ from optuna.trial import TrialState
 from .errors import RunError, ShareSearchError
 from .preflight import check_device, check_folder_can_be_made, nearest_existing
 from .problem import Problem, load_problem
-from .rank import leaderboard
 from .spaces import check_grid, grid_points
 from .spec import Spec, load_spec
-from .study import check_study, create_or_load_study, hide_password, load_run_study, mark_interrupted, open_storage, queue_retries, resolve_storage, trials_frame
+from .record import study_records
+from .study import check_study, create_or_load_study, hide_password, leaderboard_of, load_run_study, mark_interrupted, open_storage, queue_retries, resolve_storage
 from .text import plural
 
 log = logging.getLogger("share_search")
@@ -82,15 +82,16 @@ def _log_start(spec: Spec, problem: Problem, run_dir: Path, resume: bool) -> Non
     log.info("search: sampler %s, objective %s, %s, concurrency %d", s.sampler, s.objective, plural(s.trials, "trial"), s.concurrency)
 
 
-def _refresh_report(study, run_dir: Path) -> None:
+def _refresh_report(study, run_dir: Path, board: pd.DataFrame) -> None:
     """A ``report.html`` that ``share-search report`` left in the run folder is rewritten, so a
-    resumed run's report shows every trial; a file of another origin is left alone."""
+    resumed run's report shows every trial; a file of another origin is left alone. ``board``:
+    the run's leaderboard (ranked by Δm), built once per run."""
     from .report import DEFAULT_TOP, REPORT_TITLE, render_html, report_data
 
     path = run_dir / "report.html"
     if not path.is_file() or f"<title>{REPORT_TITLE}" not in path.read_text(encoding="utf-8", errors="replace")[:4096]:
         return
-    path.write_text(render_html(report_data(study, top=DEFAULT_TOP)), encoding="utf-8")
+    path.write_text(render_html(report_data(study, top=DEFAULT_TOP, board=board)), encoding="utf-8")
     log.info("report rewritten: %s", path)
 
 
@@ -165,7 +166,8 @@ def run_search(
 
 
 def _rank_and_export(study, problem: Problem, run_dir: Path, spec: Spec) -> tuple[pd.DataFrame, list[Path]]:
-    board = leaderboard_of(study, problem)
+    records = study_records(study)
+    board = leaderboard_of(records, problem.tasks)  # the one leaderboard of this run: written, exported, annotated, reported
     board.to_csv(run_dir / "leaderboard.csv", index=False)
     ranked = int(board["rank"].notna().sum())
     log.info("leaderboard: %s, %d ranked (%s)", plural(len(board), "trial"), ranked, run_dir / "leaderboard.csv")
@@ -174,13 +176,13 @@ def _rank_and_export(study, problem: Problem, run_dir: Path, spec: Spec) -> tupl
     if top:
         from .export import export_ranked
 
-        exported = export_ranked(run_dir, problem, board, top)
+        exported = export_ranked(run_dir, problem, board, records, top)
     for k, path in enumerate(exported, start=1):
         log.info("exported rank %d (trial %s) to %s", k, board.loc[k - 1, "trial"], path)
     from .dashboard import annotate_study
 
     annotate_study(study, run_dir, board, exported)  # study note and exported checkpoints, for optuna-dashboard
-    _refresh_report(study, run_dir)
+    _refresh_report(study, run_dir, board)
     return board, exported
 
 
@@ -240,13 +242,6 @@ def _undo_start(spec: Spec, run_dir: Path, made_from: Path, storage, failure: Ba
         reason = f"{type(failure).__name__}: {str(failure).strip()}".rstrip(": ")
     first_line = (reason.splitlines() or [type(failure).__name__])[0]
     return RunError(f"{first_line}; {outcome}; fix the cause and run again")
-
-
-def leaderboard_of(study, problem: Problem, rank_by: str = "delta_m", budget: str | None = None) -> pd.DataFrame:
-    frame = trials_frame(study, problem.tasks)
-    if rank_by == "delta_m" and not frame["baseline"].any():
-        rank_by = "pareto"  # no single-task baseline (search.baselines: false): Δm is undefined
-    return leaderboard(frame, problem.higher_is_better, rank_by=rank_by, budget=budget)
 
 
 def open_run(run_dir: str | Path, trust_code: bool = False) -> tuple[object, Spec]:

@@ -28,9 +28,10 @@ from .errors import RunError
 from .problem import Problem
 from .searcher import make_progress_callback, make_searcher_class
 from .spaces import FAMILY_PARAM, ROLE_SINGLE_TASK, SpaceFunction, enqueue_reference, grid_points, reference_archs
+from .record import baseline_metrics, study_records
 from .study import finished_trials, objective_names, planned_params
 from .text import plural
-from .trial import primary_metrics, run_trial
+from .trial import run_trial
 
 log = logging.getLogger("share_search")
 
@@ -267,10 +268,7 @@ def run_phase(
 
 def baseline_from_study(study: optuna.Study, problem: Problem) -> dict[str, float] | None:
     """The single-task baseline's primary validation metrics, if that trial completed."""
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.user_attrs.get("role") == ROLE_SINGLE_TASK and t.user_attrs.get("val"):
-            return primary_metrics(problem.tasks, t.user_attrs["val"])
-    return None
+    return baseline_metrics(study_records(study), problem.tasks)
 
 
 def enqueue_untried_families(study: optuna.Study, problem: Problem, budget: int) -> None:
@@ -327,7 +325,7 @@ def search(
             queued += 0 if finished else 1
         if queued:
             begin("references", queued)
-            outcome = run_phase(study, problem, storage, run_dir, f"references-{stamp}", queued, None, False, show_progress)
+            outcome = run_phase(study, problem, storage, run_dir, f"references-{stamp}", queued, baseline, False, show_progress)
             add(outcome)
             baseline = outcome.baseline or baseline_from_study(study, problem)
         if baseline is None and spec.search.objective == "delta_m":

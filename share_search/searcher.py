@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from .artifacts import attach_trial_artifacts
 from .rank import delta_m
+from .record import TrialRecord, baseline_metrics, study_records
 from .spaces import ROLE_SINGLE_TASK
 from .study import json_safe
 from .tasks import Task
@@ -69,7 +70,8 @@ def make_searcher_class():
             elif self.needs_baseline and self.baseline is None:
                 role = self._ot_trials[trial_id].user_attrs.get("role")
                 if role == ROLE_SINGLE_TASK:
-                    self.baseline = primary_metrics(self.tasks, val_from_result(self.tasks, result))
+                    this = TrialRecord(self._ot_trials[trial_id].number, "COMPLETE", role, val=val_from_result(self.tasks, result))
+                    self.baseline = baseline_metrics([*study_records(self._ot_study), this], self.tasks)
                     self._tell(trial_id, result, TrialState.COMPLETE)
                     for waiting_id, waiting_result in list(self.waiting.items()):
                         self._tell(waiting_id, waiting_result, TrialState.COMPLETE)

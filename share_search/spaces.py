@@ -20,11 +20,10 @@ from .arch import FAMILIES, ArchConfig, config_from_dict
 from .arch.tree import TreeConfig
 from .errors import SpecError
 from .problem import Problem
+from .record import ROLE_HARD_SHARING, ROLE_SINGLE_TASK
 from .spec import Spec, TrainSpec
 from .train import TrainConfig
 
-ROLE_SINGLE_TASK = "single_task"
-ROLE_HARD_SHARING = "hard_sharing"
 FAMILY_PARAM = "family"
 
 

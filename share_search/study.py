@@ -6,8 +6,6 @@ for clusters), so optuna-dashboard, the leaderboard and export all read one sour
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import re
 from pathlib import Path
@@ -20,7 +18,8 @@ from optuna.trial import TrialState
 
 from .errors import RunError, SpecError
 from .problem import Problem
-from .rank import TRIAL_COLUMNS
+from .rank import TRIAL_COLUMNS, leaderboard
+from .record import ROLE_SEARCHED, ROLE_SINGLE_TASK, TrialRecord, json_safe  # noqa: F401 (json_safe: the searcher and trial import it from here)
 from .spec import Spec
 from .tasks import Task
 
@@ -247,35 +246,40 @@ def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return out
 
 
-def trials_frame(study: optuna.Study, tasks: Sequence[Task]) -> pd.DataFrame:
+def trials_frame(records: Sequence[TrialRecord], tasks: Sequence[Task]) -> pd.DataFrame:
     """One row per trial in the columns ``rank.leaderboard`` reads (validation metrics only).
 
     Queued trials and interrupted ones (``--resume`` retries them) are left out.
     """
     rows = []
-    for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.WAITING or is_interrupted(t):
+    for r in records:
+        if r.state == TrialState.WAITING.name or (r.state == TrialState.FAIL.name and r.failure and r.failure.reason == INTERRUPTED):
             continue
-        a = t.user_attrs
-        val = a.get("val", {})
-        row = {
-            "trial": t.number,
-            "state": t.state.name,
-            "family": a.get("family", t.params.get("family", "")),
-            "arch": a.get("arch", ""),
-            "role": a.get("role") or "",
-            "baseline": a.get("role") == "single_task",
-            "params": a.get("params"),
-            "macs": a.get("macs"),
-            "time_s": a.get("time_s"),
-            "best_epoch": a.get("best_epoch"),
-            "fail_reason": a.get("fail_reason", ""),
-        }
-        for task in tasks:
-            value = (val.get(task.name) or {}).get(task.metric)
-            row[f"val.{task.name}"] = float("nan") if value is None else value
-        rows.append(row)
+        rows.append({
+            "trial": r.number,
+            "state": r.state,
+            "family": r.family_name,
+            "arch": r.arch or "",
+            "role": "" if r.role == ROLE_SEARCHED else r.role,
+            "baseline": r.role == ROLE_SINGLE_TASK,
+            "params": r.cost.params,
+            "macs": r.cost.macs,
+            "time_s": r.cost.time_s,
+            "best_epoch": r.best_epoch,
+            "fail_reason": r.failure.reason if r.failure else "",
+            **{f"val.{t.name}": r.metric(t) for t in tasks},
+        })
     return pd.DataFrame(rows, columns=[*TRIAL_COLUMNS, *(f"val.{t.name}" for t in tasks)])
+
+
+def leaderboard_of(records: Sequence[TrialRecord], tasks: Sequence, rank_by: str = "delta_m", budget: str | None = None) -> pd.DataFrame:
+    """The leaderboard of a study's trials; ranked by Pareto front instead of Δm when the
+    study has no single-task baseline (``search.baselines: false``). ``tasks``: each with
+    ``name``, ``metric`` and ``higher_is_better`` (a ``Task`` or the report's ``TaskInfo``)."""
+    frame = trials_frame(records, tasks)
+    if rank_by == "delta_m" and not frame["baseline"].any():
+        rank_by = "pareto"  # Δm is undefined without the single-task networks
+    return leaderboard(frame, {t.name: t.higher_is_better for t in tasks}, rank_by=rank_by, budget=budget)
 
 
 def load_run_study(run_dir: Path, trust_code: bool = False) -> tuple[optuna.Study, Spec]:
@@ -294,16 +298,3 @@ def load_run_study(run_dir: Path, trust_code: bool = False) -> tuple[optuna.Stud
     except KeyError:
         raise RunError(f"{run_dir}: the storage holds no study named {spec.name!r}") from None
     return study, spec
-
-
-def json_safe(value: Any) -> Any:
-    """Values as JSON keeps them (non-finite floats become None), for user attributes."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
-    return json.loads(json.dumps(value, default=str))

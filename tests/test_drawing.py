@@ -8,7 +8,8 @@ from share_search.arch import get_family
 from share_search.arch.cross_stitch import CrossStitchConfig
 from share_search.arch.progressive import ProgressiveConfig
 from share_search.arch.tree import TreeConfig
-from share_search.drawing import HALF_WIDTH, Box, infer_n_stages, layout, to_figure, to_svg
+from share_search.drawing import HALF_WIDTH, Box, layout, to_figure, to_svg
+from share_search.record import Plan, TrialRecord, stage_count
 
 TASKS = ["digit", "odd", "loop"]
 SVG = "{http://www.w3.org/2000/svg}"
@@ -107,9 +108,11 @@ def test_progressive_columns_follow_the_training_order_with_laterals_from_earlie
 
 
 def test_stage_count():
-    trees = [None, {"family": "cross_stitch", "stages": [0]}, '{"family": "tree", "stages": [[["a", "b"]], [["a"], ["b"]]]}']
-    assert infer_n_stages(trees) == 2
-    assert infer_n_stages([{"family": "progressive"}]) is None
+    trees = [None, {"family": "cross_stitch", "stages": [0]}, {"family": "tree", "stages": [[["a", "b"]], [["a"], ["b"]]]}]
+    records = [TrialRecord(number=n, state="COMPLETE", plan=Plan(arch=arch)) for n, arch in enumerate(trees)]
+    assert stage_count({}, records) == 2
+    assert stage_count({"n_stages": 3}, records) == 3  # the study's own attribute comes first
+    assert stage_count({}, [TrialRecord(number=0, state="COMPLETE", plan=Plan(arch={"family": "progressive"}))]) is None
     assert len(layout(ProgressiveConfig(order=("a", "b"), lateral_stages=(2,))).row_labels) == 3 + 2  # as deep as it uses
     with pytest.raises(ValueError, match="uses 3 stages, but n_stages is 2"):
         layout(ProgressiveConfig(order=("a", "b"), lateral_stages=(2,)), n_stages=2)

@@ -253,24 +253,23 @@ def test_no_baseline_still_ranks_by_task_without_delta_m():
 
 
 def test_select_baseline_single():
-    assert select_baseline(trials_table(), HIB)["trial"] == 0
+    assert select_baseline(trials_table())["trial"] == 0
 
 
 @pytest.mark.parametrize(
     "baselines, chosen",
     [
-        # ranks per task (cls up, reg down), mean: 10 -> (3, 2) 2.5; 11 -> (2, 1) 1.5; 12 -> (1, 3) 2.0
-        ([(10, 0.90, 2.0), (11, 0.92, 1.9), (12, 0.95, 2.5)], 11),
-        # 20 -> (2, 1), 21 -> (1, 2): tied means, the earlier trial wins
+        # the strongest (12) and the weakest (10) alike: the lowest number is the baseline
+        ([(12, 0.95, 2.5), (10, 0.90, 2.0), (11, 0.92, 1.9)], 10),
         ([(21, 0.95, 2.0), (20, 0.90, 1.9)], 20),
     ],
 )
-def test_select_baseline_picks_the_strongest_then_the_earliest(baselines, chosen):
+def test_select_baseline_picks_the_lowest_numbered_complete_one(baselines, chosen):
     table = pd.DataFrame(
-        [(t, "COMPLETE", True, c, r) for t, c, r in baselines] + [(99, "FAIL", True, 1.0, 0.1)],
+        [(t, "COMPLETE", True, c, r) for t, c, r in baselines] + [(5, "FAIL", True, 1.0, 0.1)],
         columns=["trial", "state", "baseline", "val.cls", "val.reg"],
     )
-    assert select_baseline(table, HIB)["trial"] == chosen
+    assert select_baseline(table)["trial"] == chosen
 
 
 # ----------------------------------------------------------------------------- budgets

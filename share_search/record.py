@@ -1,0 +1,217 @@
+"""One trial as every reader sees it: ``TrialRecord``, read from and written to the study.
+
+The engine writes a trial's outcome as Optuna user attributes (``to_user_attrs``); the
+leaderboard, report, dashboard and export read it back (``from_frozen_trial``), so an
+attribute's name and meaning live here only. Trials recorded before an attribute existed
+read back with that field empty. No Ray and no torch: a run folder is read without them.
+
+The Δm baseline rule is here too (``baseline_of``), so the search and the leaderboard
+cannot compare against different trials.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Protocol, Sequence
+
+ROLE_SINGLE_TASK = "single_task"  # the single-task networks: the Δm baseline
+ROLE_HARD_SHARING = "hard_sharing"
+ROLE_SEARCHED = "searched"  # sampled by the search (no ``role`` attribute)
+FAIL_ORIGINS = ("user", "internal")  # user code (backbone, data, a NaN loss) or share-search itself
+
+
+class TaskLike(Protocol):
+    """What the record needs of a task: its name and primary metric (``Task``, ``TaskInfo``)."""
+
+    name: str
+    metric: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a trial trains: the architecture's recipe and the training values (seed included)."""
+
+    arch: Mapping[str, Any] | None = None  # ArchConfig.to_dict()
+    train: Mapping[str, Any] | None = None  # TrainConfig's fields
+
+    @property
+    def seed(self) -> int | None:
+        return None if self.train is None else self.train.get("seed")
+
+    @classmethod
+    def from_dict(cls, plan: Mapping[str, Any]) -> "Plan":
+        """From the engine's plan dict (``spaces.plan_to_dict``: arch, train, role)."""
+        return cls(arch=plan.get("arch"), train=plan.get("train"))
+
+
+@dataclass(frozen=True)
+class Cost:
+    params: int | None = None
+    macs: int | None = None  # multiply-accumulates per sample
+    time_s: float | None = None  # wall time of the trial
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a trial did not complete (a FAIL's error, or why a PRUNED trial was stopped)."""
+
+    reason: str
+    traceback: str | None = None
+    origin: str | None = None  # one of FAIL_ORIGINS; None on trials recorded before it was
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    number: int
+    state: str  # Optuna's state name: COMPLETE, PRUNED, FAIL, RUNNING, WAITING
+    role: str = ROLE_SEARCHED
+    plan: Plan = field(default_factory=Plan)
+    params: Mapping[str, Any] = field(default_factory=dict)  # what Optuna sampled (not written by to_user_attrs)
+    family: str | None = None
+    arch: str | None = None  # the architecture's one-line summary
+    val: Mapping[str, Mapping[str, float | None]] | None = None  # task -> metric -> validation value
+    delta_m: float | None = None  # as recorded when the trial ended
+    cost: Cost = field(default_factory=Cost)
+    best_epoch: int | None = None
+    history: Sequence[Mapping[str, Any]] | None = None  # one row per epoch
+    details: Mapping[str, Any] | None = None  # what the network learned (α, lateral scales)
+    node: str | None = None  # the Ray node that trained it
+    checkpoint: str | None = None  # its best weights, relative to the run folder
+    failure: Failure | None = None
+    retry_of: int | None = None  # the interrupted trial this one repeats
+    fixed_arch: Mapping[str, Any] | None = None  # a reference queued with its recipe (outside the space)
+
+    @property
+    def architecture(self) -> Mapping[str, Any] | None:
+        """The recipe it trained, or was queued with."""
+        return self.plan.arch or self.fixed_arch
+
+    @property
+    def family_name(self) -> str:
+        """Its family, from whatever records it: the result, the recipe, the sampled values."""
+        return self.family or (self.architecture or {}).get("family") or self.params.get("family") or ""
+
+    def metric(self, task: TaskLike) -> float:
+        """The task's primary validation metric; NaN when not recorded."""
+        value = ((self.val or {}).get(task.name) or {}).get(task.metric)
+        return math.nan if value is None else float(value)
+
+    def primary(self, tasks: Sequence[TaskLike]) -> dict[str, float]:
+        return {t.name: self.metric(t) for t in tasks}
+
+    # ----------------------------------------------------------------------- the study
+    def to_user_attrs(self, tasks: Sequence[TaskLike] = ()) -> dict[str, Any]:
+        """The user attributes that record this trial, JSON-safe; absent values are left
+        out. With ``tasks``, each primary metric also as a flat ``val.<task>`` (sortable
+        columns in optuna-dashboard's trial table)."""
+        attrs = {
+            "family": self.family,
+            "arch": self.arch,
+            "arch_json": None if self.plan.arch is None else json.dumps(self.plan.arch),
+            "params": self.cost.params,
+            "macs": self.cost.macs,
+            "time_s": self.cost.time_s,
+            "best_epoch": self.best_epoch,
+            "val": self.val,
+            "delta_m": self.delta_m,
+            "fail_reason": self.failure and self.failure.reason,
+            "node": self.node,
+            "history": self.history,
+            "details": self.details,
+        }
+        if self.val:
+            attrs.update({f"val.{t.name}": self.val[t.name].get(t.metric) for t in tasks if t.name in self.val})
+        attrs.update({
+            "role": None if self.role == ROLE_SEARCHED else self.role,
+            "retry_of": self.retry_of,
+            "fixed_arch": None if self.fixed_arch is None else json.dumps(self.fixed_arch, sort_keys=True),  # ArchConfig.to_json
+            "train": self.plan.train,
+            "fail_traceback": self.failure and self.failure.traceback,
+            "fail_origin": self.failure and self.failure.origin,
+            "checkpoint": self.checkpoint,
+        })
+        return {key: json_safe(value) for key, value in attrs.items() if value is not None}
+
+    @classmethod
+    def from_frozen_trial(cls, t) -> "TrialRecord":
+        """A study's trial (``optuna.trial.FrozenTrial``) as a record."""
+        a = t.user_attrs
+        reason = a.get("fail_reason")
+        return cls(
+            number=t.number,
+            state=t.state.name,
+            role=a.get("role") or ROLE_SEARCHED,
+            plan=Plan(arch=_json(a.get("arch_json")), train=a.get("train")),
+            params=dict(t.params),
+            family=a.get("family"),
+            arch=a.get("arch"),
+            val=a.get("val"),
+            # a Δm stored as null was NaN (no metrics to compare); kept so it is written back
+            delta_m=(math.nan if a["delta_m"] is None else a["delta_m"]) if "delta_m" in a else None,
+            cost=Cost(a.get("params"), a.get("macs"), a.get("time_s")),
+            best_epoch=a.get("best_epoch"),
+            history=a.get("history"),
+            details=a.get("details"),
+            node=a.get("node"),
+            checkpoint=a.get("checkpoint"),
+            failure=None if reason is None else Failure(reason, a.get("fail_traceback"), a.get("fail_origin")),
+            retry_of=a.get("retry_of"),
+            fixed_arch=_json(a.get("fixed_arch")),
+        )
+
+
+def _json(text: str | None) -> Any:
+    return None if not text else json.loads(text)
+
+
+def study_records(study, states: Sequence | None = None) -> list[TrialRecord]:
+    """Every trial of ``study`` (those in ``states`` when given), in trial order."""
+    return [TrialRecord.from_frozen_trial(t) for t in study.get_trials(deepcopy=False, states=states)]
+
+
+# --------------------------------------------------------------------------- the Δm baseline
+def baseline_of(records: Iterable[TrialRecord]) -> TrialRecord | None:
+    """The trial Δm compares against: the COMPLETE single-task trial with the lowest number.
+
+    A study normally holds one; more appear when a reference is run again (a retry after
+    ``--resume``, repeats with other seeds). The lowest number is the first reference the
+    search had, so every Δm recorded during the search and the leaderboard's use the same
+    trial, and a later one cannot move the zero by being stronger or weaker.
+    """
+    done = [r for r in records if r.role == ROLE_SINGLE_TASK and r.state == "COMPLETE"]
+    return min(done, key=lambda r: r.number, default=None)
+
+
+def baseline_metrics(records: Iterable[TrialRecord], tasks: Sequence[TaskLike]) -> dict[str, float] | None:
+    """The baseline's primary validation metric per task; None without a baseline."""
+    base = baseline_of(records)
+    return None if base is None else base.primary(tasks)
+
+
+# --------------------------------------------------------------------------- drawings
+def stage_count(study_attrs: Mapping[str, Any], records: Iterable[TrialRecord]) -> int | None:
+    """The backbone's stage count, which drawings of column families need: the study's
+    ``n_stages`` attribute, else the stage count of the first tree among ``records`` (every
+    study with single-task baselines holds one); None when neither tells."""
+    if study_attrs.get("n_stages"):
+        return int(study_attrs["n_stages"])
+    for r in records:
+        arch = r.architecture
+        if arch and arch.get("family") == "tree":
+            return len(arch["stages"])
+    return None
+
+
+def json_safe(value: Any) -> Any:
+    """Values as JSON keeps them (non-finite floats become None), for user attributes."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return json.loads(json.dumps(value, default=str))
