@@ -174,17 +174,19 @@ def test_the_report_uses_the_leaderboard_it_is_given(tmp_path):
     assert [c.values["digit"] for c in data.curves] == [[0.5, 0.6], [0.5, 0.6]]
 
 
-def test_the_model_card_takes_directions_from_the_metric_definitions(monkeypatch):
-    from share_search import tasks
+def test_the_model_card_takes_directions_from_the_metric_registry():
+    """Directions come from each metric's registered definition (rmse is lower-is-better,
+    which the old hard-coded pair happened to hold; r2 and auc are higher-is-better)."""
     from share_search.export import model_card
 
-    monkeypatch.setitem(tasks.METRICS, "log_loss", tasks.Metric("log_loss", False, ("multiclass",), lambda y, out, task: 0.0))
     recipe = {"arch": TREE, "spec": {"name": "s"}, "backbone": {"name": "mlp", "options": {}, "input_shape": [4]}, "data": {},
-              "tasks": [{"name": "digit", "metric": "accuracy", "extra_metrics": ["log_loss"]}, {"name": "size", "metric": "mae", "extra_metrics": []}]}
+              "tasks": [{"name": "digit", "metric": "accuracy", "extra_metrics": ["auc"]}, {"name": "size", "metric": "mae", "extra_metrics": ["rmse", "r2"]}]}
     card = model_card(recipe, {"rank": 1, "trial": 0, "val": {}, "test": {}})
     assert "| digit | accuracy | higher is better |" in card
-    assert "| digit | log_loss | lower is better |" in card
+    assert "| digit | auc | higher is better |" in card
     assert "| size | mae | lower is better |" in card
+    assert "| size | rmse | lower is better |" in card
+    assert "| size | r2 | higher is better |" in card
 
 
 def test_export_writes_the_plan_the_record_keeps(tmp_path):
