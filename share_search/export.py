@@ -373,8 +373,17 @@ def model_cost(model: torch.nn.Module, input_shape) -> tuple[int, int]:
 TRIAL_FILE = "trial.json"
 
 
-def find_checkpoint(run_dir: Path, trial_number: int) -> Path:
-    """The Ray Tune checkpoint folder holding a trial's best-validation weights."""
+def find_checkpoint(run_dir: Path, trial_number: int, recorded: str | None = None) -> Path:
+    """The Ray Tune checkpoint folder holding a trial's best-validation weights: the one the
+    study records for it (user attribute ``checkpoint``, relative to the run folder), which
+    must lie inside the run folder. Run folders made before trials recorded it are searched."""
+    if recorded is not None:
+        folder = (Path(run_dir) / recorded).resolve()
+        if not folder.is_relative_to(Path(run_dir).resolve()):
+            raise CheckpointError(f"{run_dir}: trial {trial_number}'s checkpoint {recorded!r} lies outside the run folder")
+        if not (folder / TRIAL_FILE).is_file():
+            raise CheckpointError(f"{run_dir}: no checkpoint for trial {trial_number} in {folder} (the folder its study records)")
+        return folder
     for marker in sorted(Path(run_dir, "ray").glob(f"*/*/checkpoint_*/{TRIAL_FILE}")):
         try:
             if json.loads(marker.read_text()).get("optuna_trial") == trial_number:
@@ -384,7 +393,7 @@ def find_checkpoint(run_dir: Path, trial_number: int) -> Path:
     raise CheckpointError(f"{run_dir}: no checkpoint for trial {trial_number} under {Path(run_dir, 'ray')}")
 
 
-def export_ranked(run_dir: Path, problem, board, top: int, delta_m_convention: bool = True) -> list[Path]:
+def export_ranked(run_dir: Path, problem, board, top: int, delta_m_convention: bool = True, checkpoints: Mapping[int, str] | None = None) -> list[Path]:
     """Export the ``top`` ranked trials of a leaderboard to ``run_dir/export/rank-<k>``.
 
     Test metrics are computed here, once, for these trials only. The rank folders of an
@@ -400,7 +409,8 @@ def export_ranked(run_dir: Path, problem, board, top: int, delta_m_convention: b
     for folder in earlier.values():
         check_own_export(folder)
     ranking = {"rank_by": board.attrs.get("rank_by"), "budget": board.attrs.get("budget")}
-    exports = [_ranked_export(run_dir, problem, row, ranking) for _, row in ranked.head(top).iterrows()]
+    checkpoints = checkpoints or {}
+    exports = [_ranked_export(run_dir, problem, row, ranking, checkpoints.get(int(row["trial"]))) for _, row in ranked.head(top).iterrows()]
     out = [
         write_export(export_dir / f"rank-{metrics['rank']}", model=model, plan_dict=plan, tasks=problem.tasks, backbone=problem.backbone,
                      spec_dict=problem.spec.to_dict(), metrics=metrics, example_x=example_x)
@@ -426,12 +436,12 @@ def rank_folders(export_dir: Path) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
-def _ranked_export(run_dir: Path, problem, row, ranking: Mapping[str, Any]):
+def _ranked_export(run_dir: Path, problem, row, ranking: Mapping[str, Any], checkpoint: str | None):
     """One leaderboard row's network with its best-validation weights and its metrics."""
     from .train import evaluate
 
     trial = int(row["trial"])
-    ckpt = find_checkpoint(run_dir, trial)
+    ckpt = find_checkpoint(run_dir, trial, checkpoint)
     marker = json.loads((ckpt / TRIAL_FILE).read_text())
     plan = marker["plan"]
     model = build_model(config_from_dict(plan["arch"]), problem.backbone, problem.tasks)

@@ -8,7 +8,7 @@ checkpoints), ``leaderboard.csv``, ``export/rank-<k>/`` and ``run.log``.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +22,7 @@ from .problem import Problem, load_problem
 from .rank import leaderboard
 from .spaces import check_grid, grid_points
 from .spec import Spec, load_spec
-from .study import check_study, create_or_load_study, hide_password, load_run_study, mark_interrupted, open_storage, queue_retries, resolve_storage, trials_frame
+from .study import check_study, create_or_load_study, failed_trials, hide_password, load_run_study, mark_interrupted, open_storage, queue_retries, recorded_checkpoints, resolve_storage, trials_frame
 from .text import plural
 
 log = logging.getLogger("share_search")
@@ -36,6 +36,7 @@ class RunOutcome:
     counts: dict[str, int]
     problem: Problem
     storage_shown: str = ""  # the study's storage URL, password masked
+    failure_origins: dict[int, str] = field(default_factory=dict)  # failed trial number -> user | internal
 
 
 def run_dir_for(spec: Spec, out: str | Path | None) -> Path:
@@ -144,6 +145,7 @@ def run_search(
             log.warning("search stopped; %s marked interrupted (continue with --resume)", plural(len(left), "unfinished trial"))
             raise
         board, exported = _rank_and_export(study, problem, run_dir, spec)
+        origins = {t.number: t.user_attrs.get("fail_origin") or "unknown" for t in failed_trials(study)}
     except BaseException as exc:
         if handler is not None:
             log.error("run stopped: %s", f"{type(exc).__name__}: {exc}".rstrip(": "))
@@ -161,7 +163,7 @@ def run_search(
             undone = _undo_start(spec, run_dir, made_from, storage, failure)
             if undone is not failure:  # else the failure itself goes on, unchanged
                 raise undone from failure
-    return RunOutcome(run_dir, board, exported, counts, problem, hide_password(url))
+    return RunOutcome(run_dir, board, exported, counts, problem, hide_password(url), origins)
 
 
 def _rank_and_export(study, problem: Problem, run_dir: Path, spec: Spec) -> tuple[pd.DataFrame, list[Path]]:
@@ -174,7 +176,7 @@ def _rank_and_export(study, problem: Problem, run_dir: Path, spec: Spec) -> tupl
     if top:
         from .export import export_ranked
 
-        exported = export_ranked(run_dir, problem, board, top)
+        exported = export_ranked(run_dir, problem, board, top, checkpoints=recorded_checkpoints(study))
     for k, path in enumerate(exported, start=1):
         log.info("exported rank %d (trial %s) to %s", k, board.loc[k - 1, "trial"], path)
     from .dashboard import annotate_study

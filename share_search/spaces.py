@@ -21,6 +21,7 @@ from .arch.tree import TreeConfig
 from .errors import SpecError
 from .problem import Problem
 from .spec import Spec
+from .study import enqueue
 from .train import TrainConfig
 
 ROLE_SINGLE_TASK = "single_task"
@@ -95,7 +96,7 @@ def sample_trial(trial, problem: Problem | SpaceInfo, role: str | None = None, f
 
 
 class SpaceFunction:
-    """The callable OptunaSearch runs per trial; its return value is merged into Ray's config.
+    """The callable the searcher runs on each asked trial; what it returns is the trial's Ray config.
 
     A module-level class (not a closure) so Tune can pickle the searcher with it.
     """
@@ -158,12 +159,12 @@ def enqueue_reference(study: optuna.Study, problem: Problem, role: str, arch: Ar
     attrs: dict[str, Any] = {"role": role}
     if params is None:
         attrs["fixed_arch"] = arch.to_json()
-        study.enqueue_trial({}, user_attrs=attrs, skip_if_exists=False)
+        enqueue(study, {}, attrs)
         return
     searched = problem.spec.train.searched()
     defaults = default_train_values(problem.spec)
     params.update({train_param_name(k): defaults[k] for k in searched})
-    study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
+    enqueue(study, params, attrs)
 
 
 def grid_points(problem: Problem) -> list[dict[str, Any]]:
