@@ -20,6 +20,7 @@ from .preflight import check_output_file
 from .text import plural
 
 EXIT_USER_ERROR = 2
+EXIT_INTERNAL_FAILURE = 3  # a trial failed inside share-search itself: a bug to report
 
 
 def _console():
@@ -136,13 +137,48 @@ def cmd_run(args) -> int:
     failed = outcome.board[outcome.board["state"] == "FAIL"]
     for _, row in failed.iterrows():
         con.print(f"  trial {row['trial']} failed: {row['fail_reason']}")
+    internal = _print_failure_origins(con, outcome.failure_origins, outcome.run_dir)
     con.print(f"run folder: {outcome.run_dir}")
     con.print(f"  study     : {outcome.storage_shown if outcome.problem.spec.search.storage else outcome.run_dir / 'study.db'}  (share-search dashboard {outcome.run_dir})")
     con.print(f"  leaderboard: {outcome.run_dir / 'leaderboard.csv'}")
     for path in outcome.exported:
         con.print(f"  exported  : {path}")
     ranked = int(outcome.board["rank"].notna().sum())
+    if internal:
+        return EXIT_INTERNAL_FAILURE
     return 0 if ranked or c["complete"] else 1
+
+
+def _print_failure_origins(con, origins: dict[int, str], run_dir) -> list[int]:
+    """Which failures came from the user's code, data or values and which from share-search
+    itself; returns the latter (they make the run exit non-zero)."""
+    if not origins:
+        return []
+    internal = [n for n, origin in origins.items() if origin == "internal"]
+    con.print(f"failures: {len(origins) - len(internal)} from your code, data or values, {len(internal)} inside share-search")
+    if internal:
+        listed = ", ".join(str(n) for n in internal)
+        con.print(f"  share-search failed in trial(s) {listed}: a bug in share-search, not in your spec; "
+                  f"tracebacks: share-search leaderboard {run_dir} --failures")
+    return internal
+
+
+def _print_failures(study) -> None:
+    """``leaderboard --failures``: each failed trial with its reason, origin and traceback."""
+    from .study import failed_trials
+
+    failed = failed_trials(study)
+    print(f"{len(failed)} failed trial(s)")
+    for t in failed:
+        a = t.user_attrs
+        role = f" ({a['role']})" if a.get("role") else ""
+        print(f"\ntrial {t.number}{role}: {a.get('arch') or a.get('family') or 'no architecture'}")
+        print(f"  origin : {a.get('fail_origin') or 'unknown (recorded before origins were)'}")
+        print(f"  reason : {a.get('fail_reason') or 'no reason recorded'}")
+        trace = a.get("fail_traceback")
+        print("  traceback:" if trace else "  traceback: none recorded")
+        for line in (trace or "").rstrip().splitlines():
+            print(f"    {line}")
 
 
 def _print_board(con, board, task_names, rows: int | None = None) -> None:
@@ -207,7 +243,12 @@ def cmd_leaderboard(args) -> int:
 
     if args.output:
         check_output_file(Path(args.output), "--output")
+    if args.failures and (args.output or args.format != "table"):
+        raise ShareSearchError("--failures prints the failed trials as text; leave out --format and --output")
     run = open_run(args.run)  # the study holds all a leaderboard needs: nothing the folder names is imported
+    if args.failures:
+        _print_failures(run.study)
+        return 0
     board = run.leaderboard(rank_by=args.rank_by, budget=args.budget)
     fmt = args.format
     if fmt == "table":
@@ -317,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "leaderboard":
             s.add_argument("--format", choices=("table", "csv", "parquet", "json"), default="table")
             s.add_argument("--output", help="write to this file instead of the terminal")
+            s.add_argument("--failures", action="store_true", help="list the failed trials: reason, origin (your code or share-search) and traceback")
         else:
             s.add_argument("--top", type=int, default=1)
             s.add_argument("--trust-code", action="store_true", help="run the data or backbone module:function and import the plugins the run folder's spec names (export reloads them)")

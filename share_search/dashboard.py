@@ -170,9 +170,15 @@ def _int(value: Any) -> int | None:
     return None if value is None or pd.isna(value) else int(value)
 
 
-def _remove_export_artifacts(study: optuna.Study, store) -> None:
-    """Drop the export artifacts of an earlier export (their ranks may have changed)."""
-    storage, study_id = study._storage, study._study_id
+def _remove_export_artifacts(study: optuna.Study, run_dir: str | Path, store) -> None:
+    """Drop the export artifacts of an earlier export (their ranks may have changed). The
+    run's storage is opened anew: a study keeps its storage private."""
+    from .spec import load_spec
+    from .study import open_storage, storage_url
+
+    run_dir = Path(run_dir).resolve()
+    storage = open_storage(storage_url(load_spec(run_dir / "spec.resolved.yaml"), run_dir))
+    study_id = storage.get_study_id_from_name(study.study_name)
     for key, value in storage.get_study_system_attrs(study_id).items():
         if not key.startswith(_ARTIFACT_KEY) or not value:
             continue
@@ -190,7 +196,7 @@ def upload_exports(study: optuna.Study, run_dir: str | Path, exported: Sequence[
     from optuna.artifacts import upload_artifact
 
     store = artifact_store(artifact_dir(run_dir))
-    _remove_export_artifacts(study, store)
+    _remove_export_artifacts(study, run_dir, store)
     names = []
     with tempfile.TemporaryDirectory() as tmp:
         for folder in map(Path, exported):

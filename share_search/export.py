@@ -396,8 +396,17 @@ def load_model(
 TRIAL_FILE = "trial.json"
 
 
-def find_checkpoint(run_dir: Path, trial_number: int) -> Path:
-    """The Ray Tune checkpoint folder holding a trial's best-validation weights."""
+def find_checkpoint(run_dir: Path, trial_number: int, recorded: str | None = None) -> Path:
+    """The Ray Tune checkpoint folder holding a trial's best-validation weights: the one the
+    study records for it (user attribute ``checkpoint``, relative to the run folder), which
+    must lie inside the run folder. Run folders made before trials recorded it are searched."""
+    if recorded is not None:
+        folder = (Path(run_dir) / recorded).resolve()
+        if not folder.is_relative_to(Path(run_dir).resolve()):
+            raise CheckpointError(f"{run_dir}: trial {trial_number}'s checkpoint {recorded!r} lies outside the run folder")
+        if not (folder / TRIAL_FILE).is_file():
+            raise CheckpointError(f"{run_dir}: no checkpoint for trial {trial_number} in {folder} (the folder its study records)")
+        return folder
     for marker in sorted(Path(run_dir, "ray").glob(f"*/*/checkpoint_*/{TRIAL_FILE}")):
         try:
             if json.loads(marker.read_text()).get("optuna_trial") == trial_number:
@@ -456,7 +465,7 @@ def _ranked_export(run_dir: Path, problem, row, record: TrialRecord, ranking: Ma
     from .train import evaluate
 
     trial = record.number
-    ckpt = find_checkpoint(run_dir, trial)
+    ckpt = find_checkpoint(run_dir, trial, record.checkpoint)
     plan = _plan_of(record, ckpt)
     model = build_model(config_from_dict(plan["arch"]), problem.backbone, problem.tasks)
     load_weights_into(model, ckpt / WEIGHTS)

@@ -8,7 +8,7 @@ checkpoints), ``leaderboard.csv``, ``export/rank-<k>/`` and ``run.log``.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +22,7 @@ from .problem import Problem, load_problem
 from .spaces import check_grid, grid_points
 from .spec import Spec, load_spec
 from .record import study_records
-from .study import check_study, create_or_load_study, hide_password, leaderboard_of, load_run_study, mark_interrupted, open_storage, queue_retries, resolve_storage
+from .study import check_study, create_or_load_study, failed_trials, hide_password, leaderboard_of, load_run_study, mark_interrupted, open_storage, queue_retries, resolve_storage
 from .text import plural
 
 log = logging.getLogger("share_search")
@@ -36,6 +36,7 @@ class RunOutcome:
     counts: dict[str, int]
     problem: Problem
     storage_shown: str = ""  # the study's storage URL, password masked
+    failure_origins: dict[int, str] = field(default_factory=dict)  # failed trial number -> user | internal
 
 
 def run_dir_for(spec: Spec, out: str | Path | None) -> Path:
@@ -145,6 +146,7 @@ def run_search(
             log.warning("search stopped; %s marked interrupted (continue with --resume)", plural(len(left), "unfinished trial"))
             raise
         board, exported = _rank_and_export(study, problem, run_dir, spec)
+        origins = {t.number: t.user_attrs.get("fail_origin") or "unknown" for t in failed_trials(study)}
     except BaseException as exc:
         if handler is not None:
             log.error("run stopped: %s", f"{type(exc).__name__}: {exc}".rstrip(": "))
@@ -162,7 +164,7 @@ def run_search(
             undone = _undo_start(spec, run_dir, made_from, storage, failure)
             if undone is not failure:  # else the failure itself goes on, unchanged
                 raise undone from failure
-    return RunOutcome(run_dir, board, exported, counts, problem, hide_password(url))
+    return RunOutcome(run_dir, board, exported, counts, problem, hide_password(url), origins)
 
 
 def _rank_and_export(study, problem: Problem, run_dir: Path, spec: Spec) -> tuple[pd.DataFrame, list[Path]]:

@@ -26,10 +26,10 @@ from optuna.trial import TrialState
 
 from .errors import RunError
 from .problem import Problem
-from .searcher import make_progress_callback, make_searcher_class
+from .searcher import make_progress_callback, make_searcher
 from .spaces import FAMILY_PARAM, ROLE_SINGLE_TASK, SpaceFunction, enqueue_reference, grid_points, reference_archs
 from .record import baseline_metrics, study_records
-from .study import finished_trials, objective_names, planned_params
+from .study import enqueue, finished_trials, objective_names, planned_params
 from .text import plural
 from .trial import run_trial
 
@@ -88,7 +88,7 @@ def start_ray(address: str | None, log_file: Path | None = None) -> bool:
     else:
         with _loopback_only():
             ray.init(include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}}, **kwargs)
-        node_ip = ray._private.worker._global_node.node_ip_address
+        node_ip = ray.util.get_node_ip_address()
         if not ipaddress.ip_address(node_ip).is_loopback:
             log.warning("the local Ray listens on %s, not on loopback; its token authentication (~/.ray/auth_token) still guards it", node_ip)
     return True
@@ -105,6 +105,11 @@ def _loopback_only():
     binds to loopback. Ray reads that switch once, at import: it is set on the imported
     constant, only for this start (a later ``--address`` run in the same process joins
     other machines as usual) and never in the environment, which ``ray start`` reads.
+
+    This is the one private name of Ray that share-search uses: Ray's public switch is the
+    environment variable ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``, read only when ``ray`` is
+    first imported (often before a run starts: tests, notebooks), and inherited by every
+    process started afterwards, ``ray start`` included.
     """
     from ray._private import ray_constants
 
@@ -218,18 +223,9 @@ def run_phase(
     spec = problem.spec
     names, directions = objective_names(spec, problem)
     modes = ["max" if d == "maximize" else "min" for d in directions]
-    Search = make_searcher_class()
-    searcher = Search(
-        tasks=problem.tasks,
-        objectives=names,
-        artifact_dir=str(run_dir / "artifacts"),
-        baseline=baseline,
-        space=SpaceFunction(problem),
-        metric=names[0] if len(names) == 1 else names,
-        mode=modes[0] if len(modes) == 1 else modes,
-        storage=storage,
-        study_name=study.study_name,
-        sampler=make_sampler(problem),
+    searcher = make_searcher(
+        study_name=study.study_name, storage=storage, sampler=make_sampler(problem), space=SpaceFunction(problem),
+        tasks=problem.tasks, objectives=names, modes=modes, baseline=baseline, run_dir=str(run_dir),
     )
     scheduler = None
     if use_scheduler and spec.search.scheduler is not None:
@@ -256,10 +252,11 @@ def run_phase(
         ),
     )
     try:
-        tuner.fit()
+        results = tuner.fit()
     finally:
         if progress.progress is not None:
             progress.progress.stop()
+    searcher.record_errors(results)  # a trial Tune saw error out: its error, from Tune's results
     searcher.finish()  # not after an interrupt: trials waiting for a baseline are retried then
     c = searcher.counts
     log.info("phase ended (ray/%s): %d complete, %d pruned, %d failed", name, c["complete"], c["pruned"], c["failed"])
@@ -276,7 +273,7 @@ def enqueue_untried_families(study: optuna.Study, problem: Problem, budget: int)
     so every family appears on the leaderboard before the sampler concentrates."""
     tried = {planned_params(t).get(FAMILY_PARAM) or t.user_attrs.get("family") for t in study.get_trials(deepcopy=False)}
     for name in [f for f in problem.spec.families if f not in tried][: max(budget, 0)]:
-        study.enqueue_trial({FAMILY_PARAM: name}, skip_if_exists=False)
+        enqueue(study, {FAMILY_PARAM: name})
 
 
 def _why_baseline_failed(study: optuna.Study) -> str:
@@ -335,7 +332,7 @@ def search(
         seen = [planned_params(t) for t in study.get_trials(deepcopy=False) if t.state in done or t.state == TrialState.WAITING]
         todo = [p for p in grid_points(problem) if p not in seen]
         for p in todo:
-            study.enqueue_trial(p, skip_if_exists=False)
+            enqueue(study, p)
         remaining = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
     else:
         remaining = spec.search.trials - len(finished_trials(study))

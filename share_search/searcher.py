@@ -1,9 +1,11 @@
-"""The bridge from Ray Tune to the Optuna study: a searcher that samples each trial from
-the study and tells it what the trial measured, and the progress line.
+"""The bridge from Ray Tune to the Optuna study: a Tune searcher that asks the study for
+each trial and tells it what the trial measured, and the progress line.
 
-Ray Tune's ``OptunaSearch`` is extended, not replaced: its ask/suggest stays; what a trial
-ends as (complete, pruned by ASHA, failed with its reason, waiting for the baseline) and
-the attributes it leaves in the study are decided here.
+It is written against Tune's public ``Searcher`` interface over Optuna's ``ask``/``tell``:
+the study (with the sampler of the spec) is the only state, so a run resumes by
+continuing the study with a fresh Tuner, and Tune's searcher checkpoints are not used.
+What a trial ends as (complete, pruned by ASHA, failed with its reason, waiting for the
+baseline) and the attributes it leaves in the study are decided here.
 """
 
 from __future__ import annotations
@@ -11,67 +13,126 @@ from __future__ import annotations
 import json
 import logging
 import os
-from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
+import optuna
 from optuna.trial import TrialState
 
 from .artifacts import attach_trial_artifacts
 from .rank import delta_m
 from .record import TrialRecord, baseline_metrics, study_records
 from .spaces import ROLE_SINGLE_TASK
-from .study import json_safe
+from .study import ask, json_safe
 from .tasks import Task
 from .text import console
-from .trial import primary_metrics, val_from_result
+from .trial import ORIGIN_INTERNAL, ORIGIN_USER, primary_metrics, val_from_result
 
 log = logging.getLogger("share_search")
 
+PRUNED_REASON = "stopped early by the ASHA scheduler"
+WORKER_DIED = "the trial's worker process died (see run.log)"
+STATE_COUNTS = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
 
-def make_searcher_class():
-    from ray.tune.search.optuna import OptunaSearch
 
-    class StudySearch(OptunaSearch):
-        """OptunaSearch that writes what a trial measured before telling Optuna.
+def trial_attrs(result: dict, state: TrialState, plan: dict | None, tasks: Sequence[Task], checkpoint: str | None) -> dict[str, Any]:
+    """The user attributes a told trial keeps in the study, from its last result (one place,
+    so that every reader of the study finds the same names)."""
+    failed = state == TrialState.FAIL
+    val = None if failed else val_from_result(tasks, result)
+    attrs = {
+        "family": result.get("family"),
+        "arch": result.get("arch"),
+        "arch_json": json.dumps(plan["arch"]) if plan else None,
+        "params": result.get("params"),
+        "macs": result.get("macs"),
+        "time_s": result.get("time_s"),
+        "best_epoch": result.get("best_epoch"),
+        "val": val,
+        "delta_m": result.get("delta_m"),
+        # set on every told trial: it replaces the ``interrupted`` reason a trial starts with
+        "fail_reason": result.get("fail_reason") or (PRUNED_REASON if state == TrialState.PRUNED else None),
+        "fail_traceback": result.get("fail_traceback") if failed else None,
+        "fail_origin": (result.get("fail_origin") or ORIGIN_INTERNAL) if failed else None,
+        "checkpoint": checkpoint if state == TrialState.COMPLETE else None,
+        "node": result.get("node"),
+        "history": json.loads(result["history_json"]) if "history_json" in result else None,
+        "details": json.loads(result["details_json"]) if "details_json" in result else None,
+    }
+    if val:  # flat primary metrics: sortable columns in optuna-dashboard's trial table
+        attrs.update({f"val.{t.name}": val[t.name].get(t.metric) for t in tasks})
+    return attrs
 
-        It maps a trial stopped by the scheduler to PRUNED (stock: COMPLETE with a partial
-        value), a failed trial to FAIL with its reason, and computes Δm from the baseline;
-        a trial that ends before the baseline is known waits to be told.
+
+def error_result(error: BaseException | str | None) -> dict[str, Any]:
+    """A trial Tune reports as errored (its trainable reports every exception of its own, so
+    this is a worker that died, e.g. killed for memory): its reason and full text."""
+    text = str(error or "").strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = lines[-1][:2000] if lines else WORKER_DIED
+    return {"fail_reason": reason, "fail_traceback": text or None, "fail_origin": ORIGIN_USER}
+
+
+def make_searcher(**kwargs):
+    """A ``StudySearcher`` (the class is made here: Ray is imported only when a search runs)."""
+    from ray.tune.search import Searcher
+
+    class StudySearcher(Searcher):
+        """Asks the study for each Tune trial, tells it each outcome with its attributes.
+
+        A trial stopped by the scheduler is PRUNED, a failed one FAIL with its reason,
+        traceback and origin; Δm is computed from the baseline, and a trial that ends before
+        the baseline is known waits to be told.
         """
 
-        def __init__(self, *, tasks: Sequence[Task], objectives: list[str], baseline: dict[str, float] | None, artifact_dir: str, **kwargs):
-            super().__init__(**kwargs)
+        def __init__(self, *, study_name: str, storage, sampler, space: Callable, tasks: Sequence[Task], objectives: list[str],
+                     modes: list[str], baseline: dict[str, float] | None, run_dir: str):
+            super().__init__(metric=objectives[0] if len(objectives) == 1 else objectives, mode=modes[0] if len(modes) == 1 else modes)
+            self.study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=optuna.pruners.NopPruner())
+            self.space = space
             self.tasks = tuple(tasks)
             self.higher_is_better = {t.name: t.higher_is_better for t in self.tasks}
-            self.artifact_dir = artifact_dir
-            self.plans: dict[str, dict] = {}
+            self.run_dir = run_dir
             self.objectives = objectives
             self.baseline = baseline
             self.needs_baseline = "delta_m" in objectives
+            self.asked: dict[str, optuna.Trial] = {}
+            self.told: set[str] = set()
+            self.plans: dict[str, dict] = {}
+            self.checkpoints: dict[str, str] = {}
             self.waiting: dict[str, dict] = {}
             self.errored: set[str] = set()
             self.counts = {"complete": 0, "pruned": 0, "failed": 0}
             self.best: float | None = None
 
+        def suggest(self, trial_id: str) -> dict | None:
+            trial = ask(self.study)  # queued trials (references, grid points, retries) first
+            self.asked[trial_id] = trial
+            sampled = self.space(trial)
+            self.plans[trial_id] = sampled["plan"]  # the recipe, for attributes and artifacts
+            return {**trial.params, **sampled}
+
         def on_trial_result(self, trial_id: str, result: dict) -> None:
-            if isinstance(self.metric, str) and result.get(self.metric) is not None and not result.get("final"):
-                super().on_trial_result(trial_id, result)
+            """Intermediate values for single-objective studies (Optuna keeps none for several)."""
+            if trial_id in self.told or trial_id not in self.asked or not isinstance(self.metric, str):
+                return
+            if result.get(self.metric) is not None and not result.get("final"):
+                self.asked[trial_id].report(result[self.metric], result["training_iteration"])
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            if trial_id in self.told or trial_id not in self.asked:
                 return
             if error or not result:
-                self.errored.add(trial_id)  # the reason arrives through record_error
+                self.errored.add(trial_id)  # the error arrives with the phase's results (record_errors)
                 return
             if result.get("failed"):
                 self._tell(trial_id, result, TrialState.FAIL)
             elif not result.get("final"):
                 self._tell(trial_id, result, TrialState.PRUNED)
             elif self.needs_baseline and self.baseline is None:
-                role = self._ot_trials[trial_id].user_attrs.get("role")
-                if role == ROLE_SINGLE_TASK:
-                    this = TrialRecord(self._ot_trials[trial_id].number, "COMPLETE", role, val=val_from_result(self.tasks, result))
-                    self.baseline = baseline_metrics([*study_records(self._ot_study), this], self.tasks)
+                trial = self.asked[trial_id]
+                if trial.user_attrs.get("role") == ROLE_SINGLE_TASK:
+                    this = TrialRecord(trial.number, "COMPLETE", ROLE_SINGLE_TASK, val=val_from_result(self.tasks, result))
+                    self.baseline = baseline_metrics([*study_records(self.study), this], self.tasks)
                     self._tell(trial_id, result, TrialState.COMPLETE)
                     for waiting_id, waiting_result in list(self.waiting.items()):
                         self._tell(waiting_id, waiting_result, TrialState.COMPLETE)
@@ -81,78 +142,69 @@ def make_searcher_class():
             else:
                 self._tell(trial_id, result, TrialState.COMPLETE)
 
-        def record_error(self, trial_id: str, reason: str) -> None:
-            if trial_id in self.errored:
-                self.errored.discard(trial_id)
-                self._tell(trial_id, {"fail_reason": reason}, TrialState.FAIL)
+        def record_checkpoint(self, trial_id: str, path: str) -> None:
+            """Where Tune stored a trial's checkpoint (from the ``on_checkpoint`` callback)."""
+            self.checkpoints[trial_id] = os.path.relpath(path, self.run_dir)
+
+        def record_errors(self, results) -> None:
+            """Errored trials told FAIL with the error Tune's ``ResultGrid`` holds for each."""
+            by_number = {self.asked[trial_id].number: trial_id for trial_id in self.errored}
+            for result in results:
+                trial_id = by_number.get((result.config or {}).get("optuna_trial"))
+                if trial_id is not None and result.error is not None:
+                    self.errored.discard(trial_id)
+                    self._tell(trial_id, error_result(result.error), TrialState.FAIL)
 
         def finish(self) -> None:
             """End of phase: trials still waiting for a baseline that never came fail."""
             for trial_id in list(self.errored):
-                self.record_error(trial_id, "the trial's worker process died (see run.log)")
+                self._tell(trial_id, error_result(None), TrialState.FAIL)
+            self.errored.clear()
             for trial_id, result in list(self.waiting.items()):
-                self._tell(trial_id, {**result, "fail_reason": "the single-task baseline did not finish, so Δm is undefined"}, TrialState.FAIL)
+                reason = "the single-task baseline did not finish, so Δm is undefined"
+                self._tell(trial_id, {**result, "fail_reason": reason, "fail_origin": ORIGIN_USER}, TrialState.FAIL)
             self.waiting.clear()
 
         def _tell(self, trial_id: str, result: dict, state: TrialState) -> None:
-            ot = self._ot_trials[trial_id]
+            trial = self.asked[trial_id]
             values = None
             if state == TrialState.COMPLETE:
                 if self.needs_baseline:
                     val = val_from_result(self.tasks, result)
                     result = {**result, "delta_m": delta_m(primary_metrics(self.tasks, val), self.baseline, self.higher_is_better)}
                 values = [float(result[name]) for name in self.objectives]
-            attrs = {
-                "family": result.get("family"),
-                "arch": result.get("arch"),
-                "arch_json": json.dumps(self.plans[trial_id]["arch"]) if trial_id in self.plans else None,
-                "params": result.get("params"),
-                "macs": result.get("macs"),
-                "time_s": result.get("time_s"),
-                "best_epoch": result.get("best_epoch"),
-                "val": val_from_result(self.tasks, result) if state != TrialState.FAIL else None,
-                "delta_m": result.get("delta_m"),
-                "fail_reason": result.get("fail_reason") or ("stopped early by the ASHA scheduler" if state == TrialState.PRUNED else None),
-                "node": result.get("node"),
-                "history": json.loads(result["history_json"]) if "history_json" in result else None,
-                "details": json.loads(result["details_json"]) if "details_json" in result else None,
-            }
-            if attrs["val"]:  # flat primary metrics: sortable columns in optuna-dashboard's trial table
-                attrs.update({f"val.{t.name}": attrs["val"][t.name].get(t.metric) for t in self.tasks})
+            attrs = trial_attrs(result, state, self.plans.get(trial_id), self.tasks, self.checkpoints.get(trial_id))
             for key, value in attrs.items():
-                if value is not None:
-                    ot.set_user_attr(key, json_safe(value))
+                if value is not None or key == "fail_reason":
+                    trial.set_user_attr(key, json_safe(value))
             if trial_id in self.plans:
-                attach_trial_artifacts(self._ot_study, ot, self.artifact_dir, self.plans[trial_id]["arch"], attrs["details"])
+                attach_trial_artifacts(self.study, trial, os.path.join(self.run_dir, "artifacts"), self.plans[trial_id]["arch"], attrs["details"])
             try:
-                self._ot_study.tell(ot, values, state=state)
+                self.study.tell(trial, values, state=state)
             except Exception as exc:  # e.g. a NaN objective: record the trial as failed
-                log.warning("trial %s could not be told as %s (%s); marking it failed", ot.number, state.name, exc)
-                attrs["fail_reason"] = f"objective could not be recorded: {exc}"
-                ot.set_user_attr("fail_reason", attrs["fail_reason"])
-                self._ot_study.tell(ot, None, state=TrialState.FAIL)
+                log.warning("trial %s could not be told as %s (%s); marking it failed", trial.number, state.name, exc)
+                attrs.update(fail_reason=f"objective could not be recorded: {exc}", fail_origin=ORIGIN_USER, checkpoint=None)
+                trial.set_user_attr("fail_reason", attrs["fail_reason"])
+                trial.set_user_attr("fail_origin", ORIGIN_USER)
+                self.study.tell(trial, None, state=TrialState.FAIL)
                 state = TrialState.FAIL
-            _log_outcome(ot.number, ot.user_attrs.get("role"), state, attrs, self.tasks)
-            self._completed_trials.add(trial_id)
-            self.counts[{TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}[state]] += 1
+            _log_outcome(trial.number, trial.user_attrs.get("role"), state, attrs, self.tasks)
+            self.told.add(trial_id)
+            self.counts[STATE_COUNTS[state]] += 1
             if state == TrialState.COMPLETE and "delta_m" in result:
                 dm = float(result["delta_m"])
                 self.best = dm if self.best is None else max(self.best, dm)
 
-        def suggest(self, trial_id: str):
-            config = super().suggest(trial_id)
-            if config is not None:
-                self.plans[trial_id] = config["plan"]  # the recipe, for attributes and artifacts
-            return config
-
-    return StudySearch
+    return StudySearcher(**kwargs)
 
 
 def _log_outcome(number: int, role: str | None, state: TrialState, attrs: dict, tasks: Sequence[Task]) -> None:
     """One run.log line per finished trial: what it trained and how it ended."""
     what = f"trial {number}" + (f" ({role})" if role else "") + f": {attrs.get('arch') or attrs.get('family') or 'no architecture'}"
     if state == TrialState.FAIL:
-        log.warning("%s failed: %s", what, attrs.get("fail_reason") or "no reason recorded")
+        log.warning("%s failed (origin: %s): %s", what, attrs.get("fail_origin"), attrs.get("fail_reason") or "no reason recorded")
+        if attrs.get("fail_traceback"):
+            log.warning("trial %d traceback:\n%s", number, attrs["fail_traceback"].rstrip())
         return
     val = attrs.get("val") or {}
     scores = ", ".join(f"{t.name} {t.metric} {val[t.name][t.metric]:.4f}" for t in tasks if val.get(t.name, {}).get(t.metric) is not None)
@@ -163,25 +215,11 @@ def _log_outcome(number: int, role: str | None, state: TrialState, attrs: dict, 
         log.info("%s complete in %.2f s: %s%s", what, attrs.get("time_s") or 0.0, scores, dm)
 
 
-def _error_reason(trial) -> str:
-    """The last line of a failed trial's error text (e.g. why its worker died).
-
-    Tune writes it to the trial's local folder first and syncs it to storage later, so the
-    local file is read; ``trial.get_error()`` (storage) is still empty at this point.
-    """
-    text = ""
-    path = getattr(trial, "error_file", None)
-    if path and os.path.isfile(path):
-        text = Path(path).read_text(errors="replace")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return (lines[-1] if lines else "the trial failed")[:2000]
-
-
 def make_progress_callback(searcher, total: int, show: bool):
     from ray import tune
 
     class Progress(tune.Callback):
-        """One rich progress line instead of Ray's tables; also hands errors to the searcher."""
+        """One rich progress line instead of Ray's tables; also hands checkpoints to the searcher."""
 
         def __init__(self):
             self.running = 0
@@ -207,7 +245,7 @@ def make_progress_callback(searcher, total: int, show: bool):
                 return
             c = searcher.counts
             best = "-" if searcher.best is None else f"{searcher.best:+.2f}"
-            status = f"running {self.running}  failed {c['failed']}  pruned {c['pruned']}  best Δm {best}"
+            status = f"running {self.running}  failed {c['failed'] + len(searcher.errored)}  pruned {c['pruned']}  best Δm {best}"
             self.progress.update(self.task, advance=advance, status=status)
 
         def on_trial_start(self, iteration, trials, trial, **info):
@@ -219,9 +257,11 @@ def make_progress_callback(searcher, total: int, show: bool):
             self._update(1)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            self.running -= 1
-            searcher.record_error(trial.trial_id, _error_reason(trial))
+            self.running -= 1  # the error itself is told from the phase's results
             self._update(1)
+
+        def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+            searcher.record_checkpoint(trial.trial_id, checkpoint.path)
 
         def on_experiment_end(self, trials, **info):
             if self.progress is not None:

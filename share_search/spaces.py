@@ -22,6 +22,7 @@ from .errors import SpecError
 from .problem import Problem
 from .record import ROLE_HARD_SHARING, ROLE_SINGLE_TASK
 from .spec import Spec, TrainSpec
+from .study import enqueue
 from .train import TrainConfig
 
 FAMILY_PARAM = "family"
@@ -80,7 +81,7 @@ def sample_trial(trial, problem: Problem | SpaceInfo, role: str | None = None, f
 
 
 class SpaceFunction:
-    """The callable OptunaSearch runs per trial; its return value is merged into Ray's config.
+    """The callable the searcher runs on each asked trial; what it returns is the trial's Ray config.
 
     A module-level class (not a closure) so Tune can pickle the searcher with it.
     """
@@ -143,12 +144,12 @@ def enqueue_reference(study: optuna.Study, problem: Problem, role: str, arch: Ar
     attrs: dict[str, Any] = {"role": role}
     if params is None:
         attrs["fixed_arch"] = arch.to_json()
-        study.enqueue_trial({}, user_attrs=attrs, skip_if_exists=False)
+        enqueue(study, {}, attrs)
         return
     searched = problem.spec.train.searched()
     defaults = default_train_values(problem.spec)
     params.update({train_param_name(k): defaults[k] for k in searched})
-    study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
+    enqueue(study, params, attrs)
 
 
 def grid_points(problem: Problem) -> list[dict[str, Any]]:

@@ -195,26 +195,48 @@ def create_or_load_study(spec: Spec, problem: Problem, storage, resume: bool) ->
     return study
 
 
+QUEUED_PARAMS = "queued_params"  # user attribute: the values a queued trial was enqueued with
+
+
+def enqueue(study: optuna.Study, params: dict[str, Any], user_attrs: dict[str, Any] | None = None) -> None:
+    """Queue a trial that runs with ``params``; they are also kept as a user attribute, so
+    what a queued trial will run with can be read before it has asked for its values."""
+    study.enqueue_trial(params, user_attrs={**(user_attrs or {}), QUEUED_PARAMS: params}, skip_if_exists=False)
+
+
+def ask(study: optuna.Study) -> optuna.Trial:
+    """The next trial (a queued one first). It carries the ``interrupted`` reason until it is
+    told: a trial a stopped driver never told keeps it, and the trial's own reason (or none)
+    replaces it when it is told, since Optuna takes user attributes only while it runs."""
+    trial = study.ask()
+    trial.set_user_attr("fail_reason", INTERRUPTED)
+    return trial
+
+
 def mark_interrupted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Trials a killed driver left RUNNING become FAIL (reason recorded); returns them for a retry."""
+    """Trials a stopped or killed driver left RUNNING become FAIL (their reason, set when they
+    were asked, is ``interrupted``); returns them for a retry."""
     left = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for t in left:
-        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", INTERRUPTED)
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-    return left
+        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+    now = study.get_trials(deepcopy=False)
+    return [now[t.number] for t in left]
 
 
 def planned_params(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    """The values a trial runs with: those it sampled, plus those it was queued with.
-
-    A queued trial keeps its fixed values in system_attrs until it asks for them, so a
-    trial waiting, or one a killed driver left before it asked, has them only there.
-    """
-    return {**t.system_attrs.get("fixed_params", {}), **t.params}
+    """The values a trial runs with: those it sampled, plus those it was queued with (a
+    queued trial, or one a killed driver left before it asked, has them only there)."""
+    return {**t.user_attrs.get(QUEUED_PARAMS, {}), **t.params}
 
 
 def is_interrupted(t: optuna.trial.FrozenTrial) -> bool:
-    return t.state == TrialState.FAIL and t.user_attrs.get("fail_reason") == INTERRUPTED
+    # no reason at all: left running by a driver of an earlier version, told FAIL on resume
+    return t.state == TrialState.FAIL and t.user_attrs.get("fail_reason", INTERRUPTED) == INTERRUPTED
+
+
+def failed_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that failed for a reason of their own (interrupted ones are retried, not failed)."""
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if not is_interrupted(t)]
 
 
 def unretried_interrupted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -230,7 +252,7 @@ def queue_retries(study: optuna.Study) -> list[int]:
     retried = []
     for t in unretried_interrupted(study):
         attrs = {k: v for k, v in t.user_attrs.items() if k in ("role", "fixed_arch")}
-        study.enqueue_trial(planned_params(t), user_attrs={**attrs, RETRY_OF: t.number}, skip_if_exists=False)
+        enqueue(study, planned_params(t), {**attrs, RETRY_OF: t.number})
         retried.append(t.number)
     return retried
 
@@ -253,7 +275,7 @@ def trials_frame(records: Sequence[TrialRecord], tasks: Sequence[Task]) -> pd.Da
     """
     rows = []
     for r in records:
-        if r.state == TrialState.WAITING.name or (r.state == TrialState.FAIL.name and r.failure and r.failure.reason == INTERRUPTED):
+        if r.state == TrialState.WAITING.name or (r.state == TrialState.FAIL.name and (r.failure is None or r.failure.reason == INTERRUPTED)):  # as is_interrupted
             continue
         rows.append({
             "trial": r.number,

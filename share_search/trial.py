@@ -14,8 +14,11 @@ Ray is imported inside the trial only, so the package imports without starting i
 from __future__ import annotations
 
 import json
+import os
+import sysconfig
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,8 +31,15 @@ from .rank import delta_m
 from .spaces import TrialPlan, plan_from_dict
 from .study import json_safe
 from .tasks import Task
-from .train import EpochReport, fit
+from .train import EpochReport, TrainingDiverged, fit
 from .user_code import import_plugins
+
+# where a failure came from (user attribute ``fail_origin``): the user's code, data or
+# resources, or a bug in share-search itself, which makes the run exit non-zero
+ORIGIN_USER = "user"
+ORIGIN_INTERNAL = "internal"
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+LIBRARY_DIRS = tuple({os.path.abspath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib", "purelib", "platlib")})
 
 
 def primary_metrics(tasks: Sequence[Task], val: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -47,6 +57,34 @@ def trial_result(problem: Problem, val: dict[str, dict[str, float]], baseline: d
     if baseline is not None:
         out["delta_m"] = delta_m(primary_metrics(problem.tasks, val), baseline, problem.higher_is_better)
     return out
+
+
+def failure_origin(exc: BaseException) -> str:
+    """``user`` or ``internal``: a diverged loss or an out-of-memory error is the user's (their
+    values, their data, their machine); otherwise the innermost frame of the traceback that is
+    either share-search's or the user's decides. Frames of Python and of installed libraries
+    (torch, numpy, ...) are passed over: torch raising inside a user backbone's ``forward`` is
+    the backbone's fault, torch raising on what share-search handed it is share-search's."""
+    if isinstance(exc, (TrainingDiverged, MemoryError)) or type(exc).__name__ == "OutOfMemoryError":
+        return ORIGIN_USER
+    for frame, _ in reversed(list(traceback.walk_tb(exc.__traceback__))):
+        path = os.path.abspath(frame.f_code.co_filename)
+        if path.startswith(PACKAGE_DIR + os.sep):
+            return ORIGIN_INTERNAL
+        if not path.startswith(LIBRARY_DIRS) and not frame.f_code.co_filename.startswith("<"):
+            return ORIGIN_USER
+    return ORIGIN_INTERNAL
+
+
+def failure_result(exc: BaseException) -> dict[str, Any]:
+    """What a failed trial reports: a one-line reason, the full traceback and its origin."""
+    return {
+        "final": True,
+        "failed": True,
+        "fail_reason": f"{type(exc).__name__}: {exc}"[:2000],
+        "fail_traceback": "".join(traceback.format_exception(exc)),
+        "fail_origin": failure_origin(exc),
+    }
 
 
 def _node_id() -> str:
@@ -80,8 +118,8 @@ def run_trial(config: dict[str, Any], problem: Problem, baseline: dict[str, floa
         checkpoint = Path(tempfile.mkdtemp(prefix="share-search-ckpt-"))
         save_weights(result.state_dict, checkpoint / WEIGHTS)
         (checkpoint / TRIAL_FILE).write_text(json.dumps({"optuna_trial": number, "epoch": result.best_epoch, "plan": config["plan"]}))
-    except Exception as exc:  # recorded as FAIL with its reason; the search goes on
-        tune.report({**info, "final": True, "failed": True, "fail_reason": f"{type(exc).__name__}: {exc}"[:2000]})
+    except Exception as exc:  # recorded as FAIL with its reason, traceback and origin; the search goes on
+        tune.report({**info, **failure_result(exc)})
         return
     final = {
         **info,

@@ -3,7 +3,7 @@
 import optuna
 from optuna.trial import TrialState
 
-from share_search.study import INTERRUPTED, RETRY_OF, mark_interrupted, planned_params, queue_retries
+from share_search.study import INTERRUPTED, RETRY_OF, ask, enqueue, mark_interrupted, planned_params, queue_retries
 
 
 def _study(tmp_path):
@@ -16,15 +16,16 @@ def _sample(trial):
 
 def test_retries_repeat_what_each_stopped_trial_had_or_was_queued_with(tmp_path):
     study = _study(tmp_path)
-    done = study.ask()
+    done = ask(study)
     _sample(done)
+    done.set_user_attr("fail_reason", None)  # as the searcher tells a trial
     study.tell(done, 1.0)
-    sampled = study.ask()  # asked for every value, then the driver died
+    sampled = ask(study)  # asked for every value, then the driver died
     values = _sample(sampled)
-    study.enqueue_trial({"family": "cross_stitch", "lr": 0.0123}, user_attrs={"role": "hard_sharing"})
-    queued = study.ask()  # popped from the queue, killed before it asked for anything
+    enqueue(study, {"family": "cross_stitch", "lr": 0.0123}, {"role": "hard_sharing"})
+    queued = ask(study)  # popped from the queue, killed before it asked for anything
     assert queued.params == {} and queued.user_attrs["role"] == "hard_sharing"
-    fresh = study.ask()  # killed before it asked for anything, nothing queued
+    fresh = ask(study)  # killed before it asked for anything, nothing queued
     assert fresh.params == {}
 
     stopped = mark_interrupted(study)
@@ -50,8 +51,8 @@ def test_retries_repeat_what_each_stopped_trial_had_or_was_queued_with(tmp_path)
 
 def test_planned_params_of_a_finished_trial_are_its_params(tmp_path):
     study = _study(tmp_path)
-    study.enqueue_trial({"family": "tree"})
-    t = study.ask()
+    enqueue(study, {"family": "tree"})
+    t = ask(study)
     params = _sample(t)
     study.tell(t, 0.5)
     assert planned_params(study.trials[0]) == params
