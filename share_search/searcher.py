@@ -20,9 +20,9 @@ from optuna.trial import TrialState
 
 from .artifacts import attach_trial_artifacts
 from .rank import delta_m
-from .record import TrialRecord, baseline_metrics, study_records
+from .record import Cost, Failure, Plan, TrialRecord, baseline_metrics, study_records
 from .spaces import ROLE_SINGLE_TASK
-from .study import ask, json_safe
+from .study import ask
 from .tasks import Task
 from .text import console
 from .trial import ORIGIN_INTERNAL, ORIGIN_USER, primary_metrics, val_from_result
@@ -34,33 +34,38 @@ WORKER_DIED = "the trial's worker process died (see run.log)"
 STATE_COUNTS = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
 
 
-def trial_attrs(result: dict, state: TrialState, plan: dict | None, tasks: Sequence[Task], checkpoint: str | None) -> dict[str, Any]:
-    """The user attributes a told trial keeps in the study, from its last result (one place,
-    so that every reader of the study finds the same names)."""
+def trial_record(number: int, result: dict, state: TrialState, plan: dict | None, tasks: Sequence[Task], checkpoint: str | None) -> TrialRecord:
+    """A told trial as the study keeps it, from its last result: the one ``TrialRecord``
+    every reader of the study gets back (``TrialRecord.to_user_attrs`` names the attributes)."""
     failed = state == TrialState.FAIL
-    val = None if failed else val_from_result(tasks, result)
-    attrs = {
-        "family": result.get("family"),
-        "arch": result.get("arch"),
-        "arch_json": json.dumps(plan["arch"]) if plan else None,
-        "params": result.get("params"),
-        "macs": result.get("macs"),
-        "time_s": result.get("time_s"),
-        "best_epoch": result.get("best_epoch"),
-        "val": val,
-        "delta_m": result.get("delta_m"),
-        # set on every told trial: it replaces the ``interrupted`` reason a trial starts with
-        "fail_reason": result.get("fail_reason") or (PRUNED_REASON if state == TrialState.PRUNED else None),
-        "fail_traceback": result.get("fail_traceback") if failed else None,
-        "fail_origin": (result.get("fail_origin") or ORIGIN_INTERNAL) if failed else None,
-        "checkpoint": checkpoint if state == TrialState.COMPLETE else None,
-        "node": result.get("node"),
-        "history": json.loads(result["history_json"]) if "history_json" in result else None,
-        "details": json.loads(result["details_json"]) if "details_json" in result else None,
-    }
-    if val:  # flat primary metrics: sortable columns in optuna-dashboard's trial table
-        attrs.update({f"val.{t.name}": val[t.name].get(t.metric) for t in tasks})
-    return attrs
+    reason = result.get("fail_reason") or (PRUNED_REASON if state == TrialState.PRUNED else None)
+    return TrialRecord(
+        number=number,
+        state=state.name,
+        plan=Plan.from_dict(plan) if plan else Plan(),
+        family=result.get("family"),
+        arch=result.get("arch"),
+        val=None if failed else val_from_result(tasks, result),
+        delta_m=result.get("delta_m"),
+        cost=Cost(result.get("params"), result.get("macs"), result.get("time_s")),
+        best_epoch=result.get("best_epoch"),
+        history=json.loads(result["history_json"]) if "history_json" in result else None,
+        details=json.loads(result["details_json"]) if "details_json" in result else None,
+        node=result.get("node"),
+        checkpoint=checkpoint if state == TrialState.COMPLETE else None,
+        failure=None if reason is None else Failure(
+            reason,
+            result.get("fail_traceback") if failed else None,
+            (result.get("fail_origin") or ORIGIN_INTERNAL) if failed else None,
+        ),
+    )
+
+
+def trial_attrs(record: TrialRecord, tasks: Sequence[Task]) -> dict[str, Any]:
+    """The user attributes a told trial is given: its record's, and ``fail_reason`` always
+    (null when it did not fail), since it replaces the ``interrupted`` reason a trial is
+    asked with (``study.ask``)."""
+    return {"fail_reason": None, **record.to_user_attrs(tasks)}
 
 
 def error_result(error: BaseException | str | None) -> dict[str, Any]:
@@ -173,12 +178,12 @@ def make_searcher(**kwargs):
                     val = val_from_result(self.tasks, result)
                     result = {**result, "delta_m": delta_m(primary_metrics(self.tasks, val), self.baseline, self.higher_is_better)}
                 values = [float(result[name]) for name in self.objectives]
-            attrs = trial_attrs(result, state, self.plans.get(trial_id), self.tasks, self.checkpoints.get(trial_id))
+            record = trial_record(trial.number, result, state, self.plans.get(trial_id), self.tasks, self.checkpoints.get(trial_id))
+            attrs = trial_attrs(record, self.tasks)
             for key, value in attrs.items():
-                if value is not None or key == "fail_reason":
-                    trial.set_user_attr(key, json_safe(value))
+                trial.set_user_attr(key, value)
             if trial_id in self.plans:
-                attach_trial_artifacts(self.study, trial, os.path.join(self.run_dir, "artifacts"), self.plans[trial_id]["arch"], attrs["details"])
+                attach_trial_artifacts(self.study, trial, os.path.join(self.run_dir, "artifacts"), self.plans[trial_id]["arch"], record.details)
             try:
                 self.study.tell(trial, values, state=state)
             except Exception as exc:  # e.g. a NaN objective: record the trial as failed

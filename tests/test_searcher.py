@@ -16,7 +16,7 @@ from share_search.problem import load_problem
 from share_search.runner import run_search
 from share_search.search import run_phase
 from share_search.spec import parse_spec
-from share_search.record import study_records
+from share_search.record import TrialRecord, study_records
 from share_search.study import create_or_load_study, enqueue, open_storage, storage_url
 
 PACKAGE = Path(__file__).resolve().parents[1] / "share_search"
@@ -67,7 +67,11 @@ def test_a_search_tells_every_trial_pruned_or_complete_with_its_checkpoint(tmp_p
         assert t.user_attrs["fail_reason"] is None  # the reason a trial starts with ("interrupted") is gone
         folder = outcome.run_dir / checkpoints[t.number]
         assert folder.resolve().is_relative_to(outcome.run_dir / "ray")
-        assert json.loads((folder / "trial.json").read_text())["optuna_trial"] == t.number
+        marker = json.loads((folder / "trial.json").read_text())
+        assert marker["optuna_trial"] == t.number
+        # the record keeps what the trial trained, so export reads its plan from the study
+        record = TrialRecord.from_frozen_trial(t)
+        assert record.plan.train == marker["plan"]["train"] and record.plan.seed is not None
         if "role" not in t.user_attrs:  # sampled trials report Δm every epoch, as Optuna intermediate values
             assert len(t.intermediate_values) == t.user_attrs["best_epoch"] or len(t.intermediate_values) == 4
     assert (outcome.run_dir / "export" / "rank-1" / "weights.safetensors").is_file()
