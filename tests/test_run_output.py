@@ -63,7 +63,7 @@ def test_run_log_says_what_happened(run):
     assert "phase references: 2 trials" in text and "phase search: 1 trial\n" in text.replace("\r", "")
     assert re.search(r"trial 0 \(single_task\): tree.* complete in [\d.]+ s: digit accuracy [\d.]+, odd accuracy [\d.]+", text)
     assert re.search(r"trial 1 \(hard_sharing\): tree.* complete in", text)
-    assert re.search(r"trial 2: cross_stitch.* failed: .*RuntimeError: planted fault for batch size", text)
+    assert re.search(r"trial 2: cross_stitch.* failed \(origin: user\): .*RuntimeError: planted fault for batch size", text)
     assert "leaderboard: 3 trials, 2 ranked" in text
     assert re.search(r"exported rank 1 \(trial \d\) to .*export/rank-1", text)
     resumed_log = (run["out"] / "run.log").read_text()
@@ -111,5 +111,5 @@ def test_a_report_html_of_another_origin_is_left_alone(tmp_path):
 
     mine = tmp_path / "report.html"
     mine.write_text("<html><title>my own notes</title></html>")
-    _refresh_report(None, tmp_path)
+    _refresh_report(None, tmp_path, board=None)
     assert mine.read_text() == "<html><title>my own notes</title></html>"

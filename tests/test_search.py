@@ -11,6 +11,7 @@ import torch
 from optuna.trial import TrialState
 from safetensors.torch import load_file
 
+from share_search.record import TrialRecord
 from share_search.arch import config_from_dict
 from share_search.runner import run_search
 from share_search.spec import parse_spec
@@ -143,11 +144,11 @@ def test_asha_stopped_trials_are_pruned_never_complete(tmp_path):
             "backbone": {"name": "mlp", "options": {"widths": [8, 8]}},
             "families": {"tree": {}, "cross_stitch": {}},
             "train": {"epochs": 6, "lr": {"low": 1e-5, "high": 1e-1, "log": True}},
-            "search": {"sampler": "random", "trials": 10, "concurrency": 2, "export_top": 0,
+            "search": {"sampler": "random", "trials": 10, "concurrency": 2, "export_top": 1,
                        "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2}},
         }
     )
-    run_search(spec, out=tmp_path / "asha", show_progress=False)
+    outcome = run_search(spec, out=tmp_path / "asha", show_progress=False)
     study = optuna.load_study(study_name="asha", storage=f"sqlite:///{tmp_path / 'asha' / 'study.db'}")
     trials = study.get_trials()
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
@@ -158,6 +159,16 @@ def test_asha_stopped_trials_are_pruned_never_complete(tmp_path):
         assert len(t.intermediate_values) < 6
     assert not {t.number for t in pruned} & {t.number for t in study.best_trials}
     assert all(len(t.user_attrs["history"]) == 6 for t in complete if "role" not in t.user_attrs)
+    assert all("checkpoint" not in t.user_attrs for t in pruned)
+    for t in complete:  # told by the searcher: the reason a trial is asked with ("interrupted") is gone
+        assert t.user_attrs["fail_reason"] is None
+        record = TrialRecord.from_frozen_trial(t)
+        folder = (outcome.run_dir / record.checkpoint).resolve()
+        assert folder.is_relative_to(outcome.run_dir / "ray")  # the checkpoint Tune reported, recorded in the study
+        marker = json.loads((folder / "trial.json").read_text())
+        assert marker["optuna_trial"] == t.number
+        assert record.plan.train == marker["plan"]["train"] and record.plan.seed is not None  # export reads the plan here
+    assert (outcome.run_dir / "export" / "rank-1" / "weights.safetensors").is_file()
 
 
 def test_per_task_objectives_with_nsga2(tmp_path):
