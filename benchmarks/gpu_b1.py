@@ -46,9 +46,9 @@ def bare(n: int) -> list[float]:
     import torch
 
     from share_search.arch import FAMILIES, build_model
-    from share_search.problem import load_problem
-    from share_search.spaces import default_train_values, train_config
-    from share_search.train import fit
+    from share_search.train.problem import load_problem
+    from share_search.space.spaces import default_train_values, train_config
+    from share_search.train.loop import fit
 
     sync = torch.cuda.synchronize if DEVICE == "cuda" else (lambda: None)
 
@@ -68,8 +68,8 @@ def bare(n: int) -> list[float]:
 
 
 def search(fraction: float, trials: int) -> dict:
-    from share_search.runner import run_search
-    from share_search.study import load_run_study
+    from share_search.engine.runner import run_search
+    from share_search.runs.study import load_run_study
 
     out = Path(tempfile.mkdtemp(prefix="gpu-b1-")) / "run"
     try:
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     if DEVICE == "cuda" and not torch.cuda.is_available():
         print("no CUDA device visible to PyTorch; this benchmark needs a GPU", file=sys.stderr)
         return 2
-    from share_search.search import start_ray
+    from share_search.engine.search import start_ray
 
     started = time.perf_counter()
     start_ray(None)

@@ -21,7 +21,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointError, DataError, RunError, ShareSearchError, SpecError
-from .registry import (
+from .spec.registry import (
     FAMILIES,
     create_backbone,
     create_sampler,
@@ -48,15 +48,15 @@ _LAZY = {
     "Family": ".arch",
     "build_model": ".arch",
     "config_from_dict": ".arch",
-    "FamilyOptions": ".family_options",
-    "Weighting": ".weighting",
-    "load_model": ".export",
+    "FamilyOptions": ".spec.family_options",
+    "Weighting": ".train.weighting",
+    "load_model": ".runs.export",
     "Spec": ".spec",
     "load_spec": ".spec",
     "parse_spec": ".spec",
-    "Run": ".run_folder",
-    "open_run": ".run_folder",
-    "run": ".run_folder",
+    "Run": ".runs.run_folder",
+    "open_run": ".runs.run_folder",
+    "run": ".runs.run_folder",
 }
 
 __all__ = sorted(
@@ -88,11 +88,11 @@ __all__ = sorted(
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports these
     from .arch import ArchConfig, Family, build_model, config_from_dict
-    from .export import load_model
-    from .family_options import FamilyOptions
-    from .run_folder import Run, open_run, run
+    from .runs.export import load_model
+    from .spec.family_options import FamilyOptions
+    from .runs.run_folder import Run, open_run, run
     from .spec import Spec, load_spec, parse_spec
-    from .weighting import Weighting
+    from .train.weighting import Weighting
 
 
 def __getattr__(name: str) -> Any:

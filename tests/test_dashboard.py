@@ -16,9 +16,9 @@ import torch
 
 from share_search import load_model
 from share_search.cli import main
-from share_search.dashboard import EXPORT_ARTIFACT_PREFIX, annotate_study, make_server, note_markdown
+from share_search.runs.dashboard import EXPORT_ARTIFACT_PREFIX, annotate_study, make_server, note_markdown
 from share_search.errors import RunError
-from share_search.runner import open_run
+from share_search.engine.runner import open_run
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy for 127.0.0.1
 

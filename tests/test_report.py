@@ -8,8 +8,8 @@ import pytest
 from plotly.offline import get_plotlyjs
 
 from share_search.cli import main
-from share_search.rank import DELTA_M_CONVENTION, leaderboard
-from share_search.report import (
+from share_search.runs.rank import DELTA_M_CONVENTION, leaderboard
+from share_search.runs.report import (
     ReportData,
     TaskInfo,
     cost_figure,
@@ -22,7 +22,7 @@ from share_search.report import (
     report_data,
     write_report,
 )
-from share_search.runner import open_run
+from share_search.engine.runner import open_run
 
 TWO = (TaskInfo("a", "accuracy", True), TaskInfo("b", "mae", False))
 

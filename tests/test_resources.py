@@ -52,8 +52,8 @@ def test_trials_that_cannot_start_are_explained(tmp_path, ray_session, monkeypat
     run says why; the holder is let go when that warning comes, and the run then finishes."""
     import ray
 
-    from share_search import search
-    from share_search.runner import run_search
+    from share_search.engine import search
+    from share_search.engine.runner import run_search
 
     monkeypatch.setattr(search, "PLACEMENT_WAIT_S", 0.5)
 

@@ -5,8 +5,8 @@ import pytest
 
 from share_search.arch import FAMILIES
 from share_search.arch.tree import TreeConfig
-from share_search.problem import load_problem
-from share_search.spaces import (
+from share_search.train.problem import load_problem
+from share_search.space.spaces import (
     ROLE_HARD_SHARING,
     ROLE_SINGLE_TASK,
     arch_params,

@@ -17,10 +17,10 @@ import optuna
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from ..backbones import Backbone
-from ..family_options import FamilyOptions
-from ..registry import FAMILIES, get_family, register_family  # noqa: F401  (re-exported)
-from ..tasks import Task
+from .backbones import Backbone
+from ..spec.family_options import FamilyOptions
+from ..spec.registry import FAMILIES, get_family, register_family  # noqa: F401  (re-exported)
+from ..train.tasks import Task
 
 
 class ArchConfig(BaseModel):

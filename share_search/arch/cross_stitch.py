@@ -39,10 +39,10 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from ..backbones import Backbone, make_head
-from ..family_options import CrossStitchOptions
+from .backbones import Backbone, make_head
+from ..spec.family_options import CrossStitchOptions
 from ..spec import Param
-from ..tasks import Task
+from ..train.tasks import Task
 from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel, Phase
 from ._stacked import Columns, stack_stage, stacked, unstacked
 from ._stages import all_subsets, eligible_stages, require_stages, sample_subset, subset_params
@@ -151,7 +151,7 @@ class CrossStitch(Family):
         return max(config.stages) + 1
 
     def layout(self, config, details, n_stages, tasks):
-        from ..drawing import cross_stitch_layout
+        from ..runs.drawing import cross_stitch_layout
 
         return cross_stitch_layout(config, details, n_stages, tasks)
 

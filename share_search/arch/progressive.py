@@ -41,10 +41,10 @@ import torch.nn.functional as F
 from pydantic import field_validator
 from torch import nn
 
-from ..backbones import Backbone, make_head
-from ..family_options import ProgressiveOptions
+from .backbones import Backbone, make_head
+from ..spec.family_options import ProgressiveOptions
 from ..errors import SpecError
-from ..tasks import Task
+from ..train.tasks import Task
 from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel, Phase
 from ._stages import all_subsets, eligible_stages, require_stages, sample_subset, subset_params
 
@@ -150,7 +150,7 @@ class Progressive(Family):
         return max(config.lateral_stages) + 1
 
     def layout(self, config, details, n_stages, tasks):
-        from ..drawing import progressive_layout
+        from ..runs.drawing import progressive_layout
 
         return progressive_layout(config, details, n_stages, tasks)
 

@@ -35,9 +35,9 @@ import optuna
 from pydantic import field_validator
 from torch import nn
 
-from ..backbones import Backbone, make_head
-from ..family_options import TreeOptions
-from ..tasks import Task
+from .backbones import Backbone, make_head
+from ..spec.family_options import TreeOptions
+from ..train.tasks import Task
 from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel
 
 Group = tuple[str, ...]
@@ -312,7 +312,7 @@ class TreeFamily(Family):
         return config.n_stages
 
     def layout(self, config, details, n_stages, tasks):
-        from ..drawing import tree_layout
+        from ..runs.drawing import tree_layout
 
         return tree_layout(config, details, n_stages, tasks)
 

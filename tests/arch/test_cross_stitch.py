@@ -6,7 +6,7 @@ import torch
 
 from share_search.arch import get_family
 from share_search.arch.cross_stitch import CrossStitchConfig, CrossStitchOptions, cross_stitch
-from share_search.backbones import make_backbone
+from share_search.arch.backbones import make_backbone
 from share_search.errors import SpecError
 from share_search.spec import parse_spec
 

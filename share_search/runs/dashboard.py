@@ -31,7 +31,7 @@ import optuna
 import pandas as pd
 
 from .artifacts import artifact_store
-from .errors import RunError
+from ..errors import RunError
 from .rank import DELTA_M_CONVENTION
 from .report import on_front, study_tasks
 
@@ -56,7 +56,7 @@ def dashboard_app(run_dir: str | Path, allow_writes: bool = False):
     behind ``guarded``."""
     from optuna_dashboard import wsgi
 
-    from .runner import open_run
+    from ..engine.runner import open_run
     from .study import open_storage, storage_url
 
     run_dir = Path(run_dir).resolve()
@@ -173,7 +173,7 @@ def _int(value: Any) -> int | None:
 def _remove_export_artifacts(study: optuna.Study, run_dir: str | Path, store) -> None:
     """Drop the export artifacts of an earlier export (their ranks may have changed). The
     run's storage is opened anew: a study keeps its storage private."""
-    from .spec import load_spec
+    from ..spec import load_spec
     from .study import open_storage, storage_url
 
     run_dir = Path(run_dir).resolve()

@@ -20,9 +20,9 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from .errors import ShareSearchError, SpecError, UserCodeError
-from .registry import BACKBONES, register_backbone  # noqa: F401  (register_backbone re-exported)
-from .user_code import import_user_function
+from ..errors import ShareSearchError, SpecError, UserCodeError
+from ..spec.registry import BACKBONES, register_backbone  # noqa: F401  (register_backbone re-exported)
+from ..user_code import import_user_function
 
 StageBuilder = Callable[..., Sequence[nn.Module]]
 

@@ -16,12 +16,12 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from .errors import RunError, SpecError
-from .problem import Problem
+from ..errors import RunError, SpecError
+from ..train.problem import Problem
 from .rank import TRIAL_COLUMNS, leaderboard
 from .record import ROLE_SEARCHED, ROLE_SINGLE_TASK, TrialRecord, json_safe  # noqa: F401 (json_safe: the searcher and trial import it from here)
-from .spec import Spec
-from .tasks import Task
+from ..spec import Spec
+from ..train.tasks import Task
 
 SQLITE_TIMEOUT_S = 30  # a dashboard reading the file must never make a write fail
 INTERRUPTED = "interrupted: the driver stopped before the trial finished"
@@ -308,7 +308,7 @@ def load_run_study(run_dir: Path, trust_code: bool = False) -> tuple[optuna.Stud
     """Open the study of an existing run folder (its resolved spec says where it lives).
 
     A run folder may come from anyone: its spec's ``plugins`` are imported only with ``trust_code``."""
-    from .spec import load_spec
+    from ..spec import load_spec
 
     spec_file = run_dir / "spec.resolved.yaml"
     if not spec_file.is_file():

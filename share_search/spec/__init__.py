@@ -18,7 +18,7 @@ from typing import Annotated, Any, Collection, Literal, Mapping, Optional
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, ValidationInfo, field_validator, model_validator
 
-from .errors import SpecError, shown
+from ..errors import SpecError, shown
 from .registry import FAMILIES, METRICS, SAMPLERS, WEIGHTINGS
 
 OPTIMIZERS = ("adam", "sgd")
@@ -310,7 +310,7 @@ class Spec(_Section):
         if not isinstance(plugins, list) or not all(isinstance(m, str) and re.fullmatch(MODULE_PATTERN, m) for m in plugins):
             raise SpecError("plugins", f"expected a list of module names (a.b.c), got {shown(plugins)}")
         if (info.context or {}).get("plugins") == "import":
-            from .user_code import import_plugins
+            from ..user_code import import_plugins
 
             import_plugins(plugins)
         return data
@@ -398,7 +398,7 @@ def name_problem(name: str) -> str | None:
 
 def reserved_task_names() -> tuple[str, ...]:
     """Names a task cannot take: leaderboard columns and ``--rank-by`` keys (shown unprefixed beside ``val.<task>``)."""
-    from .rank import RANK_KEYS, RANKED_COLUMNS, TRIAL_COLUMNS
+    from ..runs.rank import RANK_KEYS, RANKED_COLUMNS, TRIAL_COLUMNS
 
     return tuple(dict.fromkeys((*TRIAL_COLUMNS, *RANKED_COLUMNS, *RANK_KEYS)))
 
@@ -543,7 +543,7 @@ def _paths_from(spec: Spec, folder: Path) -> Spec:
 
     Absolute, they mean the same file from the run folder's ``spec.resolved.yaml``.
     """
-    from .data._files import is_file_source
+    from ..data._files import is_file_source
 
     def absolute(p: str) -> str:
         p = os.path.expanduser(p)

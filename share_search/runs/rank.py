@@ -15,7 +15,7 @@ from typing import Mapping, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import ShareSearchError
+from ..errors import ShareSearchError
 from .record import ROLE_SEARCHED, ROLE_SINGLE_TASK, TrialRecord, baseline_of
 
 DELTA_M_CONVENTION = (

@@ -16,14 +16,14 @@ from typing import Any, Mapping
 
 import optuna
 
-from .arch import FAMILIES, ArchConfig, config_from_dict
-from .arch.tree import TreeConfig
-from .errors import SpecError
-from .problem import Problem
-from .record import ROLE_HARD_SHARING, ROLE_SINGLE_TASK
-from .spec import Spec, TrainSpec
-from .study import enqueue
-from .train import TrainConfig
+from ..arch import FAMILIES, ArchConfig, config_from_dict
+from ..arch.tree import TreeConfig
+from ..errors import SpecError
+from ..train.problem import Problem
+from ..runs.record import ROLE_HARD_SHARING, ROLE_SINGLE_TASK
+from ..spec import Spec, TrainSpec
+from ..runs.study import enqueue
+from ..train.loop import TrainConfig
 
 FAMILY_PARAM = "family"
 

@@ -24,13 +24,13 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import TrialState
 
-from .errors import RunError
-from .problem import Problem
+from ..errors import RunError
+from ..train.problem import Problem
 from .searcher import make_progress_callback, make_searcher
-from .spaces import FAMILY_PARAM, ROLE_SINGLE_TASK, SpaceFunction, enqueue_reference, grid_points, reference_archs
-from .record import baseline_metrics, study_records
-from .study import enqueue, finished_trials, objective_names, planned_params
-from .text import plural
+from ..space.spaces import FAMILY_PARAM, ROLE_SINGLE_TASK, SpaceFunction, enqueue_reference, grid_points, reference_archs
+from ..runs.record import baseline_metrics, study_records
+from ..runs.study import enqueue, finished_trials, objective_names, planned_params
+from ..text import plural
 from .trial import run_trial
 
 log = logging.getLogger("share_search")
@@ -201,7 +201,7 @@ def make_placement_watch(resources):
 
 def make_sampler(problem: Problem):
     """The spec's sampler, from the sampler registry."""
-    from .registry import create_sampler
+    from ..spec.registry import create_sampler
 
     return create_sampler(problem.spec.search.sampler, seed=problem.spec.seed, trials=problem.spec.search.trials)
 

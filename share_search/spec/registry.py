@@ -110,7 +110,7 @@ class Registry(Mapping[str, T], Generic[T]):
 
 # --------------------------------------------------------------------------- the registries
 def _family(module: str, cls: str, options: str) -> Ref:
-    return Ref(f"share_search.arch.{module}:{cls}", {"Options": f"share_search.family_options:{options}"})
+    return Ref(f"share_search.arch.{module}:{cls}", {"Options": f"share_search.spec.family_options:{options}"})
 
 
 FAMILIES: Registry = Registry("family", {
@@ -118,18 +118,18 @@ FAMILIES: Registry = Registry("family", {
     "cross_stitch": _family("cross_stitch", "FAMILY", "CrossStitchOptions"),
     "progressive": _family("progressive", "FAMILY", "ProgressiveOptions"),
 })
-BACKBONES: Registry = Registry("backbone", {n: f"share_search.backbones:{n}" for n in ("mlp", "convnet", "resnet")})
+BACKBONES: Registry = Registry("backbone", {n: f"share_search.arch.backbones:{n}" for n in ("mlp", "convnet", "resnet")})
 WEIGHTINGS: Registry = Registry("weighting", {
-    "equal": "share_search.weighting:Equal",
-    "uncertainty": "share_search.weighting:Uncertainty",
-    "dwa": "share_search.weighting:DWA",
-    "gradnorm": "share_search.weighting:GradNorm",
-    "pcgrad": "share_search.weighting:PCGrad",
+    "equal": "share_search.train.weighting:Equal",
+    "uncertainty": "share_search.train.weighting:Uncertainty",
+    "dwa": "share_search.train.weighting:DWA",
+    "gradnorm": "share_search.train.weighting:GradNorm",
+    "pcgrad": "share_search.train.weighting:PCGrad",
 })
 METRICS: Registry = Registry(
-    "metric", {n: f"share_search.metrics:{n}" for n in ("accuracy", "balanced_accuracy", "f1", "auc", "mae", "rmse", "r2")}
+    "metric", {n: f"share_search.train.metrics:{n}" for n in ("accuracy", "balanced_accuracy", "f1", "auc", "mae", "rmse", "r2")}
 )
-SAMPLERS: Registry = Registry("sampler", {n: f"share_search.samplers:{n}" for n in ("tpe", "random", "nsga2", "grid")})
+SAMPLERS: Registry = Registry("sampler", {n: f"share_search.space.samplers:{n}" for n in ("tpe", "random", "nsga2", "grid")})
 REGISTRIES: dict[str, Registry] = {r.kind: r for r in (FAMILIES, BACKBONES, WEIGHTINGS, METRICS, SAMPLERS)}
 
 
@@ -177,7 +177,7 @@ def list_backbones() -> list[str]:
 
 def create_backbone(name: str, input_shape: Sequence[int], **options):
     """The backbone ``name`` measured on ``input_shape`` (a ``backbones.Backbone``)."""
-    from .backbones import make_backbone
+    from ..arch.backbones import make_backbone
 
     return make_backbone(name, input_shape, options, builder=BACKBONES[name])
 
@@ -211,7 +211,7 @@ def create_weighting(name: str, tasks: Sequence[str], config):
 # metrics
 def register_metric(name: str, *, higher_is_better: bool, task_types: Sequence[str]):
     """Decorator: add ``fn(y_true, output, task) -> float`` (masked numpy arrays) as a metric."""
-    from .metrics import Metric
+    from ..train.metrics import Metric
 
     def decorator(fn):
         METRICS.register(name, Metric(name, higher_is_better, tuple(task_types), fn))

@@ -18,13 +18,13 @@ from typing import Any, Callable, Sequence
 import optuna
 from optuna.trial import TrialState
 
-from .artifacts import attach_trial_artifacts
-from .rank import delta_m
-from .record import TrialRecord, baseline_metrics, study_records
-from .spaces import ROLE_SINGLE_TASK
-from .study import ask, json_safe
-from .tasks import Task
-from .text import console
+from ..runs.artifacts import attach_trial_artifacts
+from ..runs.rank import delta_m
+from ..runs.record import TrialRecord, baseline_metrics, study_records
+from ..space.spaces import ROLE_SINGLE_TASK
+from ..runs.study import ask, json_safe
+from ..train.tasks import Task
+from ..text import console
 from .trial import ORIGIN_INTERNAL, ORIGIN_USER, primary_metrics, val_from_result
 
 log = logging.getLogger("share_search")

@@ -18,10 +18,10 @@ from typing import Any, NamedTuple, Sequence
 import pandas as pd
 
 from . import drawing
-from .errors import RunError
+from ..errors import RunError
 from .rank import DELTA_M_CONVENTION
 from .record import TrialRecord, stage_count, study_records
-from .text import plural
+from ..text import plural
 
 DEFAULT_TOP = 3
 REPORT_TITLE = "share-search report: "  # the page title starts so; a run rewrites only such a report.html

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 from xml.sax.saxutils import escape
 
-from .arch import ArchConfig, config_from_dict, get_family
+from ..arch import ArchConfig, config_from_dict, get_family
 
 FAMILY_COLOURS = {"tree": "#1f77b4", "cross_stitch": "#ff7f0e", "progressive": "#2ca02c"}
 _OTHER_COLOURS = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")

@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from .errors import RunError, ShareSearchError, SpecError
+from ..errors import RunError, ShareSearchError, SpecError
 from .report import DEFAULT_TOP
-from .spec import Spec
+from ..spec import Spec
 
 if TYPE_CHECKING:
     import optuna
@@ -38,7 +38,7 @@ class Run:
         self._open(trust_code)
 
     def _open(self, trust_code: bool) -> None:
-        from .runner import open_run as open_study
+        from ..engine.runner import open_run as open_study
 
         study, spec = open_study(self.path, trust_code)
         self.study: optuna.Study = study
@@ -96,7 +96,7 @@ class Run:
         return exported
 
     def _problem(self, trust_code: bool):
-        from .problem import load_problem, user_code_named
+        from ..train.problem import load_problem, user_code_named
 
         code = user_code_named(self.spec)
         if code and not trust_code:
@@ -145,7 +145,7 @@ def run(
     bar). Starts a local Ray for the search, and stops it after, unless Ray is already
     running in this process.
     """
-    from .runner import run_search
+    from ..engine.runner import run_search
 
     changes = {"trials": trials, "concurrency": concurrency, "sampler": sampler, "out": None if out is None else str(out)}
     with _optuna_quiet():
@@ -174,7 +174,7 @@ def _optuna_quiet() -> Iterator[None]:
 
 def as_spec(spec: str | Path | Spec | Mapping[str, Any]) -> Spec:
     """A spec given as a file, a ``Spec`` or plain data, validated."""
-    from .spec import load_spec, parse_spec
+    from ..spec import load_spec, parse_spec
 
     if isinstance(spec, Spec):
         return spec

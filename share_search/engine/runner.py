@@ -16,14 +16,14 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from .errors import RunError, ShareSearchError
-from .preflight import check_device, check_folder_can_be_made, nearest_existing
-from .problem import Problem, load_problem
-from .spaces import check_grid, grid_points
-from .spec import Spec, load_spec
-from .record import study_records
-from .study import check_study, create_or_load_study, failed_trials, hide_password, leaderboard_of, load_run_study, mark_interrupted, open_storage, queue_retries, resolve_storage
-from .text import plural
+from ..errors import RunError, ShareSearchError
+from ..runs.preflight import check_device, check_folder_can_be_made, nearest_existing
+from ..train.problem import Problem, load_problem
+from ..space.spaces import check_grid, grid_points
+from ..spec import Spec, load_spec
+from ..runs.record import study_records
+from ..runs.study import check_study, create_or_load_study, failed_trials, hide_password, leaderboard_of, load_run_study, mark_interrupted, open_storage, queue_retries, resolve_storage
+from ..text import plural
 
 log = logging.getLogger("share_search")
 
@@ -87,7 +87,7 @@ def _refresh_report(study, run_dir: Path, board: pd.DataFrame) -> None:
     """A ``report.html`` that ``share-search report`` left in the run folder is rewritten, so a
     resumed run's report shows every trial; a file of another origin is left alone. ``board``:
     the run's leaderboard (ranked by Δm), built once per run."""
-    from .report import DEFAULT_TOP, REPORT_TITLE, render_html, report_data
+    from ..runs.report import DEFAULT_TOP, REPORT_TITLE, render_html, report_data
 
     path = run_dir / "report.html"
     if not path.is_file() or f"<title>{REPORT_TITLE}" not in path.read_text(encoding="utf-8", errors="replace")[:4096]:
@@ -176,12 +176,12 @@ def _rank_and_export(study, problem: Problem, run_dir: Path, spec: Spec) -> tupl
     exported = []
     top = min(spec.search.export_top, ranked)
     if top:
-        from .export import export_ranked
+        from ..runs.export import export_ranked
 
         exported = export_ranked(run_dir, problem, board, records, top)
     for k, path in enumerate(exported, start=1):
         log.info("exported rank %d (trial %s) to %s", k, board.loc[k - 1, "trial"], path)
-    from .dashboard import annotate_study
+    from ..runs.dashboard import annotate_study
 
     annotate_study(study, run_dir, board, exported)  # study note and exported checkpoints, for optuna-dashboard
     _refresh_report(study, run_dir, board)
