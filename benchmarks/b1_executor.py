@@ -5,7 +5,7 @@ with ``baselines: false``, so no reference trials are added) is trained four way
 side in every repeat:
 
 (a) bare      a plain sequential loop: ``spaces.grid_points`` + ``spaces.decode``, then
-              ``arch.build_model`` and ``train.fit``; no Ray, no Optuna, no study.
+              ``arch.build_model`` and ``train.loop.fit``; no Ray, no Optuna, no study.
 (b) search c1 ``share_search.engine.runner.run_search`` (Ray Tune + Optuna, the study in SQLite)
               at concurrency 1.
 (c) search c2 the same at concurrency 2, one CPU and one torch thread per trial.

@@ -4,7 +4,7 @@ The default demo (``search_spaces/mtl.yaml``) is run three times on one GPU, cha
 ``search.resources.gpu`` (1, 0.5, 0.25) and ``search.concurrency`` with it (1, 2, 4 trials
 at once; Ray packs fractional trials onto the one GPU), ``train.device: cuda``, and a fresh
 run folder each time. Before the three searches, the same spec's first architectures are
-trained by a bare loop on the GPU (``train.fit``, no Ray) to give the sequential limit.
+trained by a bare loop on the GPU (``train.loop.fit``, no Ray) to give the sequential limit.
 
     python benchmarks/gpu_b1.py            # ~5 min on one recent GPU
     python benchmarks/gpu_b1.py --trials 24 --fractions 1 0.5 0.25

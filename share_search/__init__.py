@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from .errors import CheckpointError, DataError, RunError, ShareSearchError, SpecError
 from .spec.registry import (
     FAMILIES,
-    create_backbone,
     create_sampler,
     create_weighting,
     get_family,
@@ -48,6 +47,7 @@ _LAZY = {
     "Family": ".arch",
     "build_model": ".arch",
     "config_from_dict": ".arch",
+    "create_backbone": ".arch.backbones",
     "FamilyOptions": ".spec.family_options",
     "Weighting": ".train.weighting",
     "load_model": ".runs.export",
@@ -56,7 +56,7 @@ _LAZY = {
     "parse_spec": ".spec",
     "Run": ".runs.run_folder",
     "open_run": ".runs.run_folder",
-    "run": ".runs.run_folder",
+    "run": ".engine.runner",
 }
 
 __all__ = sorted(
@@ -67,7 +67,6 @@ __all__ = sorted(
         "ShareSearchError",
         "SpecError",
         "FAMILIES",
-        "create_backbone",
         "create_sampler",
         "create_weighting",
         "get_family",
@@ -88,9 +87,11 @@ __all__ = sorted(
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports these
     from .arch import ArchConfig, Family, build_model, config_from_dict
+    from .arch.backbones import create_backbone
     from .runs.export import load_model
     from .spec.family_options import FamilyOptions
-    from .runs.run_folder import Run, open_run, run
+    from .engine.runner import run
+    from .runs.run_folder import Run, open_run
     from .spec import Spec, load_spec, parse_spec
     from .train.weighting import Weighting
 

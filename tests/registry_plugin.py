@@ -72,7 +72,7 @@ class WideHead(Family):
         return WideHeadModel(config, backbone, tasks)
 
     def layout(self, config, details, n_stages, tasks):
-        from share_search.runs.drawing import tree_layout
+        from share_search.arch.layout import tree_layout
 
         trunk = tree_layout(TreeConfig.hard_sharing(tasks, n_stages), {}, n_stages, tasks)
         return dataclasses.replace(trunk, family=self.name, title=config.summary(), notes=(f"every head: {config.width} hidden units",))

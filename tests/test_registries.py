@@ -193,7 +193,8 @@ def plugin():
 
 
 def test_a_plugin_family_draws_itself(plugin):
-    from share_search.runs.drawing import layout, to_svg
+    from share_search.arch.layout import layout
+    from share_search.runs.drawing import to_svg
 
     d = layout({"family": "wide_head", "width": 16}, None, 2, tasks=["digit", "odd"])
     assert d.family == "wide_head" and d.title == "wide_head: shared trunk, heads 16 wide"

@@ -11,13 +11,13 @@ from share_search.space.spaces import (
     ROLE_SINGLE_TASK,
     arch_params,
     decode,
-    enqueue_reference,
     grid_points,
     grid_problems,
     reference_archs,
     sample_trial,
     space_sizes,
 )
+from share_search.engine.search import enqueue_reference
 from share_search.spec import parse_spec
 
 

@@ -137,6 +137,11 @@ def _resolve_builder(name: str) -> StageBuilder:
     return import_user_function(name, "backbone.name")
 
 
+def create_backbone(name: str, input_shape: Sequence[int], **options):
+    """The backbone ``name`` measured on ``input_shape`` (a ``Backbone``); the registry's ``create_x`` for backbones, here because it builds modules."""
+    return make_backbone(name, input_shape, options, builder=BACKBONES[name])
+
+
 def make_backbone(
     name: str, input_shape: Sequence[int], options: dict[str, Any] | None = None, builder: StageBuilder | None = None
 ) -> Backbone:

@@ -9,7 +9,8 @@ from ..errors import SpecError
 from ..spec import DataSpec
 from ._base import Dataset
 from ._builtin import BUILTIN_SOURCES
-from ._files import is_file_source, is_module_source, load_file, load_module
+from ..spec import is_file_source, is_module_source
+from ._files import load_file, load_module
 from ._split import subsample
 
 

@@ -56,11 +56,10 @@ def dashboard_app(run_dir: str | Path, allow_writes: bool = False):
     behind ``guarded``."""
     from optuna_dashboard import wsgi
 
-    from ..engine.runner import open_run
-    from .study import open_storage, storage_url
+    from .study import load_run_study, open_storage, storage_url
 
     run_dir = Path(run_dir).resolve()
-    _, spec = open_run(run_dir)  # checks that this is a run folder holding the study
+    _, spec = load_run_study(run_dir)  # checks that this is a run folder holding the study
     app = wsgi(open_storage(storage_url(spec, run_dir)), artifact_store=artifact_store(artifact_dir(run_dir)))
     return guarded(app, allow_writes)
 

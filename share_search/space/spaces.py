@@ -22,7 +22,6 @@ from ..errors import SpecError
 from ..train.problem import Problem
 from ..runs.record import ROLE_HARD_SHARING, ROLE_SINGLE_TASK
 from ..spec import Spec, TrainSpec
-from ..runs.study import enqueue
 from ..train.loop import TrainConfig
 
 FAMILY_PARAM = "family"
@@ -136,20 +135,6 @@ def reference_archs(problem: Problem) -> list[tuple[str, ArchConfig]]:
     """The single-task networks (the Δm baseline) and hard sharing, in that order."""
     names, n = problem.task_names, problem.backbone.n_stages
     return [(ROLE_SINGLE_TASK, TreeConfig.independent(names, n)), (ROLE_HARD_SHARING, TreeConfig.hard_sharing(names, n))]
-
-
-def enqueue_reference(study: optuna.Study, problem: Problem, role: str, arch: ArchConfig) -> None:
-    """Queue a reference trial: with parameters when the space holds it, else with its recipe."""
-    params = arch_params(arch, problem)
-    attrs: dict[str, Any] = {"role": role}
-    if params is None:
-        attrs["fixed_arch"] = arch.to_json()
-        enqueue(study, {}, attrs)
-        return
-    searched = problem.spec.train.searched()
-    defaults = default_train_values(problem.spec)
-    params.update({train_param_name(k): defaults[k] for k in searched})
-    enqueue(study, params, attrs)
 
 
 def grid_points(problem: Problem) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Generic, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterator, Mapping, Sequence, TypeVar
 
 T = TypeVar("T")
 
@@ -109,6 +109,16 @@ class Registry(Mapping[str, T], Generic[T]):
 
 
 # --------------------------------------------------------------------------- the registries
+@dataclass(frozen=True)
+class Metric:
+    """A metric with its direction; ``fn(y_true, output) -> float`` on masked numpy arrays."""
+
+    name: str
+    higher_is_better: bool
+    task_types: tuple[str, ...]
+    fn: Callable[[Any, Any, "Any"], float]
+
+
 def _family(module: str, cls: str, options: str) -> Ref:
     return Ref(f"share_search.arch.{module}:{cls}", {"Options": f"share_search.spec.family_options:{options}"})
 
@@ -175,13 +185,6 @@ def list_backbones() -> list[str]:
     return BACKBONES.names()
 
 
-def create_backbone(name: str, input_shape: Sequence[int], **options):
-    """The backbone ``name`` measured on ``input_shape`` (a ``backbones.Backbone``)."""
-    from ..arch.backbones import make_backbone
-
-    return make_backbone(name, input_shape, options, builder=BACKBONES[name])
-
-
 # weightings
 def register_weighting(name):
     """Class decorator: add a ``Weighting`` subclass under ``name``.
@@ -204,15 +207,13 @@ def list_weightings() -> list[str]:
 
 
 def create_weighting(name: str, tasks: Sequence[str], config):
-    """A fresh weighting for ``tasks`` with ``config`` (a ``train.TrainConfig``)."""
+    """A fresh weighting for ``tasks`` with ``config`` (a ``train.loop.TrainConfig``)."""
     return WEIGHTINGS[name](tasks, config)
 
 
 # metrics
 def register_metric(name: str, *, higher_is_better: bool, task_types: Sequence[str]):
     """Decorator: add ``fn(y_true, output, task) -> float`` (masked numpy arrays) as a metric."""
-    from ..train.metrics import Metric
-
     def decorator(fn):
         METRICS.register(name, Metric(name, higher_is_better, tuple(task_types), fn))
         return fn

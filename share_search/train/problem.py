@@ -79,7 +79,7 @@ def user_code_named(spec: Spec) -> dict[str, str]:
     file): ``load_problem`` imports and calls each, so it runs that code."""
     from ..arch.backbones import BACKBONES
     from ..data import BUILTIN_SOURCES
-    from ..data._files import is_file_source, is_module_source
+    from ..spec import is_file_source, is_module_source
 
     named = {}
     source = spec.data.source
