@@ -82,7 +82,7 @@ def spec_dict(quick: bool, concurrency: int, gpu: float = 0.0, epochs: int | Non
 
 def load(quick: bool, epochs: int | None = None, lrs: tuple[float, ...] = (0.003,)):
     from share_search.train.problem import load_problem
-    from share_search.spec import parse_spec
+    from share_search.spec.model import parse_spec
 
     return load_problem(parse_spec(spec_dict(quick, 1, epochs=epochs, lrs=lrs)))
 
@@ -152,7 +152,7 @@ def search_run(quick: bool, concurrency: int, gpu: float = 0.0, epochs: int | No
     """(b)/(c): one ``run_search`` into a fresh folder: wall time, CPU seconds of the driver and
     every Ray process, the study's ``time_s`` per tree, completed trials, and the timeline."""
     from share_search.engine.runner import run_search
-    from share_search.spec import parse_spec
+    from share_search.spec.model import parse_spec
     from share_search.runs.study import load_run_study
 
     spec = parse_spec(spec_dict(quick, concurrency, gpu, epochs, lrs))

@@ -97,7 +97,7 @@ COLUMNS = ["arch", "role", "seed", "epoch", "selected", *(f"val.{t}" for t in TA
 
 def problem():
     from share_search.train.problem import load_problem
-    from share_search.spec import parse_spec
+    from share_search.spec.model import parse_spec
 
     return load_problem(parse_spec(SPEC))
 

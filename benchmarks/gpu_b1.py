@@ -33,7 +33,7 @@ DEVICE = "cuda"
 
 
 def spec_for(fraction: float, trials: int):
-    from share_search.spec import load_spec, parse_spec
+    from share_search.spec.model import load_spec, parse_spec
 
     data = load_spec(SPEC).to_dict()
     data["train"]["device"] = DEVICE

@@ -51,9 +51,9 @@ _LAZY = {
     "FamilyOptions": ".spec.family_options",
     "Weighting": ".train.weighting",
     "load_model": ".runs.export",
-    "Spec": ".spec",
-    "load_spec": ".spec",
-    "parse_spec": ".spec",
+    "Spec": ".spec.model",
+    "load_spec": ".spec.model",
+    "parse_spec": ".spec.model",
     "Run": ".runs.run_folder",
     "open_run": ".runs.run_folder",
     "run": ".engine.runner",
@@ -92,7 +92,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from .spec.family_options import FamilyOptions
     from .engine.runner import run
     from .runs.run_folder import Run, open_run
-    from .spec import Spec, load_spec, parse_spec
+    from .spec.model import Spec, load_spec, parse_spec
     from .train.weighting import Weighting
 
 

@@ -49,7 +49,7 @@ def cmd_init(args) -> int:
 
 def _slug(text: str) -> str:
     """A run name from a file name, by the spec's own rule (ASCII letters and digits first)."""
-    from .spec import MAX_NAME_LENGTH, name_problem
+    from .spec.model import MAX_NAME_LENGTH, name_problem
 
     out = "".join(c if (c.isascii() and c.isalnum()) or c in "_.-" else "-" for c in text)
     out = out.lstrip("_.-")[:MAX_NAME_LENGTH].rstrip("-.")
@@ -58,7 +58,7 @@ def _slug(text: str) -> str:
 
 def _yaml_name(name: str) -> str:
     """``name`` as the spec loader reads it back as that string (``yes``, ``123``, ``1e3`` quoted)."""
-    from .spec import read_yaml
+    from .spec.model import read_yaml
 
     return name if read_yaml(f"name: {name}") == {"name": name} else f'"{name}"'
 
@@ -68,7 +68,7 @@ def cmd_validate(args) -> int:
 
     from .train.problem import load_problem
     from .space.spaces import check_grid, grid_points, space_sizes
-    from .spec import load_spec
+    from .spec.model import load_spec
 
     spec = load_spec(args.spec)
     check_grid(spec)
@@ -120,7 +120,7 @@ def cmd_validate(args) -> int:
 # --------------------------------------------------------------------------- run
 def cmd_run(args) -> int:
     from .engine.runner import run_search
-    from .spec import load_spec
+    from .spec.model import load_spec
 
     spec = load_spec(args.spec)
     spec = spec.with_search(trials=args.trials, concurrency=args.concurrency, sampler=args.sampler, out=args.out)

@@ -24,7 +24,7 @@ def small_run(ray_session, tmp_path_factory):
     """A finished tiny search (digits, 3 tasks, every family, 7 trials, 2 exported) whose run
     folder the report, dashboard and browser tests read; returns ``run_search``'s outcome."""
     from share_search.engine.runner import run_search
-    from share_search.spec import parse_spec
+    from share_search.spec.model import parse_spec
 
     spec = parse_spec(
         {

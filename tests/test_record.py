@@ -195,7 +195,7 @@ def test_export_writes_the_plan_the_record_keeps(tmp_path):
     from share_search.arch import build_model, config_from_dict
     from share_search.runs.export import TRIAL_FILE, WEIGHTS, export_ranked, save_weights
     from share_search.train.problem import load_problem
-    from share_search.spec import parse_spec
+    from share_search.spec.model import parse_spec
     from tests.runs import small_spec
 
     problem = load_problem(parse_spec(small_spec(families={"tree": {}})))
@@ -241,7 +241,7 @@ def test_a_run_builds_its_leaderboard_once(tmp_path, ray_session, monkeypatch):
     """The run ranks once; the export, the study note and its figures use that board."""
     from share_search.runs import rank
     from share_search.engine.runner import run_search
-    from share_search.spec import parse_spec
+    from share_search.spec.model import parse_spec
     from tests.runs import small_spec
 
     built = []

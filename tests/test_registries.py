@@ -82,7 +82,7 @@ def test_user_metric_and_sampler_register_and_are_accepted_by_the_spec():
 
     import share_search as ss
     from share_search.spec.registry import METRICS, SAMPLERS
-    from share_search.spec import parse_spec
+    from share_search.spec.model import parse_spec
 
     try:
         ss.register_metric("neg_mae", higher_is_better=True, task_types=["regression"])(lambda y, out, task: 0.0)
@@ -98,7 +98,7 @@ def test_user_metric_and_sampler_register_and_are_accepted_by_the_spec():
 # --------------------------------------------------------------------------- the spec imports no torch
 SPEC_WITHOUT_TORCH = """
 import sys
-from share_search.spec import load_spec
+from share_search.spec.model import load_spec
 spec = load_spec(sys.argv[1])
 assert set(spec.families) == {"tree", "cross_stitch", "progressive"}, spec.families
 assert spec.families["cross_stitch"].alpha_self.kind == "choice"
@@ -126,7 +126,7 @@ def test_spec_validates_every_registry_without_importing_torch(tmp_path):
 # --------------------------------------------------------------------------- user registrations reach the spec
 def test_a_registered_weighting_is_accepted_by_parse_spec():
     """On main, ``register_weighting`` adds to one list and the spec checks another."""
-    from share_search.spec import parse_spec
+    from share_search.spec.model import parse_spec
     from share_search.train.weighting import WEIGHTINGS, Weighting, register_weighting
 
     class Tripled(Weighting):
@@ -142,7 +142,7 @@ def test_a_registered_weighting_is_accepted_by_parse_spec():
 
 def test_a_family_is_unknown_until_its_plugin_is_named():
     from share_search.errors import SpecError
-    from share_search.spec import parse_spec
+    from share_search.spec.model import parse_spec
 
     with pytest.raises(SpecError, match="families.wide_head: unknown family 'wide_head' .*name the module that registers it under plugins"):
         parse_spec(small_spec(families={"wide_head": {}}))
@@ -155,7 +155,7 @@ def test_a_family_is_unknown_until_its_plugin_is_named():
 ])
 def test_bad_plugins_are_named(plugins, key, message):
     from share_search.errors import SpecError
-    from share_search.spec import parse_spec
+    from share_search.spec.model import parse_spec
 
     with pytest.raises(SpecError) as err:
         parse_spec(small_spec(plugins=plugins))
@@ -165,7 +165,7 @@ def test_bad_plugins_are_named(plugins, key, message):
 def test_a_run_folders_spec_imports_no_plugin(tmp_path, monkeypatch):
     """A run folder may come from anyone: reading its spec must not run the module it names."""
     from share_search.spec.registry import FAMILIES
-    from share_search.spec import parse_spec
+    from share_search.spec.model import parse_spec
 
     marker = tmp_path / "imported"
     (tmp_path / "planted_plugin.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
@@ -209,7 +209,7 @@ def _run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 def test_a_plugin_family_and_weighting_go_through_search_report_and_export(plugin, ray_session, tmp_path):
     from share_search.runs.report import study_leaderboard
     from share_search.engine.runner import run_search
-    from share_search.spec import parse_spec
+    from share_search.spec.model import parse_spec
 
     from .runs import study_of
 
@@ -258,7 +258,7 @@ def test_train_config_takes_the_specs_names_and_defaults():
     import dataclasses
 
     from share_search.space.spaces import train_config
-    from share_search.spec import TrainSpec, parse_spec
+    from share_search.spec.model import TrainSpec, parse_spec
     from share_search.train.loop import TrainConfig
 
     spec_defaults = {k: (v.default.value if hasattr(v.default, "value") else v.default) for k, v in TrainSpec.model_fields.items()}

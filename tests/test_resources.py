@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from share_search.errors import SpecError
-from share_search.spec import load_spec, parse_spec
+from share_search.spec.model import load_spec, parse_spec
 from tests.runs import cli_command, cli_env, end_marked, small_spec, write_spec
 
 MARKER = "SHARE_SEARCH_TEST_MARKER"

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from share_search.train.problem import load_problem
 from share_search.engine.runner import run_search
 from share_search.engine.search import run_phase
-from share_search.spec import parse_spec
+from share_search.spec.model import parse_spec
 from share_search.runs.record import study_records
 from share_search.runs.study import create_or_load_study, enqueue, open_storage, storage_url
 

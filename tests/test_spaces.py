@@ -18,7 +18,7 @@ from share_search.space.spaces import (
     space_sizes,
 )
 from share_search.engine.search import enqueue_reference
-from share_search.spec import parse_spec
+from share_search.spec.model import parse_spec
 
 
 def make_problem(**changes):

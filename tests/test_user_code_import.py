@@ -14,7 +14,7 @@ import yaml
 
 from share_search.errors import SpecError
 from share_search.train.problem import load_problem
-from share_search.spec import parse_spec
+from share_search.spec.model import parse_spec
 from tests.runs import cli_env
 
 # two modules: once imported, a module is found in sys.modules whatever the path says

@@ -41,7 +41,7 @@ from torch import nn
 
 from .backbones import Backbone, make_head
 from ..spec.family_options import CrossStitchOptions
-from ..spec import Param
+from ..spec.model import Param
 from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel, Phase
 from ._stacked import Columns, stack_stage, stacked, unstacked
 from ._stages import all_subsets, eligible_stages, require_stages, sample_subset, subset_params

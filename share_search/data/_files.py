@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, ShareSearchError, SpecError, UserCodeError
-from ..spec import DataSpec
+from ..spec.model import DataSpec
 from ..user_code import import_user_function
 from ._base import Dataset, LabelInfo
 from ._split import SPLITS, split_indices, take

@@ -21,7 +21,7 @@ from ..errors import RunError, ShareSearchError, SpecError
 from ..runs.preflight import check_device, check_folder_can_be_made, nearest_existing
 from ..train.problem import Problem, load_problem
 from ..space.spaces import check_grid, grid_points
-from ..spec import Spec, load_spec
+from ..spec.model import Spec, load_spec
 from ..runs.record import study_records
 from ..runs.run_folder import Run
 from ..runs.study import check_study, create_or_load_study, failed_trials, hide_password, leaderboard_of, mark_interrupted, open_storage, queue_retries, resolve_storage
@@ -295,7 +295,7 @@ def _optuna_quiet() -> Iterator[None]:
 
 def as_spec(spec: str | Path | Spec | Mapping[str, Any]) -> Spec:
     """A spec given as a file, a ``Spec`` or plain data, validated."""
-    from ..spec import parse_spec
+    from ..spec.model import parse_spec
 
     if isinstance(spec, Spec):
         return spec

@@ -172,7 +172,7 @@ def _int(value: Any) -> int | None:
 def _remove_export_artifacts(study: optuna.Study, run_dir: str | Path, store) -> None:
     """Drop the export artifacts of an earlier export (their ranks may have changed). The
     run's storage is opened anew: a study keeps its storage private."""
-    from ..spec import load_spec
+    from ..spec.model import load_spec
     from .study import open_storage, storage_url
 
     run_dir = Path(run_dir).resolve()

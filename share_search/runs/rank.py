@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ShareSearchError
-from ..spec import RANK_KEYS
+from ..spec.model import RANK_KEYS
 from .record import ROLE_SEARCHED, ROLE_SINGLE_TASK, TrialRecord, baseline_of
 
 DELTA_M_CONVENTION = (

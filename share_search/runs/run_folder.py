@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import RunError, ShareSearchError
 from .report import DEFAULT_TOP
-from ..spec import Spec
+from ..spec.model import Spec
 
 if TYPE_CHECKING:
     import optuna

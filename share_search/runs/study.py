@@ -20,7 +20,7 @@ from ..errors import RunError, SpecError
 from ..train.problem import Problem
 from .rank import leaderboard
 from .record import ROLE_SEARCHED, ROLE_SINGLE_TASK, TrialRecord, json_safe  # noqa: F401 (json_safe: the searcher and trial import it from here)
-from ..spec import TRIAL_COLUMNS, Spec
+from ..spec.model import TRIAL_COLUMNS, Spec
 from ..train.tasks import Task
 
 SQLITE_TIMEOUT_S = 30  # a dashboard reading the file must never make a write fail
@@ -308,7 +308,7 @@ def load_run_study(run_dir: str | Path, trust_code: bool = False) -> tuple[optun
     """Open the study of an existing run folder (its resolved spec says where it lives).
 
     A run folder may come from anyone: its spec's ``plugins`` are imported only with ``trust_code``."""
-    from ..spec import load_spec
+    from ..spec.model import load_spec
 
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():

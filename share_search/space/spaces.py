@@ -21,7 +21,7 @@ from ..arch.tree import TreeConfig
 from ..errors import SpecError
 from ..train.problem import Problem
 from ..runs.record import ROLE_HARD_SHARING, ROLE_SINGLE_TASK
-from ..spec import Spec, TrainSpec
+from ..spec.model import Spec, TrainSpec
 from ..train.loop import TrainConfig
 
 FAMILY_PARAM = "family"

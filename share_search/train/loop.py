@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from ..arch._base import MultiTaskModel, Phase
 from ..data._base import Dataset, Split
 from ..errors import DataError, ShareSearchError
-from ..spec import Param, Spec, TrainSpec
+from ..spec.model import Param, Spec, TrainSpec
 from .tasks import Task
 from .weighting import Weighting, make_weighting
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ..arch.backbones import Backbone, make_backbone
 from ..data import Dataset, load_data
 from ..errors import SpecError
-from ..spec import Spec
+from ..spec.model import Spec
 from .tasks import DEFAULT_METRIC, METRICS, Task
 
 
@@ -79,7 +79,7 @@ def user_code_named(spec: Spec) -> dict[str, str]:
     file): ``load_problem`` imports and calls each, so it runs that code."""
     from ..arch.backbones import BACKBONES
     from ..data import BUILTIN_SOURCES
-    from ..spec import is_file_source, is_module_source
+    from ..spec.model import is_file_source, is_module_source
 
     named = {}
     source = spec.data.source

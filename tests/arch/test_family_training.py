@@ -6,7 +6,7 @@ import pytest
 from share_search.arch import FAMILIES, build_model
 from share_search.arch.tree import TreeConfig
 from share_search.train.problem import load_problem
-from share_search.spec import parse_spec
+from share_search.spec.model import parse_spec
 from share_search.train.loop import TrainConfig, fit
 
 

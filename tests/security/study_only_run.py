@@ -12,7 +12,7 @@ import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from share_search.train.problem import load_problem
-from share_search.spec import parse_spec
+from share_search.spec.model import parse_spec
 from share_search.runs.study import create_or_load_study, open_storage, storage_url
 from tests.runs import SMALL
 

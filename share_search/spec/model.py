@@ -1,0 +1,652 @@
+"""The YAML spec: frozen, validated models with defaults; errors name the key path.
+
+A value in ``train:`` may be fixed (``lr: 0.001``), a choice list (``lr: [0.001, 0.01]``)
+or a range (``lr: {low: 1e-4, high: 1e-2, log: true}``); ``Param`` holds any of the three
+and knows how to ask Optuna for it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Collection, Literal, Mapping, Optional
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, ValidationInfo, field_validator, model_validator
+
+from ..errors import SpecError, shown
+from .registry import FAMILIES, METRICS, SAMPLERS, WEIGHTINGS
+
+OPTIMIZERS = ("adam", "sgd")
+MODULE_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"  # a plugin: an importable module name
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # the run folder's and the study's name
+MAX_NAME_LENGTH = 100  # run folders, Ray trial folders and exports nest it in longer paths
+# YAML 1.1 reads these (any case) as booleans or null; as names they mean different things to different tools
+# Words YAML 1.1 readers turn into booleans or null. PyYAML reads `y` and `n` as strings, so a
+# task may be called `y` (a common label name).
+YAML_WORDS = ("yes", "no", "on", "off", "true", "false", "null", "~")
+
+
+# --------------------------------------------------------------------------- searchable values
+@dataclass(frozen=True)
+class Param:
+    """A training value that is fixed, one of a list, or drawn from a range."""
+
+    kind: str  # "fixed" | "choice" | "range"
+    value: Any = None
+    choices: tuple = ()
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+
+    @property
+    def is_fixed(self) -> bool:
+        return self.kind == "fixed"
+
+    def suggest(self, trial, name: str):
+        """Ask Optuna for this value (a fixed value is returned without a parameter)."""
+        if self.kind == "fixed":
+            return self.value
+        if self.kind == "choice":
+            return trial.suggest_categorical(name, list(self.choices))
+        if self.integer:
+            return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(name, self.low, self.high, log=self.log)
+
+    def grid_values(self) -> tuple:
+        """The values a grid walks through; a range cannot be enumerated."""
+        if self.kind == "fixed":
+            return (self.value,)
+        if self.kind == "choice":
+            return self.choices
+        raise ValueError("a range has no finite grid")
+
+    def default(self):
+        """The value used where one value must stand for the parameter (e.g. baselines)."""
+        if self.kind == "fixed":
+            return self.value
+        if self.kind == "choice":
+            return self.choices[0]
+        mid = math.sqrt(self.low * self.high) if self.log else (self.low + self.high) / 2
+        return int(round(mid)) if self.integer else mid
+
+    def describe(self) -> str:
+        if self.kind == "fixed":
+            return repr(self.value)
+        if self.kind == "choice":
+            return "one of " + ", ".join(map(repr, self.choices))
+        return f"{'log-' if self.log else ''}range [{self.low}, {self.high}]"
+
+
+def _number_from_text(value):
+    """A numeric string as its number (``"1e-3"``, ``"64"``), as pydantic's number fields take it."""
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    return value
+
+
+def _scalar(value, kind: str, allowed: Collection[str] | None):
+    if kind == "float":
+        number = _number_from_text(value)
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise ValueError(f"expected a number, got {shown(value)}")
+        number = float(number)
+        if not math.isfinite(number):
+            raise ValueError(f"expected a finite number, got {shown(value)}")
+        return number
+    if kind == "int":
+        number = _number_from_text(value)
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise ValueError(f"expected an integer, got {shown(value)}")
+        return number
+    if not isinstance(value, str):
+        raise ValueError(f"expected a name, got {shown(value)}")
+    if allowed is not None and value not in allowed:
+        raise ValueError(f"unknown value {shown(value)} (known: {', '.join(allowed)})")
+    return value
+
+
+def searchable(kind: str, *, allowed: tuple | None = None, minimum: float | None = None, positive: bool = False):
+    """Pydantic validator turning YAML into a ``Param`` of scalars of ``kind``."""
+
+    def check_bounds(v):
+        if positive and v <= 0:
+            raise ValueError(f"must be > 0, got {v!r}")
+        if minimum is not None and v < minimum:
+            raise ValueError(f"must be >= {minimum}, got {v!r}")
+        return v
+
+    def parse(value, info: ValidationInfo):
+        if isinstance(value, Param):
+            return value
+        known = None if names_unchecked(info) else allowed
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("a choice list needs at least one value, got []")
+            choices = tuple(check_bounds(_scalar(v, kind, known)) for v in value)
+            if len(set(choices)) != len(choices):
+                raise ValueError(f"choice list has duplicates: {shown(value)}")
+            return Param("choice", choices=choices) if len(choices) > 1 else Param("fixed", value=choices[0])
+        if isinstance(value, dict):
+            if kind == "str":
+                raise ValueError(f"expected a name or a list of names, got a range {shown(value)}")
+            unknown = set(value) - {"low", "high", "log"}
+            if unknown or not {"low", "high"} <= set(value):
+                raise ValueError(f"a range is {{low: ..., high: ..., log: true|false}}, got {shown(value)}")
+            low, high = (check_bounds(_scalar(value[k], kind, None)) for k in ("low", "high"))
+            log = value.get("log", False)
+            if not isinstance(log, bool):
+                raise ValueError(f"range 'log' must be true or false, got {shown(log)}")
+            if not low < high:
+                raise ValueError(f"a range needs low < high, got low={low!r}, high={high!r}")
+            if log and low <= 0:
+                raise ValueError(f"a log range needs low > 0, got low={low!r}")
+            return Param("range", low=low, high=high, log=log, integer=(kind == "int"))
+        return Param("fixed", value=check_bounds(_scalar(value, kind, known)))
+
+    return BeforeValidator(parse)
+
+
+def names_unchecked(info: ValidationInfo | None) -> bool:
+    """True while reading a spec whose plugins were not imported (see ``parse_spec``)."""
+    return bool(info is not None and (info.context or {}).get("unchecked_names"))
+
+
+# --------------------------------------------------------------------------- sections
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+class DataSpec(_Section):
+    """Where the data comes from; built-in name, a .npz/.csv/.parquet file, or module:function."""
+
+    source: str
+    inputs: Optional[list[str]] = None
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+    max_samples: Optional[int] = Field(None, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+    cache_dir: Optional[str] = None
+
+
+class TaskSpec(_Section):
+    label: Optional[str] = None
+    type: Optional[Literal["multiclass", "binary", "regression"]] = None
+    metric: Optional[str] = None
+    extra_metrics: list[str] = Field(default_factory=list)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v, info: ValidationInfo):
+        if v is not None and v not in METRICS and not names_unchecked(info):
+            raise ValueError(f"unknown metric {shown(v)} (known: {', '.join(METRICS)})")
+        return v
+
+    @field_validator("extra_metrics")
+    @classmethod
+    def _known_metrics(cls, v, info: ValidationInfo):
+        for m in v:
+            if m not in METRICS and not names_unchecked(info):
+                raise ValueError(f"unknown metric {shown(m)} (known: {', '.join(METRICS)})")
+        return v
+
+    @model_validator(mode="after")
+    def _metric_fits_type(self):
+        if self.type is not None:
+            for m in [self.metric, *self.extra_metrics]:
+                if m is not None and m in METRICS and self.type not in METRICS[m].task_types:
+                    fits = [n for n, x in METRICS.items() if self.type in x.task_types]
+                    raise ValueError(f"metric {m!r} does not fit a {self.type} task (use one of: {', '.join(fits)})")
+        return self
+
+
+class UncheckedOptions(BaseModel):
+    """Options of a family a plugin registers, kept as written when the plugin is not imported."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+class BackboneSpec(_Section):
+    name: str = "mlp"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainSpec(_Section):
+    optimizer: Annotated[Param, searchable("str", allowed=OPTIMIZERS), PlainSerializer(param_to_yaml)] = Param("fixed", value="adam")
+    lr: Annotated[Param, searchable("float", positive=True), PlainSerializer(param_to_yaml)] = Param("fixed", value=1e-3)
+    weight_decay: Annotated[Param, searchable("float", minimum=0.0), PlainSerializer(param_to_yaml)] = Param("fixed", value=0.0)
+    epochs: Annotated[Param, searchable("int", positive=True), PlainSerializer(param_to_yaml)] = Param("fixed", value=5)
+    batch_size: Annotated[Param, searchable("int", positive=True), PlainSerializer(param_to_yaml)] = Param("fixed", value=64)
+    weighting: Annotated[Param, searchable("str", allowed=WEIGHTINGS), PlainSerializer(param_to_yaml)] = Param("fixed", value="equal")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    gradnorm_alpha: float = Field(1.5, ge=0)
+    dwa_temperature: float = Field(2.0, gt=0)
+    patience: Optional[int] = Field(None, gt=0)
+    threads: int = Field(1, gt=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def searched(self) -> dict[str, Param]:
+        """The parameters Optuna samples (ranges and choice lists), by name."""
+        return {k: v for k, v in self.params().items() if not v.is_fixed}
+
+    def params(self) -> dict[str, Param]:
+        return {k: getattr(self, k) for k in ("optimizer", "lr", "weight_decay", "epochs", "batch_size", "weighting")}
+
+
+class Resources(_Section):
+    cpu: float = Field(1.0, gt=0, allow_inf_nan=False)
+    gpu: float = Field(0.0, ge=0, allow_inf_nan=False)
+
+
+class SchedulerSpec(_Section):
+    type: Literal["asha"] = "asha"
+    # epochs before the first cut: replayed on an enumerated space (benchmarks/b3), with a first
+    # cut after 1 epoch 17 of 50 TPE searches never trained a tree near the best; after 3, none
+    grace_period: int = Field(3, gt=0)
+    reduction_factor: float = Field(3.0, gt=1)
+
+
+class SearchSpec(_Section):
+    sampler: str = "tpe"
+    objective: Literal["delta_m", "per_task"] = "delta_m"
+    cost: Optional[Literal["params", "macs"]] = None
+    trials: int = Field(20, gt=0)
+    concurrency: int = Field(2, gt=0)
+    resources: Resources = Field(default_factory=Resources)
+    scheduler: Optional[SchedulerSpec] = None
+    storage: Optional[str] = None
+    export_top: int = Field(3, ge=0)
+    baselines: bool = True
+    out: Optional[str] = None
+
+    @field_validator("sampler")
+    @classmethod
+    def _known_sampler(cls, v, info: ValidationInfo):
+        if v not in SAMPLERS and not names_unchecked(info):
+            *most, last = [repr(n) for n in SAMPLERS]
+            raise ValueError(f"the sampler must be a registered one: {', '.join(most)} or {last}, got {shown(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _scheduler_needs_scalar(self):
+        if self.scheduler is not None and self.objective != "delta_m":
+            raise ValueError(
+                f"an ASHA scheduler needs one scalar objective; use objective: delta_m, got objective: {self.objective}"
+            )
+        return self
+
+
+class Spec(_Section):
+    """A whole search: what to learn, from what, which sharing to try, and the budget."""
+
+    name: str
+    seed: int = Field(0, ge=0, le=2**32 - 1)  # the samplers take 32-bit seeds
+    data: DataSpec
+    tasks: dict[str, TaskSpec]
+    backbone: BackboneSpec = Field(default_factory=BackboneSpec)
+    families: dict[str, Any]
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    plugins: list[str] = Field(default_factory=list)  # modules that register families, weightings, ...
+
+    @model_validator(mode="before")
+    @classmethod
+    def _import_plugins(cls, data, info: ValidationInfo):
+        """Import the plugin modules first, so the checks below see what they register."""
+        plugins = data.get("plugins") if isinstance(data, dict) else None
+        if plugins is None:
+            return data
+        if not isinstance(plugins, list) or not all(isinstance(m, str) and re.fullmatch(MODULE_PATTERN, m) for m in plugins):
+            raise SpecError("plugins", f"expected a list of module names (a.b.c), got {shown(plugins)}")
+        if (info.context or {}).get("plugins") == "import":
+            from ..user_code import import_plugins
+
+            import_plugins(plugins)
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, v):
+        problem = name_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _tasks_mapping(cls, v):
+        if isinstance(v, dict):
+            v = {k: ({} if t is None else t) for k, t in v.items()}
+            for k in v:
+                check_task_name(k)
+        return v
+
+    @field_validator("tasks")
+    @classmethod
+    def _at_least_two_tasks(cls, v):
+        if len(v) < 2:
+            raise ValueError(f"multi-task search needs at least 2 tasks, got {len(v)}")
+        return v
+
+    @field_validator("families", mode="before")
+    @classmethod
+    def _families(cls, v, info: ValidationInfo):
+        if v is None or (isinstance(v, (dict, list)) and not v):
+            raise SpecError("families", f"needs at least one sharing family (known: {', '.join(FAMILIES)})")
+        if isinstance(v, list):  # `families: [tree, cross_stitch]` means default options
+            v = {name: {} for name in v}
+        if not isinstance(v, dict):
+            raise SpecError("families", f"expected a mapping of family name to options, got {shown(v)}")
+        parsed = {}
+        for name, options in v.items():
+            if name not in FAMILIES:
+                if names_unchecked(info):
+                    parsed[name] = UncheckedOptions.model_validate(options or {})
+                    continue
+                raise SpecError(
+                    f"families.{name}",
+                    f"unknown family {shown(name)} (known: {', '.join(FAMILIES)}; a family of your own: name the module that registers it under plugins)",
+                )
+            Options = FAMILIES.attr(name, "Options")
+            try:
+                parsed[name] = Options.model_validate(options or {})
+            except ValidationError as exc:
+                raise spec_error_from(exc, prefix=("families", name), model=Options) from None
+        return parsed
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.tasks)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, the form written to ``spec.resolved.yaml`` and read back by ``parse_spec``."""
+        out = self.model_dump(mode="python")
+        out["families"] = {k: v.model_dump(mode="json") for k, v in self.families.items()}
+        if not out["plugins"]:  # specs without plugins read as they did before the key existed
+            del out["plugins"]
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def with_search(self, **changes) -> "Spec":
+        """A copy with some ``search`` values changed (command-line overrides), re-validated."""
+        data = self.to_dict()
+        data["search"].update({k: v for k, v in changes.items() if v is not None})
+        return parse_spec(data)
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a run folder and study (None when it can); ``init`` checks its slug here too."""
+    if len(name) > MAX_NAME_LENGTH:
+        return f"at most {MAX_NAME_LENGTH} characters (it names the run folder), got {len(name)}: {shown(name)}"
+    if not re.fullmatch(NAME_PATTERN, name):
+        return f"must be letters, digits, '_', '.', '-', starting with a letter or digit (it names the run folder), got {shown(name)}"
+    return None
+
+
+RANK_KEYS = ("delta_m", "pareto")  # plus every task name
+# the leaderboard's names, here because a task may not take one. The trials table (``study.trials_frame`` builds it) and what ``leaderboard`` adds; a task's
+# column is ``val.<task>``, shown as ``<task>`` beside these, so no task may take one of these names
+TRIAL_COLUMNS = ("trial", "state", "family", "arch", "role", "baseline", "params", "macs", "time_s", "best_epoch", "fail_reason")
+RANKED_COLUMNS = ("rank", "delta_m", "pareto_front")
+
+
+def reserved_task_names() -> tuple[str, ...]:
+    """Names a task cannot take: leaderboard columns and ``--rank-by`` keys (shown unprefixed beside ``val.<task>``)."""
+    return tuple(dict.fromkeys((*TRIAL_COLUMNS, *RANKED_COLUMNS, *RANK_KEYS)))
+
+
+def check_task_name(name: Any) -> None:
+    """Refuse a task name that is no identifier, a YAML boolean/null word, or a leaderboard column."""
+    if isinstance(name, bool) or name is None:
+        raise SpecError("tasks", f"a task is named {name!r}: YAML reads an unquoted {', '.join(YAML_WORDS[:-1])} as a boolean or null; choose another name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise SpecError("tasks", f"task names are identifiers (letters, digits, '_'), got {shown(name)}")
+    if name.lower() in YAML_WORDS:
+        raise SpecError(f"tasks.{name}", f"{name!r} is a YAML boolean or null word ({', '.join(YAML_WORDS[:-1])}); choose another task name")
+    if name in reserved_task_names():
+        raise SpecError(f"tasks.{name}", f"{name!r} is also a leaderboard column or --rank-by key ({', '.join(reserved_task_names())}); choose another task name")
+
+
+def param_to_yaml(p: Param):
+    """A Param as the YAML a user writes (value, list, or range mapping)."""
+    if p.kind == "fixed":
+        return p.value
+    if p.kind == "choice":
+        return list(p.choices)
+    return {"low": p.low, "high": p.high, "log": p.log}
+
+
+# --------------------------------------------------------------------------- errors and loading
+_PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def spec_error_from(exc: ValidationError, prefix: tuple = (), model: type[BaseModel] | None = None) -> SpecError:
+    """A pydantic error as a ``SpecError`` with a dotted key path and the bad value.
+
+    Unknown keys come first, all of them, each with a "did you mean": a typo of a required
+    key (``nmae:``) is the cause of its "required key is missing".
+    """
+    errors = exc.errors()
+    unknown = sorted((e for e in errors if e["type"] == "extra_forbidden"), key=lambda e: len(e["loc"]))  # top level first
+    if unknown:
+        return _unknown_keys_error(unknown, prefix, model or _root_model(exc.title))
+    err = errors[0]
+    original = (err.get("ctx") or {}).get("error")
+    if isinstance(original, SpecError):
+        return original
+    path = ".".join(str(p) for p in (*prefix, *err["loc"]))
+    msg = err["msg"]
+    for p in _PYDANTIC_PREFIXES:
+        if msg.startswith(p):
+            msg = msg[len(p):]
+    if err["type"] == "missing":
+        msg = "required key is missing"
+    elif err["type"] not in ("value_error", "assertion_error") and "input" in err:
+        msg = f"{msg[0].lower()}{msg[1:]}, got {shown(err['input'])}"
+    return SpecError(path, msg)
+
+
+MAX_UNKNOWN_KEYS_SHOWN = 5
+
+
+def _unknown_keys_error(unknown: list[dict], prefix: tuple, root: type[BaseModel] | None) -> SpecError:
+    """One line naming every unknown key, each with its closest known key or the known ones."""
+    parts = []
+    for err in unknown[:MAX_UNKNOWN_KEYS_SHOWN]:
+        key = err["loc"][-1]
+        section = _model_at(root, err["loc"][:-1])
+        known = list(section.model_fields) if section is not None else []
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+        if close:
+            hint = f", did you mean {close[0]!r}?"
+        elif known:
+            hint = f" (known: {', '.join(known)})"
+        else:
+            hint = ""
+        parts.append((".".join(str(p) for p in (*prefix, *err["loc"])), f"unknown key {shown(key)}{hint}"))
+    (path, first), rest = parts[0], parts[1:]
+    more = len(unknown) - len(parts)
+    if rest or more:
+        first += "; also " + "; ".join(f"{p}: {m}" for p, m in rest) + (f"; and {more} more unknown key(s)" if more else "")
+    return SpecError(path, first)
+
+
+def _root_model(title: str) -> type[BaseModel] | None:
+    return {"Spec": Spec}.get(title)
+
+
+def _model_at(model: type[BaseModel] | None, loc) -> type[BaseModel] | None:
+    """The section model a location points into (for listing the known keys)."""
+    for part in loc:
+        if model is None:
+            return None
+        field = model.model_fields.get(str(part)) if isinstance(part, str) else None
+        if field is None:  # a dict-valued field (tasks.<name>): step over the key
+            continue
+        ann = field.annotation
+        model = next((a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None and str(part) == "tasks":
+            model = TaskSpec
+    return model
+
+
+def parse_spec(data: Any, source: str = "spec", trust_code: bool = True) -> Spec:
+    """Validate plain data (already parsed YAML) into a ``Spec``; relative data paths stay relative (to the current folder).
+
+    The spec's ``plugins`` are imported first when ``trust_code`` (a user's own spec). A spec
+    read from a run folder, which may come from anyone, is read with ``trust_code=False``:
+    nothing is imported, and when it lists plugins, names they might register (families,
+    weightings, metrics, samplers) are taken unchecked.
+    """
+    if not isinstance(data, Mapping):
+        raise SpecError("", f"{source}: the top level must be a mapping of sections (name, data, tasks, ...), got {type(data).__name__}")
+    context = {"plugins": "import" if trust_code else "skip"}
+    if not trust_code and data.get("plugins"):
+        context["unchecked_names"] = True
+    try:
+        return Spec.model_validate(dict(data), context=context)
+    except ValidationError as exc:
+        raise spec_error_from(exc) from None
+
+
+def load_spec(path: str | Path, trust_code: bool = True) -> Spec:
+    """Read and validate a YAML spec file; relative data paths start from the spec's folder.
+
+    ``trust_code``: import the spec's ``plugins`` (see ``parse_spec``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError("", f"spec file not found: {path}")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SpecError("", f"{path}: cannot read the spec: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError("", f"{path}: a spec is UTF-8 text, but byte {exc.start} is {raw[exc.start]:#04x} (is this the YAML file?)") from None
+    data = read_yaml(text, str(path))
+    if data is None:
+        raise SpecError("", f"{path}: the file is empty")
+    return _paths_from(parse_spec(data, source=str(path), trust_code=trust_code), path.parent)
+
+
+# a data source is a file by its suffix, user code by ``module:function``, else a built-in's name
+FILE_SUFFIXES = (".npz", ".csv", ".parquet")
+MODULE_FUNCTION = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+def is_file_source(source: str) -> bool:
+    return Path(source).suffix.lower() in FILE_SUFFIXES
+
+
+def is_module_source(source: str) -> bool:
+    return MODULE_FUNCTION.fullmatch(source) is not None
+
+
+def _paths_from(spec: Spec, folder: Path) -> Spec:
+    """``spec`` with relative data file paths made absolute from ``folder``, as config files are read.
+
+    Absolute, they mean the same file from the run folder's ``spec.resolved.yaml``.
+    """
+    def absolute(p: str) -> str:
+        p = os.path.expanduser(p)
+        return p if os.path.isabs(p) else os.path.abspath(os.path.join(folder, p))
+
+    changes = {}
+    if is_file_source(spec.data.source):
+        changes["source"] = absolute(spec.data.source)
+    if spec.data.cache_dir is not None:
+        changes["cache_dir"] = absolute(spec.data.cache_dir)
+    return spec.model_copy(update={"data": spec.data.model_copy(update=changes)}) if changes else spec
+
+
+# --------------------------------------------------------------------------- safe YAML
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+# YAML 1.2 floats PyYAML (YAML 1.1) reads as strings: 1e-3, 1E5, 2.5e3 (1.1 wants a dot and a signed exponent)
+_FLOAT_1_2 = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats and without aliases.
+
+    A spec has little use for ``&anchor``/``*alias``, and nine nested aliases of nine
+    make a few hundred bytes expand into gigabytes (an alias bomb), so the first alias
+    is refused, before anything is built.
+    """
+
+    source = "spec"
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise SpecError(
+                "",
+                f"{self.source}, line {event.start_mark.line + 1}: YAML aliases (*{event.anchor[:40]}) are not "
+                "allowed in a spec (a few of them can expand to gigabytes); write the value out where it is used",
+            )
+        return super().compose_node(parent, index)
+
+
+_SpecLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789."))
+
+
+def read_yaml(text: str, source: str = "spec") -> Any:
+    """Plain data from YAML text: no aliases, no duplicate keys, mapping keys kept as written.
+
+    ``yes:`` stays the string ``'yes'`` (PyYAML would make it ``True``), so a rule on names
+    can name it.
+    """
+    loader = _SpecLoader(text)
+    loader.source = source
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_keys(node, (), source)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError("", f"{source}: malformed YAML{at}: {problem[:200]}") from None
+    except RecursionError:
+        raise SpecError("", f"{source}: nested too deeply to be a spec") from None
+    finally:
+        loader.dispose()
+
+
+def _check_keys(node: yaml.Node, path: tuple, source: str) -> None:
+    """Refuse a key set twice in one mapping (naming both lines); make plain scalar keys strings."""
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_keys(item, (*path, str(i)), source)
+    elif isinstance(node, yaml.MappingNode):
+        lines: dict[str, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.style is None and key.tag != _MERGE_TAG:
+                    key.tag = _STR_TAG
+                line = key.start_mark.line + 1
+                if key.value in lines:
+                    raise SpecError(
+                        ".".join((*path, key.value[:40])),
+                        f"set twice in {source}, at lines {lines[key.value]} and {line}; keep one",
+                    )
+                lines[key.value] = line
+                _check_keys(value, (*path, key.value), source)
+            else:
+                _check_keys(value, path, source)
