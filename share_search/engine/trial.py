@@ -38,7 +38,7 @@ from ..user_code import import_plugins
 # resources, or a bug in share-search itself, which makes the run exit non-zero
 ORIGIN_USER = "user"
 ORIGIN_INTERNAL = "internal"
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # share_search/, every layer
 LIBRARY_DIRS = tuple({os.path.abspath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib", "purelib", "platlib")})
 
 
