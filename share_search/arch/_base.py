@@ -17,8 +17,8 @@ import optuna
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from .backbones import Backbone
 from ..spec.family_options import FamilyOptions
+from .backbones import Backbone
 from ..spec.registry import FAMILIES, get_family, register_family  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:  # a type in signatures only: arch does not depend on train at run time

@@ -39,12 +39,12 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from .backbones import Backbone, make_head
 from ..spec.family_options import CrossStitchOptions
 from ..spec.model import Param
 from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel, Phase
 from ._stacked import Columns, stack_stage, stacked, unstacked
 from ._stages import all_subsets, eligible_stages, require_stages, sample_subset, subset_params
+from .backbones import Backbone, make_head
 
 if TYPE_CHECKING:  # a type in signatures only: arch does not depend on train at run time
     from ..train.tasks import Task

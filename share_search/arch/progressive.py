@@ -41,11 +41,11 @@ import torch.nn.functional as F
 from pydantic import field_validator
 from torch import nn
 
-from .backbones import Backbone, make_head
-from ..spec.family_options import ProgressiveOptions
 from ..errors import SpecError
+from ..spec.family_options import ProgressiveOptions
 from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel, Phase
 from ._stages import all_subsets, eligible_stages, require_stages, sample_subset, subset_params
+from .backbones import Backbone, make_head
 
 if TYPE_CHECKING:  # a type in signatures only: arch does not depend on train at run time
     from ..train.tasks import Task

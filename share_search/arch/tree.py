@@ -35,9 +35,9 @@ import optuna
 from pydantic import field_validator
 from torch import nn
 
-from .backbones import Backbone, make_head
 from ..spec.family_options import TreeOptions
 from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel
+from .backbones import Backbone, make_head
 
 if TYPE_CHECKING:  # a type in signatures only: arch does not depend on train at run time
     from ..train.tasks import Task

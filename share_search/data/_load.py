@@ -7,9 +7,9 @@ from typing import Callable
 
 from ..errors import SpecError
 from ..spec.model import DataSpec
+from ..spec.model import is_file_source, is_module_source
 from ._base import Dataset
 from ._builtin import BUILTIN_SOURCES
-from ..spec.model import is_file_source, is_module_source
 from ._files import load_file, load_module
 from ._split import subsample
 

@@ -19,13 +19,13 @@ from optuna.trial import TrialState
 
 from ..errors import RunError, ShareSearchError, SpecError
 from ..runs.preflight import check_device, check_folder_can_be_made, nearest_existing
-from ..train.problem import Problem, load_problem
-from ..space.spaces import check_grid, grid_points
-from ..spec.model import Spec, load_spec
 from ..runs.record import study_records
 from ..runs.run_folder import Run
 from ..runs.study import check_study, create_or_load_study, failed_trials, hide_password, leaderboard_of, mark_interrupted, open_storage, queue_retries, resolve_storage
+from ..space.spaces import check_grid, grid_points
+from ..spec.model import Spec, load_spec
 from ..text import plural
+from ..train.problem import Problem, load_problem
 
 log = logging.getLogger("share_search")
 

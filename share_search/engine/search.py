@@ -26,12 +26,12 @@ from optuna.trial import TrialState
 
 from ..arch import ArchConfig
 from ..errors import RunError
-from ..train.problem import Problem
-from .searcher import make_progress_callback, make_searcher
-from ..space.spaces import FAMILY_PARAM, ROLE_SINGLE_TASK, SpaceFunction, arch_params, default_train_values, grid_points, reference_archs, train_param_name
 from ..runs.record import baseline_metrics, study_records
 from ..runs.study import enqueue, finished_trials, objective_names, planned_params
+from ..space.spaces import FAMILY_PARAM, ROLE_SINGLE_TASK, SpaceFunction, arch_params, default_train_values, grid_points, reference_archs, train_param_name
 from ..text import plural
+from ..train.problem import Problem
+from .searcher import make_progress_callback, make_searcher
 from .trial import run_trial
 
 log = logging.getLogger("share_search")

@@ -21,10 +21,10 @@ from optuna.trial import TrialState
 from ..runs.artifacts import attach_trial_artifacts
 from ..runs.rank import delta_m
 from ..runs.record import TrialRecord, baseline_metrics, study_records
-from ..space.spaces import ROLE_SINGLE_TASK
 from ..runs.study import ask, json_safe
-from ..train.tasks import Task
+from ..space.spaces import ROLE_SINGLE_TASK
 from ..text import console
+from ..train.tasks import Task
 from .trial import ORIGIN_INTERNAL, ORIGIN_USER, primary_metrics, val_from_result
 
 log = logging.getLogger("share_search")

@@ -22,17 +22,17 @@ import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
-from .allocator import keep_freed_memory
 from ..arch import build_model
 from ..arch._cost import count_macs, count_parameters
 from ..runs.export import TRIAL_FILE, WEIGHTS, save_weights
-from ..train.problem import Problem
 from ..runs.rank import delta_m
-from ..space.spaces import TrialPlan, plan_from_dict
 from ..runs.study import json_safe
-from ..train.tasks import Task
+from ..space.spaces import TrialPlan, plan_from_dict
 from ..train.loop import EpochReport, TrainingDiverged, fit
+from ..train.problem import Problem
+from ..train.tasks import Task
 from ..user_code import import_plugins
+from .allocator import keep_freed_memory
 
 # where a failure came from (user attribute ``fail_origin``): the user's code, data or
 # resources, or a bug in share-search itself, which makes the run exit non-zero

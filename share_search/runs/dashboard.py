@@ -30,8 +30,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server as
 import optuna
 import pandas as pd
 
-from .artifacts import artifact_store
 from ..errors import RunError
+from .artifacts import artifact_store
 from .rank import DELTA_M_CONVENTION
 from .report import on_front, study_tasks
 

@@ -37,9 +37,9 @@ from ..arch.backbones import BACKBONES, StageBuilder, make_backbone
 from ..errors import CheckpointError
 from ..spec.registry import FAMILIES
 from ..spec.registry import METRICS as METRIC_REGISTRY  # export.METRICS is the metrics file name
-from .record import TrialRecord
 from ..train.tasks import Task
 from ..user_code import import_plugins
+from .record import TrialRecord
 
 FORMAT_VERSION = 1
 WEIGHTS = "weights.safetensors"

@@ -17,12 +17,12 @@ from typing import Any, NamedTuple, Sequence
 
 import pandas as pd
 
-from . import drawing
 from ..arch.layout import ArchDrawing, layout
 from ..errors import RunError
+from ..text import plural
+from . import drawing
 from .rank import DELTA_M_CONVENTION
 from .record import TrialRecord, stage_count, study_records
-from ..text import plural
 
 DEFAULT_TOP = 3
 REPORT_TITLE = "share-search report: "  # the page title starts so; a run rewrites only such a report.html

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import RunError, ShareSearchError
-from .report import DEFAULT_TOP
 from ..spec.model import Spec
+from .report import DEFAULT_TOP
 
 if TYPE_CHECKING:
     import optuna

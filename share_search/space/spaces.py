@@ -19,10 +19,10 @@ import optuna
 from ..arch import FAMILIES, ArchConfig, config_from_dict
 from ..arch.tree import TreeConfig
 from ..errors import SpecError
-from ..train.problem import Problem
 from ..runs.record import ROLE_HARD_SHARING, ROLE_SINGLE_TASK
 from ..spec.model import Spec, TrainSpec
 from ..train.loop import TrainConfig
+from ..train.problem import Problem
 
 FAMILY_PARAM = "family"
 
