@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import optuna
 
@@ -22,7 +22,9 @@ from ..errors import SpecError
 from ..runs.record import ROLE_HARD_SHARING, ROLE_SINGLE_TASK
 from ..spec.model import Spec, TrainSpec
 from ..train.loop import TrainConfig
-from ..train.problem import Problem
+
+if TYPE_CHECKING:  # a type in signatures only
+    from ..train.problem import Problem
 
 FAMILY_PARAM = "family"
 
