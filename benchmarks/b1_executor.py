@@ -5,8 +5,8 @@ with ``baselines: false``, so no reference trials are added) is trained four way
 side in every repeat:
 
 (a) bare      a plain sequential loop: ``spaces.grid_points`` + ``spaces.decode``, then
-              ``arch.build_model`` and ``train.fit``; no Ray, no Optuna, no study.
-(b) search c1 ``share_search.runner.run_search`` (Ray Tune + Optuna, the study in SQLite)
+              ``arch.build_model`` and ``train.loop.fit``; no Ray, no Optuna, no study.
+(b) search c1 ``share_search.engine.runner.run_search`` (Ray Tune + Optuna, the study in SQLite)
               at concurrency 1.
 (c) search c2 the same at concurrency 2, one CPU and one torch thread per trial.
 (d) bare x2   control: the bare loop split over two processes. On a machine shared
@@ -81,8 +81,8 @@ def spec_dict(quick: bool, concurrency: int, gpu: float = 0.0, epochs: int | Non
 
 
 def load(quick: bool, epochs: int | None = None, lrs: tuple[float, ...] = (0.003,)):
-    from share_search.problem import load_problem
-    from share_search.spec import parse_spec
+    from share_search.train.problem import load_problem
+    from share_search.spec.model import parse_spec
 
     return load_problem(parse_spec(spec_dict(quick, 1, epochs=epochs, lrs=lrs)))
 
@@ -91,7 +91,7 @@ def point_key(arch: str, params: dict) -> str:
     """A grid point's name: its tree, and its learning rate when the grid searches one (only
     then is it a parameter). The bare loop reads the grid point, the search its study trial's
     params, which hold the same point."""
-    from share_search.spaces import train_param_name
+    from share_search.space.spaces import train_param_name
 
     lr = params.get(train_param_name("lr"))
     return arch if lr is None else f"{arch} @ lr {lr:g}"
@@ -106,8 +106,8 @@ def bare_trials(quick: bool, indices: list[int] | None = None, epochs: int | Non
     import torch
 
     from share_search.arch import build_model
-    from share_search.spaces import decode, grid_points
-    from share_search.train import fit
+    from share_search.space.spaces import decode, grid_points
+    from share_search.train.loop import fit
 
     torch.set_num_threads(1)
     problem = load(quick, epochs, lrs)
@@ -141,7 +141,7 @@ def bare_parallel(quick: bool, n_points: int, workers: int = 2, epochs: int | No
 
 
 def _warm(_):
-    import share_search.train  # noqa: F401
+    import share_search.train.loop  # noqa: F401
     import share_search.arch  # noqa: F401
 
     load(True)
@@ -151,9 +151,9 @@ def _warm(_):
 def search_run(quick: bool, concurrency: int, gpu: float = 0.0, epochs: int | None = None, lrs: tuple[float, ...] = (0.003,)) -> tuple[float, float, dict[str, float], int, dict[str, float]]:
     """(b)/(c): one ``run_search`` into a fresh folder: wall time, CPU seconds of the driver and
     every Ray process, the study's ``time_s`` per tree, completed trials, and the timeline."""
-    from share_search.runner import run_search
-    from share_search.spec import parse_spec
-    from share_search.study import load_run_study
+    from share_search.engine.runner import run_search
+    from share_search.spec.model import parse_spec
+    from share_search.runs.study import load_run_study
 
     spec = parse_spec(spec_dict(quick, concurrency, gpu, epochs, lrs))
     out = Path(tempfile.mkdtemp(prefix="b1-")) / "run"
@@ -222,8 +222,8 @@ def main(argv=None) -> int:
 
     import ray  # noqa: F401  (imported before timing)
 
-    from share_search.search import start_ray
-    from share_search.spaces import grid_points
+    from share_search.engine.search import start_ray
+    from share_search.space.spaces import grid_points
 
     n = len(grid_points(load(args.quick, lrs=lrs)))
     load_at_start = " / ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -37,7 +37,7 @@ def estimated_cost(params, problem) -> float:
 
     from share_search.arch import build_model
     from share_search.arch._cost import count_macs
-    from share_search.spaces import decode
+    from share_search.space.spaces import decode
 
     plan = decode(params, problem)
     with torch.random.fork_rng(devices=[]):  # building draws initial weights: keep the driver's stream
@@ -48,8 +48,8 @@ def estimated_cost(params, problem) -> float:
 
 def search_once(quick: bool, epochs: int | None, longest_first: bool) -> dict:
     """One concurrency-2 search of the B1 grid in the given order: wall, idle tail, Σ time_s."""
-    import share_search.search as search_module
-    from share_search.spaces import grid_points
+    import share_search.engine.search as search_module
+    from share_search.space.spaces import grid_points
 
     def by_cost(problem):  # stable: equal estimates keep the grid's order
         return sorted(grid_points(problem), key=lambda p: -estimated_cost(p, problem))
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     pairs = args.pairs or (1 if args.quick else 3)
     epochs = args.epochs or (None if args.quick else 15)
 
-    from share_search.search import start_ray
+    from share_search.engine.search import start_ray
 
     start_ray(None)
     runs: dict[str, list[dict]] = {arm: [] for arm in ARMS}

@@ -49,7 +49,7 @@ COPY_BY_COPY = "cross_stitch, every stage's copies in a loop"  # no stage stacke
 
 
 def tasks_of(n: int):
-    from share_search.tasks import Task
+    from share_search.train.tasks import Task
 
     return [Task(name=f"t{i}", label=f"t{i}", type="multiclass", n_outputs=10, metric="accuracy") for i in range(n)]
 
@@ -104,7 +104,7 @@ def unique_nodes(config) -> int:
 def measure(rounds: int, per_round: int, batch: int = BATCH, backbones: tuple[str, ...] = BACKBONES) -> list[dict]:
     from share_search.arch import build_model
     from share_search.arch._cost import count_macs, count_parameters
-    from share_search.backbones import make_backbone, make_head
+    from share_search.arch.backbones import make_backbone, make_head
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -4,11 +4,11 @@ Two steps:
 
 ``table``   trains every tree of a small space (60 trees) with two training seeds and writes
             every epoch's validation accuracy to ``benchmarks/b3_table.csv``; no Ray,
-            ``share_search.train.fit`` directly, one torch thread. About 15 minutes on one
+            ``share_search.train.loop.fit`` directly, one torch thread. About 15 minutes on one
             free core. Resumable: (tree, seed) pairs already in the CSV are skipped.
 ``replay``  (default) replays samplers against that table with real Optuna samplers
             (ask/tell on the define-by-run space the tool samples, through
-            ``share_search.spaces.sample_trial``) and reports the compute spent until the
+            ``share_search.space.spaces.sample_trial``) and reports the compute spent until the
             search has trained an architecture within the seed noise of the exhaustive
             best, as a fraction of exhaustive compute.
 
@@ -96,8 +96,8 @@ COLUMNS = ["arch", "role", "seed", "epoch", "selected", *(f"val.{t}" for t in TA
 
 
 def problem():
-    from share_search.problem import load_problem
-    from share_search.spec import parse_spec
+    from share_search.train.problem import load_problem
+    from share_search.spec.model import parse_spec
 
     return load_problem(parse_spec(SPEC))
 
@@ -110,14 +110,14 @@ def build_table(out: Path, limit: int | None, epochs: int) -> None:
     from share_search.arch import build_model
     from share_search.arch._cost import count_macs, count_parameters
     from share_search.arch.tree import TreeConfig
-    from share_search.spaces import space_info
+    from share_search.space.spaces import space_info
     from share_search.arch import FAMILIES
-    from share_search.train import fit
+    from share_search.train.loop import fit
     from dataclasses import replace
 
     torch.set_num_threads(1)
     p = problem()
-    from share_search.spaces import default_train_values, train_config
+    from share_search.space.spaces import default_train_values, train_config
 
     config = train_config(p.spec, default_train_values(p.spec))
     config = replace(config, epochs=epochs, device="cpu")
@@ -163,7 +163,7 @@ class Table:
     """Per (architecture, seed): Δm at every epoch and at the selected epoch."""
 
     def __init__(self, path: Path):
-        from share_search.rank import delta_m
+        from share_search.runs.rank import delta_m
 
         rows = list(csv.DictReader(path.open()))
         self.epochs = max(int(r["epoch"]) for r in rows)
@@ -241,7 +241,7 @@ def replay(table: Table, sampler_name: str, sampler_seed: int, max_trials: int) 
     import optuna
     from optuna.trial import TrialState
 
-    from share_search.spaces import arch_params, reference_archs, sample_trial
+    from share_search.space.spaces import arch_params, reference_archs, sample_trial
 
     p = table.problem
     seed = SEEDS[sampler_seed % len(SEEDS)]

@@ -4,7 +4,7 @@ The default demo (``search_spaces/mtl.yaml``) is run three times on one GPU, cha
 ``search.resources.gpu`` (1, 0.5, 0.25) and ``search.concurrency`` with it (1, 2, 4 trials
 at once; Ray packs fractional trials onto the one GPU), ``train.device: cuda``, and a fresh
 run folder each time. Before the three searches, the same spec's first architectures are
-trained by a bare loop on the GPU (``train.fit``, no Ray) to give the sequential limit.
+trained by a bare loop on the GPU (``train.loop.fit``, no Ray) to give the sequential limit.
 
     python benchmarks/gpu_b1.py            # ~5 min on one recent GPU
     python benchmarks/gpu_b1.py --trials 24 --fractions 1 0.5 0.25
@@ -33,7 +33,7 @@ DEVICE = "cuda"
 
 
 def spec_for(fraction: float, trials: int):
-    from share_search.spec import load_spec, parse_spec
+    from share_search.spec.model import load_spec, parse_spec
 
     data = load_spec(SPEC).to_dict()
     data["train"]["device"] = DEVICE
@@ -46,9 +46,9 @@ def bare(n: int) -> list[float]:
     import torch
 
     from share_search.arch import FAMILIES, build_model
-    from share_search.problem import load_problem
-    from share_search.spaces import default_train_values, train_config
-    from share_search.train import fit
+    from share_search.train.problem import load_problem
+    from share_search.space.spaces import default_train_values, train_config
+    from share_search.train.loop import fit
 
     sync = torch.cuda.synchronize if DEVICE == "cuda" else (lambda: None)
 
@@ -68,8 +68,8 @@ def bare(n: int) -> list[float]:
 
 
 def search(fraction: float, trials: int) -> dict:
-    from share_search.runner import run_search
-    from share_search.study import load_run_study
+    from share_search.engine.runner import run_search
+    from share_search.runs.study import load_run_study
 
     out = Path(tempfile.mkdtemp(prefix="gpu-b1-")) / "run"
     try:
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     if DEVICE == "cuda" and not torch.cuda.is_available():
         print("no CUDA device visible to PyTorch; this benchmark needs a GPU", file=sys.stderr)
         return 2
-    from share_search.search import start_ray
+    from share_search.engine.search import start_ray
 
     started = time.perf_counter()
     start_ray(None)

@@ -21,9 +21,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointError, DataError, RunError, ShareSearchError, SpecError
-from .registry import (
+from .spec.registry import (
     FAMILIES,
-    create_backbone,
     create_sampler,
     create_weighting,
     get_family,
@@ -48,15 +47,16 @@ _LAZY = {
     "Family": ".arch",
     "build_model": ".arch",
     "config_from_dict": ".arch",
-    "FamilyOptions": ".family_options",
-    "Weighting": ".weighting",
-    "load_model": ".export",
-    "Spec": ".spec",
-    "load_spec": ".spec",
-    "parse_spec": ".spec",
-    "Run": ".run_folder",
-    "open_run": ".run_folder",
-    "run": ".run_folder",
+    "create_backbone": ".arch.backbones",
+    "FamilyOptions": ".spec.family_options",
+    "Weighting": ".train.weighting",
+    "load_model": ".runs.export",
+    "Spec": ".spec.model",
+    "load_spec": ".spec.model",
+    "parse_spec": ".spec.model",
+    "Run": ".runs.run_folder",
+    "open_run": ".runs.run_folder",
+    "run": ".engine.runner",
 }
 
 __all__ = sorted(
@@ -67,7 +67,6 @@ __all__ = sorted(
         "ShareSearchError",
         "SpecError",
         "FAMILIES",
-        "create_backbone",
         "create_sampler",
         "create_weighting",
         "get_family",
@@ -88,11 +87,13 @@ __all__ = sorted(
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports these
     from .arch import ArchConfig, Family, build_model, config_from_dict
-    from .export import load_model
-    from .family_options import FamilyOptions
-    from .run_folder import Run, open_run, run
-    from .spec import Spec, load_spec, parse_spec
-    from .weighting import Weighting
+    from .arch.backbones import create_backbone
+    from .runs.export import load_model
+    from .spec.family_options import FamilyOptions
+    from .engine.runner import run
+    from .runs.run_folder import Run, open_run
+    from .spec.model import Spec, load_spec, parse_spec
+    from .train.weighting import Weighting
 
 
 def __getattr__(name: str) -> Any:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import ShareSearchError
-from .preflight import check_output_file
+from .runs.preflight import check_output_file
 from .text import plural
 
 EXIT_USER_ERROR = 2
@@ -49,7 +49,7 @@ def cmd_init(args) -> int:
 
 def _slug(text: str) -> str:
     """A run name from a file name, by the spec's own rule (ASCII letters and digits first)."""
-    from .spec import MAX_NAME_LENGTH, name_problem
+    from .spec.model import MAX_NAME_LENGTH, name_problem
 
     out = "".join(c if (c.isascii() and c.isalnum()) or c in "_.-" else "-" for c in text)
     out = out.lstrip("_.-")[:MAX_NAME_LENGTH].rstrip("-.")
@@ -58,7 +58,7 @@ def _slug(text: str) -> str:
 
 def _yaml_name(name: str) -> str:
     """``name`` as the spec loader reads it back as that string (``yes``, ``123``, ``1e3`` quoted)."""
-    from .spec import read_yaml
+    from .spec.model import read_yaml
 
     return name if read_yaml(f"name: {name}") == {"name": name} else f'"{name}"'
 
@@ -66,9 +66,9 @@ def _yaml_name(name: str) -> str:
 def cmd_validate(args) -> int:
     from rich.table import Table
 
-    from .problem import load_problem
-    from .spaces import check_grid, grid_points, space_sizes
-    from .spec import load_spec
+    from .train.problem import load_problem
+    from .space.spaces import check_grid, grid_points, space_sizes
+    from .spec.model import load_spec
 
     spec = load_spec(args.spec)
     check_grid(spec)
@@ -119,8 +119,8 @@ def cmd_validate(args) -> int:
 
 # --------------------------------------------------------------------------- run
 def cmd_run(args) -> int:
-    from .runner import run_search
-    from .spec import load_spec
+    from .engine.runner import run_search
+    from .spec.model import load_spec
 
     spec = load_spec(args.spec)
     spec = spec.with_search(trials=args.trials, concurrency=args.concurrency, sampler=args.sampler, out=args.out)
@@ -165,7 +165,7 @@ def _print_failure_origins(con, origins: dict[int, str], run_dir) -> list[int]:
 
 def _print_failures(study) -> None:
     """``leaderboard --failures``: each failed trial with its reason, origin and traceback."""
-    from .study import failed_trials
+    from .runs.study import failed_trials
 
     failed = failed_trials(study)
     print(f"{len(failed)} failed trial(s)")
@@ -185,7 +185,7 @@ def _print_board(con, board, task_names, rows: int | None = None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from .rank import DELTA_M_CONVENTION
+    from .runs.rank import DELTA_M_CONVENTION
 
     t = Table(title="leaderboard (validation metrics)", title_justify="left")
     cols = ["rank", "trial", "family", "arch", *[f"val.{n}" for n in task_names], "delta_m", "params", "macs", "time_s", "state"]
@@ -200,7 +200,7 @@ def _print_board(con, board, task_names, rows: int | None = None) -> None:
 
 def _family_and_role(row) -> str:
     """The family, and the role of a reference trial: it is ranked like any trial, but not searched."""
-    from .spaces import ROLE_HARD_SHARING, ROLE_SINGLE_TASK
+    from .space.spaces import ROLE_HARD_SHARING, ROLE_SINGLE_TASK
 
     role = {ROLE_SINGLE_TASK: "single-task baseline", ROLE_HARD_SHARING: "hard-sharing reference"}.get(row.get("role") or "")
     return f"{_cell(row.get('family'))} ({role})" if role else _cell(row.get("family"))
@@ -239,7 +239,7 @@ def _check_top(top: int) -> None:
 
 
 def cmd_leaderboard(args) -> int:
-    from .run_folder import open_run
+    from .runs.run_folder import open_run
 
     if args.output:
         check_output_file(Path(args.output), "--output")
@@ -273,7 +273,7 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .run_folder import open_run
+    from .runs.run_folder import open_run
 
     _check_top(args.top)
     run = open_run(args.run)
@@ -284,7 +284,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .run_folder import open_run
+    from .runs.run_folder import open_run
 
     _check_top(args.top)
     if args.out:
@@ -312,7 +312,7 @@ def _writing(path, flag: str):
 
 
 def cmd_dashboard(args) -> int:
-    from .dashboard import make_server, serve_until_stopped, url_of
+    from .runs.dashboard import make_server, serve_until_stopped, url_of
 
     server = make_server(args.run, args.port, allow_writes=args.allow_writes)
     mode = "writable: the study can be changed or deleted from the browser" if args.allow_writes else "read-only; --allow-writes lets it change the study"

@@ -11,7 +11,7 @@ def ray_session():
     """A local Ray started once; searches in tests reuse it instead of starting their own."""
     import ray
 
-    from share_search.search import start_ray
+    from share_search.engine.search import start_ray
 
     started = start_ray(None)
     yield
@@ -23,8 +23,8 @@ def ray_session():
 def small_run(ray_session, tmp_path_factory):
     """A finished tiny search (digits, 3 tasks, every family, 7 trials, 2 exported) whose run
     folder the report, dashboard and browser tests read; returns ``run_search``'s outcome."""
-    from share_search.runner import run_search
-    from share_search.spec import parse_spec
+    from share_search.engine.runner import run_search
+    from share_search.spec.model import parse_spec
 
     spec = parse_spec(
         {

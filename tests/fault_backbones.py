@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from share_search.backbones import mlp
+from share_search.arch.backbones import mlp
 
 FAULTS = ("raise", "nan", "oom", "die")
 

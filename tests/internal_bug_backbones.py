@@ -5,7 +5,7 @@ A correct backbone cannot make share-search raise, so this one breaks share-sear
 a bug would: in the process that builds it (a trial's worker, and the driver, which builds
 it once to measure the stages), share-search's MAC counter is replaced by another
 share-search function that takes other arguments. The trial then raises inside
-share-search's own code (``share_search/trial.py``), with no frame of the user's on the
+share-search's own code (``share_search/engine/trial.py``), with no frame of the user's on the
 stack, exactly as a wrong call in share-search would.
 """
 
@@ -15,10 +15,10 @@ from typing import Sequence
 
 from torch import nn
 
-import share_search.trial
-from share_search.backbones import mlp
+import share_search.engine.trial
+from share_search.arch.backbones import mlp
 
 
 def mlp_breaking_share_search(input_shape: Sequence[int], widths: Sequence[int] = (16,)) -> list[nn.Module]:
-    share_search.trial.count_macs = share_search.trial.primary_metrics  # (tasks, val), called as (model, shape)
+    share_search.engine.trial.count_macs = share_search.engine.trial.primary_metrics  # (tasks, val), called as (model, shape)
     return mlp(input_shape, widths)

@@ -16,8 +16,8 @@ from torch import nn
 from share_search import register_family, register_weighting
 from share_search.arch import ArchConfig, Family, MultiTaskModel
 from share_search.arch.tree import TreeConfig
-from share_search.family_options import FamilyOptions
-from share_search.weighting import Weighting
+from share_search.spec.family_options import FamilyOptions
+from share_search.train.weighting import Weighting
 
 
 @register_weighting("halved")
@@ -72,7 +72,7 @@ class WideHead(Family):
         return WideHeadModel(config, backbone, tasks)
 
     def layout(self, config, details, n_stages, tasks):
-        from share_search.drawing import tree_layout
+        from share_search.arch.layout import tree_layout
 
         trunk = tree_layout(TreeConfig.hard_sharing(tasks, n_stages), {}, n_stages, tasks)
         return dataclasses.replace(trunk, family=self.name, title=config.summary(), notes=(f"every head: {config.width} hidden units",))

@@ -12,12 +12,12 @@ import sys
 
 import pytest
 
-from share_search.allocator import on_glibc
+from share_search.engine.allocator import on_glibc
 
 CHURN = """
 import resource, sys, threading
 import numpy as np
-from share_search.allocator import keep_freed_memory
+from share_search.engine.allocator import keep_freed_memory
 
 if sys.argv[1] == "keep":
     assert keep_freed_memory()

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from share_search.dashboard import make_server, url_of
-from share_search.report import write_report
+from share_search.runs.dashboard import make_server, url_of
+from share_search.runs.report import write_report
 
 from ._chromium import Chromium, find_chromium
 

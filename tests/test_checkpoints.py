@@ -16,10 +16,10 @@ import torch
 import share_search
 from share_search.arch import build_model
 from share_search.arch.tree import TreeConfig
-from share_search.backbones import make_backbone
+from share_search.arch.backbones import make_backbone
 from share_search.errors import CheckpointError
-from share_search.export import EXAMPLE, RECIPE, WEIGHTS, load_model, load_weights, sha256_of, write_export, write_manifest
-from share_search.tasks import Task
+from share_search.runs.export import EXAMPLE, RECIPE, WEIGHTS, load_model, load_weights, sha256_of, write_export, write_manifest
+from share_search.train.tasks import Task
 
 TASKS = (
     Task(name="digit", label="digit", type="multiclass", n_outputs=10, metric="accuracy"),

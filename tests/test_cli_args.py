@@ -14,7 +14,7 @@ import pytest
 import share_search
 from share_search.cli import main
 from share_search.errors import SpecError
-from share_search.spec import load_spec, name_problem
+from share_search.spec.model import load_spec, name_problem
 from tests.test_bad_inputs import _one_line_error
 
 GOOD = "name: t\ndata: {source: digits, max_samples: 200}\ntasks: {digit: {}, odd: {}}\nbackbone: {options: {widths: [8]}}\nfamilies: [tree]\n"

@@ -16,9 +16,9 @@ import torch
 
 from share_search import load_model
 from share_search.cli import main
-from share_search.dashboard import EXPORT_ARTIFACT_PREFIX, annotate_study, make_server, note_markdown
+from share_search.runs.dashboard import EXPORT_ARTIFACT_PREFIX, annotate_study, make_server, note_markdown
 from share_search.errors import RunError
-from share_search.runner import open_run
+from share_search.runs.study import load_run_study
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy for 127.0.0.1
 
@@ -124,7 +124,7 @@ def test_exported_checkpoints_are_study_artifacts_that_load(dashboard, study_jso
 
 
 def test_annotating_again_replaces_the_export_artifacts(small_run):
-    study, _ = open_run(small_run.run_dir)
+    study, _ = load_run_study(small_run.run_dir)
     annotate_study(study, small_run.run_dir, small_run.board, small_run.exported[:1])
     live = [json.loads(v) for k, v in study._storage.get_study_system_attrs(study._study_id).items() if k.startswith("artifacts:")]
     exports = [a for a in live if a and a["filename"].startswith(EXPORT_ARTIFACT_PREFIX)]

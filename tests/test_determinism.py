@@ -1,7 +1,7 @@
 """Same spec, same seed, on the CPU: two runs give the same leaderboard, values and order.
 
 Trials run two at a time on reused Ray workers, so each trial must reset every seed it
-depends on (``train.fit`` does), and the trials must be sampled in the same order (the
+depends on (``train.loop.fit`` does), and the trials must be sampled in the same order (the
 random sampler asks in trial order). Only wall-clock times may differ.
 """
 

@@ -8,8 +8,9 @@ from share_search.arch import get_family
 from share_search.arch.cross_stitch import CrossStitchConfig
 from share_search.arch.progressive import ProgressiveConfig
 from share_search.arch.tree import TreeConfig
-from share_search.drawing import HALF_WIDTH, Box, layout, to_figure, to_svg
-from share_search.record import Plan, TrialRecord, stage_count
+from share_search.arch.layout import Box, layout
+from share_search.runs.drawing import HALF_WIDTH, to_figure, to_svg
+from share_search.runs.record import Plan, TrialRecord, stage_count
 
 TASKS = ["digit", "odd", "loop"]
 SVG = "{http://www.w3.org/2000/svg}"

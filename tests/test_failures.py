@@ -10,10 +10,10 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-import share_search.trial
+import share_search.engine.trial
 from share_search.cli import EXIT_INTERNAL_FAILURE, main
-from share_search.train import TrainingDiverged
-from share_search.trial import ORIGIN_INTERNAL, ORIGIN_USER, failure_origin, primary_metrics
+from share_search.train.loop import TrainingDiverged
+from share_search.engine.trial import ORIGIN_INTERNAL, ORIGIN_USER, failure_origin, primary_metrics
 from tests.runs import small_spec, study_of, write_spec
 
 
@@ -68,9 +68,9 @@ def test_user_faults_keep_their_traceback_and_the_run_exits_0(tmp_path, capsys):
 
 @pytest.mark.usefixtures("ray_session")
 def test_a_bug_in_share_search_is_internal_and_the_run_exits_non_zero(tmp_path, capsys, monkeypatch):
-    # the backbone breaks share_search.trial.count_macs in each process that builds it: in
+    # the backbone breaks share_search.engine.trial.count_macs in each process that builds it: in
     # this (driver) process too, so the original is put back after the test
-    monkeypatch.setattr(share_search.trial, "count_macs", share_search.trial.count_macs)
+    monkeypatch.setattr(share_search.engine.trial, "count_macs", share_search.engine.trial.count_macs)
     spec = small_spec(
         backbone={"name": "tests.internal_bug_backbones:mlp_breaking_share_search", "options": {"widths": [16]}},
         families={"tree": {}},
@@ -89,7 +89,7 @@ def test_a_bug_in_share_search_is_internal_and_the_run_exits_non_zero(tmp_path, 
     for t in trials:
         assert t.user_attrs["fail_origin"] == ORIGIN_INTERNAL
         assert t.user_attrs["fail_reason"].startswith("TypeError: ")
-        assert "share_search/trial.py" in t.user_attrs["fail_traceback"]
+        assert "share_search/engine/trial.py" in t.user_attrs["fail_traceback"]
 
     assert main(["leaderboard", str(out), "--failures"]) == 0
     listed = capsys.readouterr().out

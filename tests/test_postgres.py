@@ -16,7 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 from share_search.cli import main
-from share_search.study import SQLITE_TIMEOUT_S, hide_password, open_storage
+from share_search.runs.study import SQLITE_TIMEOUT_S, hide_password, open_storage
 from tests.runs import small_spec, write_spec
 
 URL = os.environ.get("SHARE_SEARCH_TEST_POSTGRES", "postgresql+psycopg2://share:share@127.0.0.1:5432/share_search")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from share_search.errors import ShareSearchError
-from share_search.rank import (
+from share_search.runs.rank import (
     DELTA_M_CONVENTION,
     Budget,
     RankError,

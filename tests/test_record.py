@@ -16,8 +16,8 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from share_search.record import Cost, Failure, Plan, TrialRecord, baseline_metrics, baseline_of, study_records
-from share_search.report import TaskInfo, report_data, study_leaderboard
+from share_search.runs.record import Cost, Failure, Plan, TrialRecord, baseline_metrics, baseline_of, study_records
+from share_search.runs.report import TaskInfo, report_data, study_leaderboard
 
 TASKS = (TaskInfo("digit", "accuracy", True), TaskInfo("size", "mae", False))
 TREE = {"family": "tree", "stages": [[["digit"], ["size"]]]}
@@ -133,7 +133,7 @@ def _by_hand(val: dict, base: dict) -> float:
 
 
 def test_with_two_complete_baselines_the_lowest_numbered_is_the_baseline_everywhere(tmp_path):
-    from share_search.search import baseline_from_study
+    from share_search.engine.search import baseline_from_study
 
     study = _two_baselines(tmp_path)
     records = study_records(study)
@@ -177,7 +177,7 @@ def test_the_report_uses_the_leaderboard_it_is_given(tmp_path):
 def test_the_model_card_takes_directions_from_the_metric_registry():
     """Directions come from each metric's registered definition (rmse is lower-is-better,
     which the old hard-coded pair happened to hold; r2 and auc are higher-is-better)."""
-    from share_search.export import model_card
+    from share_search.runs.export import model_card
 
     recipe = {"arch": TREE, "spec": {"name": "s"}, "backbone": {"name": "mlp", "options": {}, "input_shape": [4]}, "data": {},
               "tasks": [{"name": "digit", "metric": "accuracy", "extra_metrics": ["auc"]}, {"name": "size", "metric": "mae", "extra_metrics": ["rmse", "r2"]}]}
@@ -193,9 +193,9 @@ def test_export_writes_the_plan_the_record_keeps(tmp_path):
     """The recipe's training values come from the study's record, not from the checkpoint's
     trial.json (which only a trial recorded before the record kept them is read from)."""
     from share_search.arch import build_model, config_from_dict
-    from share_search.export import TRIAL_FILE, WEIGHTS, export_ranked, save_weights
-    from share_search.problem import load_problem
-    from share_search.spec import parse_spec
+    from share_search.runs.export import TRIAL_FILE, WEIGHTS, export_ranked, save_weights
+    from share_search.train.problem import load_problem
+    from share_search.spec.model import parse_spec
     from tests.runs import small_spec
 
     problem = load_problem(parse_spec(small_spec(families={"tree": {}})))
@@ -213,7 +213,7 @@ def test_export_writes_the_plan_the_record_keeps(tmp_path):
         TrialRecord(0, "COMPLETE", plan=Plan(arch=arch, train={"lr": 0.01, "seed": 3}), family="tree", arch="tree", val=val, best_epoch=1),
         TrialRecord(1, "COMPLETE", plan=Plan(arch=arch), family="tree", arch="tree", val=val, best_epoch=1),  # recorded before `train`
     ]
-    from share_search.study import leaderboard_of
+    from share_search.runs.study import leaderboard_of
 
     board = leaderboard_of(records, problem.tasks, rank_by="pareto")
     torch.manual_seed(0)
@@ -226,7 +226,7 @@ def test_export_writes_the_plan_the_record_keeps(tmp_path):
 def test_the_record_module_imports_neither_torch_nor_ray():
     """It is read wherever a run folder is read; its own imports say so (the package's
     ``__init__`` is the lead's, made lazy separately)."""
-    source = Path(__file__).resolve().parents[1] / "share_search" / "record.py"
+    source = Path(__file__).resolve().parents[1] / "share_search" / "runs" / "record.py"
     imported = set()
     for node in ast.walk(ast.parse(source.read_text())):
         if isinstance(node, ast.Import):
@@ -239,9 +239,9 @@ def test_the_record_module_imports_neither_torch_nor_ray():
 # --------------------------------------------------------------------------- a run
 def test_a_run_builds_its_leaderboard_once(tmp_path, ray_session, monkeypatch):
     """The run ranks once; the export, the study note and its figures use that board."""
-    from share_search import rank
-    from share_search.runner import run_search
-    from share_search.spec import parse_spec
+    from share_search.runs import rank
+    from share_search.engine.runner import run_search
+    from share_search.spec.model import parse_spec
     from tests.runs import small_spec
 
     built = []

@@ -35,8 +35,8 @@ def _kind(kind: str):
 
     import share_search as ss
     from share_search.arch import Family
-    from share_search.train import TrainConfig
-    from share_search.weighting import Weighting
+    from share_search.train.loop import TrainConfig
+    from share_search.train.weighting import Weighting
 
     return {
         "family": (ss.register_family, ss.list_families, ss.get_family, lambda f: isinstance(f, Family)),
@@ -62,7 +62,7 @@ def test_every_entry_is_created_by_name(kind, name):
 @pytest.mark.parametrize("kind,name", CASES)
 def test_a_taken_name_is_refused(kind, name):
     import share_search as ss
-    from share_search.registry import REGISTRIES
+    from share_search.spec.registry import REGISTRIES
 
     register = _kind(kind)[0] or (lambda n: ss.register_metric(n, higher_is_better=True, task_types=["binary"]))
     with pytest.raises(ValueError, match=f"{kind} '{name}' is already registered"):
@@ -81,8 +81,8 @@ def test_user_metric_and_sampler_register_and_are_accepted_by_the_spec():
     import optuna
 
     import share_search as ss
-    from share_search.registry import METRICS, SAMPLERS
-    from share_search.spec import parse_spec
+    from share_search.spec.registry import METRICS, SAMPLERS
+    from share_search.spec.model import parse_spec
 
     try:
         ss.register_metric("neg_mae", higher_is_better=True, task_types=["regression"])(lambda y, out, task: 0.0)
@@ -98,7 +98,7 @@ def test_user_metric_and_sampler_register_and_are_accepted_by_the_spec():
 # --------------------------------------------------------------------------- the spec imports no torch
 SPEC_WITHOUT_TORCH = """
 import sys
-from share_search.spec import load_spec
+from share_search.spec.model import load_spec
 spec = load_spec(sys.argv[1])
 assert set(spec.families) == {"tree", "cross_stitch", "progressive"}, spec.families
 assert spec.families["cross_stitch"].alpha_self.kind == "choice"
@@ -126,8 +126,8 @@ def test_spec_validates_every_registry_without_importing_torch(tmp_path):
 # --------------------------------------------------------------------------- user registrations reach the spec
 def test_a_registered_weighting_is_accepted_by_parse_spec():
     """On main, ``register_weighting`` adds to one list and the spec checks another."""
-    from share_search.spec import parse_spec
-    from share_search.weighting import WEIGHTINGS, Weighting, register_weighting
+    from share_search.spec.model import parse_spec
+    from share_search.train.weighting import WEIGHTINGS, Weighting, register_weighting
 
     class Tripled(Weighting):
         name = "tripled"
@@ -142,7 +142,7 @@ def test_a_registered_weighting_is_accepted_by_parse_spec():
 
 def test_a_family_is_unknown_until_its_plugin_is_named():
     from share_search.errors import SpecError
-    from share_search.spec import parse_spec
+    from share_search.spec.model import parse_spec
 
     with pytest.raises(SpecError, match="families.wide_head: unknown family 'wide_head' .*name the module that registers it under plugins"):
         parse_spec(small_spec(families={"wide_head": {}}))
@@ -155,7 +155,7 @@ def test_a_family_is_unknown_until_its_plugin_is_named():
 ])
 def test_bad_plugins_are_named(plugins, key, message):
     from share_search.errors import SpecError
-    from share_search.spec import parse_spec
+    from share_search.spec.model import parse_spec
 
     with pytest.raises(SpecError) as err:
         parse_spec(small_spec(plugins=plugins))
@@ -164,8 +164,8 @@ def test_bad_plugins_are_named(plugins, key, message):
 
 def test_a_run_folders_spec_imports_no_plugin(tmp_path, monkeypatch):
     """A run folder may come from anyone: reading its spec must not run the module it names."""
-    from share_search.registry import FAMILIES
-    from share_search.spec import parse_spec
+    from share_search.spec.registry import FAMILIES
+    from share_search.spec.model import parse_spec
 
     marker = tmp_path / "imported"
     (tmp_path / "planted_plugin.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
@@ -183,7 +183,7 @@ def plugin():
     """The plugin module imported here, and its registrations removed afterwards (other tests list the registries)."""
     import importlib
 
-    from share_search.registry import FAMILIES, WEIGHTINGS
+    from share_search.spec.registry import FAMILIES, WEIGHTINGS
 
     module = importlib.import_module(PLUGIN)
     yield module
@@ -193,7 +193,8 @@ def plugin():
 
 
 def test_a_plugin_family_draws_itself(plugin):
-    from share_search.drawing import layout, to_svg
+    from share_search.arch.layout import layout
+    from share_search.runs.drawing import to_svg
 
     d = layout({"family": "wide_head", "width": 16}, None, 2, tasks=["digit", "odd"])
     assert d.family == "wide_head" and d.title == "wide_head: shared trunk, heads 16 wide"
@@ -206,9 +207,9 @@ def _run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 
 
 def test_a_plugin_family_and_weighting_go_through_search_report_and_export(plugin, ray_session, tmp_path):
-    from share_search.report import study_leaderboard
-    from share_search.runner import run_search
-    from share_search.spec import parse_spec
+    from share_search.runs.report import study_leaderboard
+    from share_search.engine.runner import run_search
+    from share_search.spec.model import parse_spec
 
     from .runs import study_of
 
@@ -256,9 +257,9 @@ def test_a_plugin_family_and_weighting_go_through_search_report_and_export(plugi
 def test_train_config_takes_the_specs_names_and_defaults():
     import dataclasses
 
-    from share_search.spaces import train_config
-    from share_search.spec import TrainSpec, parse_spec
-    from share_search.train import TrainConfig
+    from share_search.space.spaces import train_config
+    from share_search.spec.model import TrainSpec, parse_spec
+    from share_search.train.loop import TrainConfig
 
     spec_defaults = {k: (v.default.value if hasattr(v.default, "value") else v.default) for k, v in TrainSpec.model_fields.items()}
     config_defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}

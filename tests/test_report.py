@@ -8,8 +8,8 @@ import pytest
 from plotly.offline import get_plotlyjs
 
 from share_search.cli import main
-from share_search.rank import DELTA_M_CONVENTION, leaderboard
-from share_search.report import (
+from share_search.runs.rank import DELTA_M_CONVENTION, leaderboard
+from share_search.runs.report import (
     ReportData,
     TaskInfo,
     cost_figure,
@@ -22,7 +22,7 @@ from share_search.report import (
     report_data,
     write_report,
 )
-from share_search.runner import open_run
+from share_search.runs.study import load_run_study
 
 TWO = (TaskInfo("a", "accuracy", True), TaskInfo("b", "mae", False))
 
@@ -116,7 +116,7 @@ def test_leaderboard_table_carries_sort_values_and_states_directions():
 # --------------------------------------------------------------------------- a real run
 @pytest.fixture(scope="module")
 def real(small_run):
-    study, _ = open_run(small_run.run_dir)
+    study, _ = load_run_study(small_run.run_dir)
     return study, report_data(study, top=3)
 
 

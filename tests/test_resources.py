@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from share_search.errors import SpecError
-from share_search.spec import load_spec, parse_spec
+from share_search.spec.model import load_spec, parse_spec
 from tests.runs import cli_command, cli_env, end_marked, small_spec, write_spec
 
 MARKER = "SHARE_SEARCH_TEST_MARKER"
@@ -52,8 +52,8 @@ def test_trials_that_cannot_start_are_explained(tmp_path, ray_session, monkeypat
     run says why; the holder is let go when that warning comes, and the run then finishes."""
     import ray
 
-    from share_search import search
-    from share_search.runner import run_search
+    from share_search.engine import search
+    from share_search.engine.runner import run_search
 
     monkeypatch.setattr(search, "PLACEMENT_WAIT_S", 0.5)
 

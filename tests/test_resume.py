@@ -18,7 +18,7 @@ import pytest
 from optuna.trial import TrialState
 
 from share_search.cli import main
-from share_search.study import INTERRUPTED, RETRY_OF, finished_trials, planned_params
+from share_search.runs.study import INTERRUPTED, RETRY_OF, finished_trials, planned_params
 from tests.runs import alive_marked, end_marked, small_spec, running_driver, study_of, write_spec
 
 TRIALS = 6  # in all; with baselines, two of them are the references

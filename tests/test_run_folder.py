@@ -28,7 +28,7 @@ import torch
 
 from share_search.cli import main
 from share_search.errors import SpecError
-from share_search.spec import parse_spec
+from share_search.spec.model import parse_spec
 from tests.runs import end_marked, file_tree, one_line_error, running_driver, small_spec, write_spec
 
 MARKER = "SHARE_SEARCH_TEST_MARKER"

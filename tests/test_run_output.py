@@ -107,7 +107,7 @@ def test_a_resume_rewrites_the_report(run):
 def test_a_report_html_of_another_origin_is_left_alone(tmp_path):
     """The run rewrites only a report that share-search wrote; this needs no run: the check
     comes before the study is read."""
-    from share_search.runner import _refresh_report
+    from share_search.engine.runner import _refresh_report
 
     mine = tmp_path / "report.html"
     mine.write_text("<html><title>my own notes</title></html>")

@@ -11,10 +11,10 @@ import torch
 from optuna.trial import TrialState
 from safetensors.torch import load_file
 
-from share_search.record import TrialRecord
+from share_search.runs.record import TrialRecord
 from share_search.arch import config_from_dict
-from share_search.runner import run_search
-from share_search.spec import parse_spec
+from share_search.engine.runner import run_search
+from share_search.spec.model import parse_spec
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 

@@ -1,4 +1,4 @@
-"""The Tune searcher over Optuna's ask/tell (``share_search.searcher``), with real Ray Tune, a
+"""The Tune searcher over Optuna's ask/tell (``share_search.engine.searcher``), with real Ray Tune, a
 real SQLite study and real training on digits; and no private name of Ray or Optuna in
 the package."""
 
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from share_search.problem import load_problem
-from share_search.search import run_phase
-from share_search.spec import parse_spec
-from share_search.record import study_records
-from share_search.study import create_or_load_study, enqueue, open_storage, storage_url
+from share_search.train.problem import load_problem
+from share_search.engine.search import run_phase
+from share_search.spec.model import parse_spec
+from share_search.runs.record import study_records
+from share_search.runs.study import create_or_load_study, enqueue, open_storage, storage_url
 
 PACKAGE = Path(__file__).resolve().parents[1] / "share_search"
 # attributes and modules of Ray and Optuna that are theirs to change: the issue's list

@@ -5,20 +5,20 @@ import pytest
 
 from share_search.arch import FAMILIES
 from share_search.arch.tree import TreeConfig
-from share_search.problem import load_problem
-from share_search.spaces import (
+from share_search.train.problem import load_problem
+from share_search.space.spaces import (
     ROLE_HARD_SHARING,
     ROLE_SINGLE_TASK,
     arch_params,
     decode,
-    enqueue_reference,
     grid_points,
     grid_problems,
     reference_archs,
     sample_trial,
     space_sizes,
 )
-from share_search.spec import parse_spec
+from share_search.engine.search import enqueue_reference
+from share_search.spec.model import parse_spec
 
 
 def make_problem(**changes):

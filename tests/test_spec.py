@@ -5,7 +5,7 @@ import copy
 import pytest
 
 from share_search.errors import SpecError
-from share_search.spec import Param, load_spec, parse_spec
+from share_search.spec.model import Param, load_spec, parse_spec
 
 GOOD = {
     "name": "t",

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from share_search.errors import SpecError
-from share_search.rank import leaderboard
-from share_search.spec import load_spec, parse_spec, reserved_task_names
+from share_search.runs.rank import leaderboard
+from share_search.spec.model import load_spec, parse_spec, reserved_task_names
 
 SHORT = 300  # characters: an error is one readable line, whatever the input held
 
@@ -127,7 +127,7 @@ def test_reserved_task_names_cover_every_leaderboard_column():
     """The reserved list comes from the code that builds the table: every column but val.<task> is in it."""
     import pandas as pd
 
-    from share_search.rank import TRIAL_COLUMNS
+    from share_search.spec.model import TRIAL_COLUMNS
 
     trials = pd.DataFrame([dict.fromkeys(TRIAL_COLUMNS, 0) | {"state": "COMPLETE", "baseline": True, "val.a": 0.5, "val.b": 0.5}])
     board = leaderboard(trials, {"a": True, "b": True})

@@ -3,7 +3,7 @@
 import optuna
 from optuna.trial import TrialState
 
-from share_search.study import INTERRUPTED, RETRY_OF, ask, enqueue, mark_interrupted, planned_params, queue_retries
+from share_search.runs.study import INTERRUPTED, RETRY_OF, ask, enqueue, mark_interrupted, planned_params, queue_retries
 
 
 def _study(tmp_path):

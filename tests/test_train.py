@@ -12,9 +12,9 @@ from torch import nn
 from share_search.arch import ArchConfig, MultiTaskModel, Phase
 from share_search.data import Dataset, LabelInfo, Split
 from share_search.errors import ShareSearchError
-from share_search.tasks import Task
-from share_search.train import TrainConfig, TrainingDiverged, fit, resolve_device
-from share_search.weighting import WEIGHTINGS
+from share_search.train.tasks import Task
+from share_search.train.loop import TrainConfig, TrainingDiverged, fit, resolve_device
+from share_search.train.weighting import WEIGHTINGS
 
 TASKS = (
     Task("digit", "digit", "multiclass", 10, "accuracy"),

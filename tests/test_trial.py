@@ -5,9 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from share_search.rank import delta_m
-from share_search.tasks import Task
-from share_search.trial import primary_metrics, trial_result, val_from_result
+from share_search.runs.rank import delta_m
+from share_search.train.tasks import Task
+from share_search.engine.trial import primary_metrics, trial_result, val_from_result
 
 TASKS = (
     Task(name="digit", label="digit", type="multiclass", n_outputs=10, metric="accuracy", extra_metrics=("f1",)),

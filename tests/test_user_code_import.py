@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from share_search.errors import SpecError
-from share_search.problem import load_problem
-from share_search.spec import parse_spec
+from share_search.train.problem import load_problem
+from share_search.spec.model import parse_spec
 from tests.runs import cli_env
 
 # two modules: once imported, a module is found in sys.modules whatever the path says
@@ -29,7 +29,7 @@ def load():
     return {"x": x, "y": (x[:, 0] > 0).astype(int), "z": (x[:, 1] > 0).astype(int)}
 ''',
     STAGES: '''
-from share_search.backbones import mlp
+from share_search.arch.backbones import mlp
 
 def stages(input_shape, width=5):
     return mlp(input_shape, (width,))

@@ -17,9 +17,9 @@ import pytest
 
 from share_search.cli import main
 from share_search.errors import ShareSearchError
-from share_search.problem import load_problem
-from share_search.spec import parse_spec
-from share_search.study import create_or_load_study, open_storage, storage_url
+from share_search.train.problem import load_problem
+from share_search.spec.model import parse_spec
+from share_search.runs.study import create_or_load_study, open_storage, storage_url
 from tests.runs import file_tree, one_line_error, small_spec, write_spec
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from share_search.train import TrainConfig
-from share_search.weighting import WEIGHTINGS, Weighting, make_weighting, register_weighting
+from share_search.train.loop import TrainConfig
+from share_search.train.weighting import WEIGHTINGS, Weighting, make_weighting, register_weighting
 
 TASKS = ("a", "b")
 

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 import optuna
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from ..backbones import Backbone
-from ..family_options import FamilyOptions
-from ..registry import FAMILIES, get_family, register_family  # noqa: F401  (re-exported)
-from ..tasks import Task
+from ..spec.family_options import FamilyOptions
+from .backbones import Backbone
+from ..spec.registry import FAMILIES, get_family, register_family  # noqa: F401  (re-exported)
+
+if TYPE_CHECKING:  # a type in signatures only: arch does not depend on train at run time
+    from ..train.tasks import Task
 
 
 class ArchConfig(BaseModel):
@@ -103,7 +105,7 @@ class Family:
     def build(self, config: ArchConfig, backbone: Backbone, tasks: Sequence[Task]) -> MultiTaskModel:
         raise NotImplementedError
 
-    # Drawing (``drawing.layout`` calls these through the registry).
+    # Drawing (``arch.layout.layout`` calls these through the registry).
     fixed_depth: ClassVar[bool] = False  # True when a config uses exactly the backbone's stages (trees)
 
     def stages_used(self, config: ArchConfig) -> int:
@@ -111,7 +113,7 @@ class Family:
         return 1
 
     def layout(self, config: ArchConfig, details: Mapping[str, Any], n_stages: int, tasks: Sequence[str] | None):
-        """A ``drawing.ArchDrawing`` of ``config`` on ``n_stages`` stages (``details``: the trial's
+        """An ``arch.layout.ArchDrawing`` of ``config`` on ``n_stages`` stages (``details``: the trial's
         ``architecture_details``; ``tasks`` orders the columns)."""
         raise ValueError(f"no drawing for family {self.name!r}: its Family defines no layout")
 

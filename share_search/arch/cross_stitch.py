@@ -32,20 +32,22 @@ and 2.4-3.6x on the mlp.
 from __future__ import annotations
 
 import itertools
-from typing import Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import optuna
 import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from ..backbones import Backbone, make_head
-from ..family_options import CrossStitchOptions
-from ..spec import Param
-from ..tasks import Task
+from ..spec.family_options import CrossStitchOptions
+from ..spec.model import Param
 from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel, Phase
 from ._stacked import Columns, stack_stage, stacked, unstacked
 from ._stages import all_subsets, eligible_stages, require_stages, sample_subset, subset_params
+from .backbones import Backbone, make_head
+
+if TYPE_CHECKING:  # a type in signatures only: arch does not depend on train at run time
+    from ..train.tasks import Task
 
 _STAGE_PREFIX = "cross_stitch.after_stage"
 
@@ -151,7 +153,7 @@ class CrossStitch(Family):
         return max(config.stages) + 1
 
     def layout(self, config, details, n_stages, tasks):
-        from ..drawing import cross_stitch_layout
+        from .layout import cross_stitch_layout
 
         return cross_stitch_layout(config, details, n_stages, tasks)
 

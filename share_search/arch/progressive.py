@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, ClassVar, Literal, Optional, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional, Sequence
 
 import optuna
 import torch
@@ -41,12 +41,14 @@ import torch.nn.functional as F
 from pydantic import field_validator
 from torch import nn
 
-from ..backbones import Backbone, make_head
-from ..family_options import ProgressiveOptions
 from ..errors import SpecError
-from ..tasks import Task
+from ..spec.family_options import ProgressiveOptions
 from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel, Phase
 from ._stages import all_subsets, eligible_stages, require_stages, sample_subset, subset_params
+from .backbones import Backbone, make_head
+
+if TYPE_CHECKING:  # a type in signatures only: arch does not depend on train at run time
+    from ..train.tasks import Task
 
 MAX_SEARCHED_TASKS = 6  # 720 orders in one categorical; 7 tasks would store 5,040 choices per trial
 _STAGE_PREFIX = "progressive.lateral_stage"
@@ -150,7 +152,7 @@ class Progressive(Family):
         return max(config.lateral_stages) + 1
 
     def layout(self, config, details, n_stages, tasks):
-        from ..drawing import progressive_layout
+        from .layout import progressive_layout
 
         return progressive_layout(config, details, n_stages, tasks)
 

@@ -29,16 +29,18 @@ import itertools
 import math
 import re
 from functools import lru_cache
-from typing import ClassVar, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, ClassVar, Iterable, Iterator, Sequence
 
 import optuna
 from pydantic import field_validator
 from torch import nn
 
-from ..backbones import Backbone, make_head
-from ..family_options import TreeOptions
-from ..tasks import Task
+from ..spec.family_options import TreeOptions
 from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel
+from .backbones import Backbone, make_head
+
+if TYPE_CHECKING:  # a type in signatures only: arch does not depend on train at run time
+    from ..train.tasks import Task
 
 Group = tuple[str, ...]
 Partition = tuple[Group, ...]
@@ -312,7 +314,7 @@ class TreeFamily(Family):
         return config.n_stages
 
     def layout(self, config, details, n_stages, tasks):
-        from ..drawing import tree_layout
+        from .layout import tree_layout
 
         return tree_layout(config, details, n_stages, tasks)
 

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import DataError, SpecError
-from ..spec import DataSpec
+from ..spec.model import DataSpec
 from ._base import Dataset, LabelInfo, Split
 from ._cache import cache_dir, cached_array
 from ._split import PAIR_STREAM, SPLIT_STREAM, SPLITS, rng, split_indices, take

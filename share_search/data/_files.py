@@ -10,7 +10,6 @@ class names such as ``cat``/``dog``. Empty cells and NaN are missing labels.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,23 +17,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, ShareSearchError, SpecError, UserCodeError
-from ..spec import DataSpec
+from ..spec.model import DataSpec
 from ..user_code import import_user_function
 from ._base import Dataset, LabelInfo
 from ._split import SPLITS, split_indices, take
 
-FILE_SUFFIXES = (".npz", ".csv", ".parquet")
-MODULE_FUNCTION = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 DEFAULT_INPUT_KEY = "x"
 MAX_CLASSES = 100  # integral labels with more distinct values are treated as regression
-
-
-def is_file_source(source: str) -> bool:
-    return Path(source).suffix.lower() in FILE_SUFFIXES
-
-
-def is_module_source(source: str) -> bool:
-    return MODULE_FUNCTION.fullmatch(source) is not None
 
 
 # --------------------------------------------------------------------------- label kinds

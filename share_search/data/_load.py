@@ -6,10 +6,11 @@ from collections.abc import Collection
 from typing import Callable
 
 from ..errors import SpecError
-from ..spec import DataSpec
+from ..spec.model import DataSpec
+from ..spec.model import is_file_source, is_module_source
 from ._base import Dataset
 from ._builtin import BUILTIN_SOURCES
-from ._files import is_file_source, is_module_source, load_file, load_module
+from ._files import load_file, load_module
 from ._split import subsample
 
 

@@ -4,7 +4,7 @@ backbone; and torch's own FLOP counter, the reference for ``count_macs``."""
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from share_search.tasks import Task
+from share_search.train.tasks import Task
 
 TASKS = [
     Task("digit", "digit", "multiclass", 4, "accuracy"),

@@ -7,8 +7,8 @@ import torch
 
 from share_search.arch import FAMILIES, config_from_dict
 from share_search.arch import count_macs, count_parameters
-from share_search.backbones import make_backbone
-from share_search.tasks import Task
+from share_search.arch.backbones import make_backbone
+from share_search.train.tasks import Task
 
 from .shared import flop_counter_macs
 

@@ -5,9 +5,9 @@ import pytest
 
 from share_search.arch import FAMILIES, build_model
 from share_search.arch.tree import TreeConfig
-from share_search.problem import load_problem
-from share_search.spec import parse_spec
-from share_search.train import TrainConfig, fit
+from share_search.train.problem import load_problem
+from share_search.spec.model import parse_spec
+from share_search.train.loop import TrainConfig, fit
 
 
 @pytest.fixture(scope="module")

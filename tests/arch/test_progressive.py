@@ -7,9 +7,9 @@ import torch
 
 from share_search.arch import get_family
 from share_search.arch.progressive import Lateral, ProgressiveConfig, ProgressiveOptions
-from share_search.backbones import make_backbone
+from share_search.arch.backbones import make_backbone
 from share_search.errors import SpecError
-from share_search.spec import parse_spec
+from share_search.spec.model import parse_spec
 
 from .shared import BACKBONES, NAMES, TASKS
 

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from share_search.arch import LoopedStage, StackedStage, stack_stage, stacked, unstacked
-from share_search.backbones import make_backbone
+from share_search.arch.backbones import make_backbone
 
 from .shared import BACKBONES
 

@@ -4,8 +4,8 @@ import torch
 
 from share_search.arch import FAMILIES, config_from_dict
 from share_search.arch.tree import TreeConfig, TreeOptions, count_trees, enumerate_trees
-from share_search.backbones import make_backbone
-from share_search.tasks import Task
+from share_search.arch.backbones import make_backbone
+from share_search.train.tasks import Task
 
 torch.set_num_threads(1)
 optuna.logging.set_verbosity(optuna.logging.WARNING)

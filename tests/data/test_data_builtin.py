@@ -29,7 +29,7 @@ from share_search.data import (
     split_indices,
 )
 from share_search.errors import DataError
-from share_search.spec import DataSpec
+from share_search.spec.model import DataSpec
 
 torch.set_num_threads(1)
 

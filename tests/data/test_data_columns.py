@@ -19,8 +19,8 @@ from sklearn.datasets import load_digits
 from share_search.cli import main
 from share_search.data import load_data
 from share_search.errors import DataError, SpecError
-from share_search.problem import load_problem
-from share_search.spec import DataSpec, parse_spec
+from share_search.train.problem import load_problem
+from share_search.spec.model import DataSpec, parse_spec
 
 N = 120
 PIXELS = [f"p{i}" for i in range(4)]

@@ -10,7 +10,7 @@ import pytest
 
 from share_search.data import load_data
 from share_search.errors import DataError, SpecError
-from share_search.spec import DataSpec
+from share_search.spec.model import DataSpec
 
 USER_MODULE = '''
 import numpy as np

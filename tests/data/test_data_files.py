@@ -9,7 +9,7 @@ import torch
 
 from share_search.data import load_data
 from share_search.data import SPLITS
-from share_search.spec import DataSpec
+from share_search.spec.model import DataSpec
 
 torch.set_num_threads(1)
 

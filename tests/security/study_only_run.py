@@ -11,9 +11,9 @@ import optuna
 import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from share_search.problem import load_problem
-from share_search.spec import parse_spec
-from share_search.study import create_or_load_study, open_storage, storage_url
+from share_search.train.problem import load_problem
+from share_search.spec.model import parse_spec
+from share_search.runs.study import create_or_load_study, open_storage, storage_url
 from tests.runs import SMALL
 
 SPEC_FILE = "spec.resolved.yaml"

@@ -17,7 +17,7 @@ import threading
 
 import pytest
 
-from share_search.dashboard import make_server
+from share_search.runs.dashboard import make_server
 from tests.runs import cli_command, cli_env
 from tests.security.study_only_run import copy_run, make_run, study_names
 

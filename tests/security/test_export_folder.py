@@ -16,11 +16,11 @@ import torch
 
 from share_search.arch import build_model
 from share_search.arch.tree import TreeConfig
-from share_search.backbones import make_backbone
+from share_search.arch.backbones import make_backbone
 from share_search.cli import main
 from share_search.errors import CheckpointError
-from share_search.export import write_export
-from share_search.tasks import Task
+from share_search.runs.export import write_export
+from share_search.train.tasks import Task
 
 TASK = (Task(name="y", label="y", type="binary", n_outputs=1, metric="accuracy"),)
 

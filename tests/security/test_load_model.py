@@ -19,8 +19,8 @@ import torch
 from share_search import CheckpointError, load_model
 from share_search.arch import build_model
 from share_search.arch.tree import TreeConfig
-from share_search.backbones import make_backbone, mlp
-from share_search.export import RECIPE, write_export
+from share_search.arch.backbones import make_backbone, mlp
+from share_search.runs.export import RECIPE, write_export
 from tests.runs import cli_env
 from tests.test_checkpoints import TASKS, assert_reproduces_example
 
@@ -52,7 +52,7 @@ def reseal(folder: Path) -> None:
 def plant_evil(folder: Path, marker: Path) -> None:
     """``evil.py`` in the export writes ``marker`` when imported; the recipe names it."""
     (folder / "evil.py").write_text(
-        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('evil.py ran')\nfrom share_search.backbones import mlp as f\n"
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('evil.py ran')\nfrom share_search.arch.backbones import mlp as f\n"
     )
     edit_recipe(folder, lambda r: r["backbone"].update(name=f"{folder.name}.evil:f"))
 
@@ -89,7 +89,7 @@ def test_a_planted_file_the_manifest_does_not_list_is_refused(tmp_path, monkeypa
 def test_trust_code_or_the_callers_builder_loads_a_user_backbone(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     module = "user_stages_for_load_model"
-    (tmp_path / f"{module}.py").write_text("from share_search.backbones import mlp\n\ndef stages(input_shape, widths=(6, 4)):\n    return mlp(input_shape, widths)\n")
+    (tmp_path / f"{module}.py").write_text("from share_search.arch.backbones import mlp\n\ndef stages(input_shape, widths=(6, 4)):\n    return mlp(input_shape, widths)\n")
     folder = export_to(tmp_path / "export" / "rank-1", f"{module}:stages", {})
     monkeypatch.delitem(sys.modules, module)
 

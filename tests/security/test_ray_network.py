@@ -43,7 +43,7 @@ AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 DRIVER = """
 import json, os, sys
 import ray
-from share_search.search import start_ray
+from share_search.engine.search import start_ray
 
 start_ray(None)
 ray.get(ray.remote(lambda: 1).remote())

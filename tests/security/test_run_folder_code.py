@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 
 from share_search.cli import main
-from share_search.dashboard import make_server
+from share_search.runs.dashboard import make_server
 from tests.security.study_only_run import copy_run, make_run, tamper
 
 EVIL = '''

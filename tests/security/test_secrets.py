@@ -33,7 +33,7 @@ import sqlalchemy
 import yaml
 
 from share_search.cli import main
-from share_search.study import hide_password, open_storage
+from share_search.runs.study import hide_password, open_storage
 from tests.runs import REPO, cli_command, cli_env, small_spec, write_spec
 
 ADMIN_URL = os.environ.get("SHARE_SEARCH_TEST_POSTGRES", "postgresql+psycopg2://share:share@127.0.0.1:5432/share_search")
@@ -300,7 +300,7 @@ def _documented_urls() -> dict[str, str]:
 def test_the_documented_postgresql_url_works(where, secret_db, monkeypatch):
     """The documented URL, with only its user, password, host and database changed to the
     test server's, opens a study (``postgresql://`` needs psycopg 3 under SQLAlchemy 2.1)."""
-    from share_search.study import expand_storage
+    from share_search.runs.study import expand_storage
 
     documented = _documented_urls()[where]
     admin = sqlalchemy.make_url(ADMIN_URL)

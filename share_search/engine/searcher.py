@@ -18,13 +18,13 @@ from typing import Any, Callable, Sequence
 import optuna
 from optuna.trial import TrialState
 
-from .artifacts import attach_trial_artifacts
-from .rank import delta_m
-from .record import Cost, Failure, Plan, TrialRecord, baseline_metrics, study_records
-from .spaces import ROLE_SINGLE_TASK
-from .study import ask
-from .tasks import Task
-from .text import console
+from ..runs.artifacts import attach_trial_artifacts
+from ..runs.rank import delta_m
+from ..runs.record import Cost, Failure, Plan, TrialRecord, baseline_metrics, study_records
+from ..runs.study import ask
+from ..space.spaces import ROLE_SINGLE_TASK
+from ..text import console
+from ..train.tasks import Task
 from .trial import ORIGIN_INTERNAL, ORIGIN_USER, primary_metrics, val_from_result
 
 log = logging.getLogger("share_search")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .backbones import Backbone, make_backbone
-from .data import Dataset, load_data
-from .errors import SpecError
-from .spec import Spec
+from ..arch.backbones import Backbone, make_backbone
+from ..data import Dataset, load_data
+from ..errors import SpecError
+from ..spec.model import Spec
 from .tasks import DEFAULT_METRIC, METRICS, Task
 
 
@@ -77,9 +77,9 @@ def load_problem(spec: Spec) -> Problem:
 def user_code_named(spec: Spec) -> dict[str, str]:
     """The spec's entries that name a user ``module:function`` (neither built in nor a data
     file): ``load_problem`` imports and calls each, so it runs that code."""
-    from .backbones import BACKBONES
-    from .data import BUILTIN_SOURCES
-    from .data._files import is_file_source, is_module_source
+    from ..arch.backbones import BACKBONES
+    from ..data import BUILTIN_SOURCES
+    from ..spec.model import is_file_source, is_module_source
 
     named = {}
     source = spec.data.source

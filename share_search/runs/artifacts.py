@@ -43,7 +43,8 @@ def study_stage_count(study: optuna.Study) -> int | None:
 
 
 def architecture_svg(study: optuna.Study, arch: Mapping[str, Any], details: Mapping[str, Any] | None) -> str:
-    from .drawing import layout, to_svg
+    from ..arch.layout import layout
+    from .drawing import to_svg
 
     tasks = [t["name"] for t in study.user_attrs.get("tasks") or []] or None
     n_stages = len(arch["stages"]) if arch.get("family") == "tree" else study_stage_count(study)  # a tree knows its depth

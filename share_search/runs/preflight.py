@@ -10,7 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import ShareSearchError
+from ..errors import ShareSearchError
 
 
 def nearest_existing(path: Path) -> Path:
@@ -51,6 +51,6 @@ def _check_writable_place(target: Path, base: Path, flag: str, what: str) -> Non
 
 def check_device(name: str) -> None:
     """The trials' ``train.device`` exists on this machine (a local run trains here)."""
-    from .train import resolve_device
+    from ..train.loop import resolve_device
 
     resolve_device(name)  # raises naming train.device when PyTorch cannot see it

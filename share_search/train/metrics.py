@@ -7,23 +7,14 @@ one with ``registry.register_metric``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..spec.registry import Metric
+
 if TYPE_CHECKING:
     from .tasks import Task
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A metric with its direction; ``fn(y_true, output) -> float`` on masked numpy arrays."""
-
-    name: str
-    higher_is_better: bool
-    task_types: tuple[str, ...]
-    fn: Callable[[np.ndarray, np.ndarray, "Task"], float]
 
 
 def _predicted_class(output: np.ndarray, task: "Task") -> np.ndarray:

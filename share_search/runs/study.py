@@ -16,12 +16,12 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from .errors import RunError, SpecError
-from .problem import Problem
-from .rank import TRIAL_COLUMNS, leaderboard
+from ..errors import RunError, SpecError
+from ..train.problem import Problem
+from .rank import leaderboard
 from .record import ROLE_SEARCHED, ROLE_SINGLE_TASK, TrialRecord, json_safe  # noqa: F401 (json_safe: the searcher and trial import it from here)
-from .spec import Spec
-from .tasks import Task
+from ..spec.model import TRIAL_COLUMNS, Spec
+from ..train.tasks import Task
 
 SQLITE_TIMEOUT_S = 30  # a dashboard reading the file must never make a write fail
 INTERRUPTED = "interrupted: the driver stopped before the trial finished"
@@ -304,12 +304,15 @@ def leaderboard_of(records: Sequence[TrialRecord], tasks: Sequence, rank_by: str
     return leaderboard(frame, {t.name: t.higher_is_better for t in tasks}, rank_by=rank_by, budget=budget)
 
 
-def load_run_study(run_dir: Path, trust_code: bool = False) -> tuple[optuna.Study, Spec]:
+def load_run_study(run_dir: str | Path, trust_code: bool = False) -> tuple[optuna.Study, Spec]:
     """Open the study of an existing run folder (its resolved spec says where it lives).
 
     A run folder may come from anyone: its spec's ``plugins`` are imported only with ``trust_code``."""
-    from .spec import load_spec
+    from ..spec.model import load_spec
 
+    run_dir = Path(run_dir).resolve()
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: no such run folder")
     spec_file = run_dir / "spec.resolved.yaml"
     if not spec_file.is_file():
         raise RunError(f"{run_dir} is not a run folder (no spec.resolved.yaml); run `share-search run SPEC` first")

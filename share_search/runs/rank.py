@@ -15,7 +15,8 @@ from typing import Mapping, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import ShareSearchError
+from ..errors import ShareSearchError
+from ..spec.model import RANK_KEYS
 from .record import ROLE_SEARCHED, ROLE_SINGLE_TASK, TrialRecord, baseline_of
 
 DELTA_M_CONVENTION = (
@@ -24,11 +25,6 @@ DELTA_M_CONVENTION = (
     "l_t = 1 for lower-is-better metrics (Maninis et al. 2019; Vandenhende et al. 2021)."
 )
 BUDGET_COLUMNS = ("params", "macs")
-RANK_KEYS = ("delta_m", "pareto")  # plus every task name
-# the trials table (``study.trials_frame`` builds it) and what ``leaderboard`` adds; a task's
-# column is ``val.<task>``, shown as ``<task>`` beside these, so no task may take one of these names
-TRIAL_COLUMNS = ("trial", "state", "family", "arch", "role", "baseline", "params", "macs", "time_s", "best_epoch", "fail_reason")
-RANKED_COLUMNS = ("rank", "delta_m", "pareto_front")
 
 
 class RankError(ShareSearchError, ValueError):

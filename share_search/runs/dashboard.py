@@ -30,8 +30,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server as
 import optuna
 import pandas as pd
 
+from ..errors import RunError
 from .artifacts import artifact_store
-from .errors import RunError
 from .rank import DELTA_M_CONVENTION
 from .report import on_front, study_tasks
 
@@ -56,11 +56,10 @@ def dashboard_app(run_dir: str | Path, allow_writes: bool = False):
     behind ``guarded``."""
     from optuna_dashboard import wsgi
 
-    from .runner import open_run
-    from .study import open_storage, storage_url
+    from .study import load_run_study, open_storage, storage_url
 
     run_dir = Path(run_dir).resolve()
-    _, spec = open_run(run_dir)  # checks that this is a run folder holding the study
+    _, spec = load_run_study(run_dir)  # checks that this is a run folder holding the study
     app = wsgi(open_storage(storage_url(spec, run_dir)), artifact_store=artifact_store(artifact_dir(run_dir)))
     return guarded(app, allow_writes)
 
@@ -173,7 +172,7 @@ def _int(value: Any) -> int | None:
 def _remove_export_artifacts(study: optuna.Study, run_dir: str | Path, store) -> None:
     """Drop the export artifacts of an earlier export (their ranks may have changed). The
     run's storage is opened anew: a study keeps its storage private."""
-    from .spec import load_spec
+    from ..spec.model import load_spec
     from .study import open_storage, storage_url
 
     run_dir = Path(run_dir).resolve()

@@ -22,23 +22,23 @@ import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..arch import build_model
+from ..arch._cost import count_macs, count_parameters
+from ..runs.export import TRIAL_FILE, WEIGHTS, save_weights
+from ..runs.rank import delta_m
+from ..runs.study import json_safe
+from ..space.spaces import TrialPlan, plan_from_dict
+from ..train.loop import EpochReport, TrainingDiverged, fit
+from ..train.problem import Problem
+from ..train.tasks import Task
+from ..user_code import import_plugins
 from .allocator import keep_freed_memory
-from .arch import build_model
-from .arch._cost import count_macs, count_parameters
-from .export import TRIAL_FILE, WEIGHTS, save_weights
-from .problem import Problem
-from .rank import delta_m
-from .spaces import TrialPlan, plan_from_dict
-from .study import json_safe
-from .tasks import Task
-from .train import EpochReport, TrainingDiverged, fit
-from .user_code import import_plugins
 
 # where a failure came from (user attribute ``fail_origin``): the user's code, data or
 # resources, or a bug in share-search itself, which makes the run exit non-zero
 ORIGIN_USER = "user"
 ORIGIN_INTERNAL = "internal"
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # share_search/, every layer
 LIBRARY_DIRS = tuple({os.path.abspath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib", "purelib", "platlib")})
 
 

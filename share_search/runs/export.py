@@ -31,15 +31,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from .arch import build_model, config_from_dict
-from .arch._cost import count_macs, count_parameters
-from .backbones import BACKBONES, StageBuilder, make_backbone
-from .errors import CheckpointError
-from .registry import FAMILIES
-from .registry import METRICS as METRIC_REGISTRY  # export.METRICS is the metrics file name
+from ..arch import build_model, config_from_dict
+from ..arch._cost import count_macs, count_parameters
+from ..arch.backbones import BACKBONES, StageBuilder, make_backbone
+from ..errors import CheckpointError
+from ..spec.registry import FAMILIES
+from ..spec.registry import METRICS as METRIC_REGISTRY  # export.METRICS is the metrics file name
+from ..train.tasks import Task
+from ..user_code import import_plugins
 from .record import TrialRecord
-from .tasks import Task
-from .user_code import import_plugins
 
 FORMAT_VERSION = 1
 WEIGHTS = "weights.safetensors"
@@ -462,7 +462,7 @@ def rank_folders(export_dir: Path) -> dict[int, Path]:
 
 def _ranked_export(run_dir: Path, problem, row, record: TrialRecord, ranking: Mapping[str, Any]):
     """One leaderboard row's network with its best-validation weights and its metrics."""
-    from .train import evaluate
+    from ..train.loop import evaluate
 
     trial = record.number
     ckpt = find_checkpoint(run_dir, trial, record.checkpoint)

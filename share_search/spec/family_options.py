@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, field_validator
 
-from .spec import Param, param_to_yaml, searchable
+from .model import Param, param_to_yaml, searchable
 
 LATERALS = ("linear", "adapter")
 

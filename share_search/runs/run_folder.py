@@ -1,21 +1,20 @@
-"""The Python face of a run folder: ``run(...)`` searches, ``open_run(path)`` reads a run back.
+"""The Python face of a run folder: ``open_run(path)`` reads a run back (``engine.runner.run`` makes one).
 
 A ``Run`` is a run folder and its Optuna study. Reading it (leaderboard, failures, report)
 uses the study alone, so it is safe on a folder from anyone; ``export`` rebuilds networks
 and so reloads the data and backbone the folder's spec names (a ``module:function`` only
 with ``trust_code=True``). The CLI's ``leaderboard``, ``export`` and ``report`` call these
-same methods. Nothing here imports Ray: only ``run(...)`` starts it, through the runner.
+same methods. Nothing here imports Ray.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING
 
-from .errors import RunError, ShareSearchError, SpecError
+from ..errors import RunError, ShareSearchError
+from ..spec.model import Spec
 from .report import DEFAULT_TOP
-from .spec import Spec
 
 if TYPE_CHECKING:
     import optuna
@@ -38,9 +37,9 @@ class Run:
         self._open(trust_code)
 
     def _open(self, trust_code: bool) -> None:
-        from .runner import open_run as open_study
+        from .study import load_run_study
 
-        study, spec = open_study(self.path, trust_code)
+        study, spec = load_run_study(self.path, trust_code)
         self.study: optuna.Study = study
         self.spec: Spec = spec
         self.trust_code = trust_code
@@ -96,7 +95,7 @@ class Run:
         return exported
 
     def _problem(self, trust_code: bool):
-        from .problem import load_problem, user_code_named
+        from ..train.problem import load_problem, user_code_named
 
         code = user_code_named(self.spec)
         if code and not trust_code:
@@ -124,62 +123,3 @@ def open_run(path: str | Path, trust_code: bool = False) -> Run:
     ``trust_code`` imports the plugins its spec names."""
     return Run(path, trust_code)
 
-
-def run(
-    spec: str | Path | Spec | Mapping[str, Any],
-    *,
-    out: str | Path | None = None,
-    trials: int | None = None,
-    concurrency: int | None = None,
-    sampler: str | None = None,
-    resume: bool = False,
-    address: str | None = None,
-    quiet: bool = False,
-) -> Run:
-    """Search as ``share-search run`` does and return the run.
-
-    ``spec``: a YAML file (relative data paths start from its folder), a ``Spec`` or a dict
-    of the same sections (relative paths start from the current folder). The keywords are
-    the command's options: ``out`` (default ``runs/<name>``), ``trials``, ``concurrency``,
-    ``sampler``, ``resume``, ``address`` (a Ray cluster to join) and ``quiet`` (no progress
-    bar). Starts a local Ray for the search, and stops it after, unless Ray is already
-    running in this process.
-    """
-    from .runner import run_search
-
-    changes = {"trials": trials, "concurrency": concurrency, "sampler": sampler, "out": None if out is None else str(out)}
-    with _optuna_quiet():
-        outcome = run_search(as_spec(spec).with_search(**changes), resume=resume, address=address, show_progress=not quiet)
-    return Run(outcome.run_dir)
-
-
-@contextmanager
-def _optuna_quiet() -> Iterator[None]:
-    """Optuna's per-study info lines and experimental-feature warnings are share-search's
-    business, not the caller's: hidden during a search, as the command hides them, and the
-    caller's settings restored after."""
-    import warnings
-
-    import optuna
-
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-            yield
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-
-
-def as_spec(spec: str | Path | Spec | Mapping[str, Any]) -> Spec:
-    """A spec given as a file, a ``Spec`` or plain data, validated."""
-    from .spec import load_spec, parse_spec
-
-    if isinstance(spec, Spec):
-        return spec
-    if isinstance(spec, (str, Path)):
-        return load_spec(spec)
-    if isinstance(spec, Mapping):
-        return parse_spec(spec)
-    raise SpecError("", f"a spec is a YAML file's path, a Spec or a dict of its sections, got {type(spec).__name__}")

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # torch is imported where a loss is computed, so the spec can
     import torch
 
 from .metrics import Metric  # noqa: F401  (re-exported: tasks.Metric)
-from .registry import METRICS
+from ..spec.registry import METRICS
 
 TaskType = Literal["multiclass", "binary", "regression"]
 TASK_TYPES: tuple[str, ...] = ("multiclass", "binary", "regression")

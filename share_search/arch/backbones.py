@@ -20,9 +20,9 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from .errors import ShareSearchError, SpecError, UserCodeError
-from .registry import BACKBONES, register_backbone  # noqa: F401  (register_backbone re-exported)
-from .user_code import import_user_function
+from ..errors import ShareSearchError, SpecError, UserCodeError
+from ..spec.registry import BACKBONES, register_backbone  # noqa: F401  (register_backbone re-exported)
+from ..user_code import import_user_function
 
 StageBuilder = Callable[..., Sequence[nn.Module]]
 
@@ -135,6 +135,11 @@ def _resolve_builder(name: str) -> StageBuilder:
         known = ", ".join(BACKBONES)
         raise SpecError("backbone.name", f"unknown backbone {name!r} (known: {known}, or module:function)")
     return import_user_function(name, "backbone.name")
+
+
+def create_backbone(name: str, input_shape: Sequence[int], **options):
+    """The backbone ``name`` measured on ``input_shape`` (a ``Backbone``); the registry's ``create_x`` for backbones, here because it builds modules."""
+    return make_backbone(name, input_shape, options, builder=BACKBONES[name])
 
 
 def make_backbone(

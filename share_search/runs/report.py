@@ -17,11 +17,12 @@ from typing import Any, NamedTuple, Sequence
 
 import pandas as pd
 
+from ..arch.layout import ArchDrawing, layout
+from ..errors import RunError
+from ..text import plural
 from . import drawing
-from .errors import RunError
 from .rank import DELTA_M_CONVENTION
 from .record import TrialRecord, stage_count, study_records
-from .text import plural
 
 DEFAULT_TOP = 3
 REPORT_TITLE = "share-search report: "  # the page title starts so; a run rewrites only such a report.html
@@ -83,7 +84,7 @@ class TopDrawing:
     rank: int
     trial: int
     delta_m: float | None
-    drawing: drawing.ArchDrawing
+    drawing: ArchDrawing
 
 
 @dataclass
@@ -184,7 +185,7 @@ def report_data(study, top: int = DEFAULT_TOP, rank_by: str = "delta_m", board: 
             notes.append(f"rank {p.rank} (trial {p.trial}) is not drawn: the trial recorded no `arch_json`")
             continue
         try:
-            d = drawing.layout(r.plan.arch, r.details, n_stages, tasks=[x.name for x in tasks])
+            d = layout(r.plan.arch, r.details, n_stages, tasks=[x.name for x in tasks])
         except (KeyError, ValueError) as exc:  # an unknown family, or one with no drawing
             notes.append(f"rank {p.rank} (trial {p.trial}) is not drawn: {exc}")
             continue

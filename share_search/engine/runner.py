@@ -10,20 +10,22 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping
 
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from .errors import RunError, ShareSearchError
-from .preflight import check_device, check_folder_can_be_made, nearest_existing
-from .problem import Problem, load_problem
-from .spaces import check_grid, grid_points
-from .spec import Spec, load_spec
-from .record import study_records
-from .study import check_study, create_or_load_study, failed_trials, hide_password, leaderboard_of, load_run_study, mark_interrupted, open_storage, queue_retries, resolve_storage
-from .text import plural
+from ..errors import RunError, ShareSearchError, SpecError
+from ..runs.preflight import check_device, check_folder_can_be_made, nearest_existing
+from ..runs.record import study_records
+from ..runs.run_folder import Run
+from ..runs.study import check_study, create_or_load_study, failed_trials, hide_password, leaderboard_of, mark_interrupted, open_storage, queue_retries, resolve_storage
+from ..space.spaces import check_grid, grid_points
+from ..spec.model import Spec, load_spec
+from ..text import plural
+from ..train.problem import Problem, load_problem
 
 log = logging.getLogger("share_search")
 
@@ -87,7 +89,7 @@ def _refresh_report(study, run_dir: Path, board: pd.DataFrame) -> None:
     """A ``report.html`` that ``share-search report`` left in the run folder is rewritten, so a
     resumed run's report shows every trial; a file of another origin is left alone. ``board``:
     the run's leaderboard (ranked by Δm), built once per run."""
-    from .report import DEFAULT_TOP, REPORT_TITLE, render_html, report_data
+    from ..runs.report import DEFAULT_TOP, REPORT_TITLE, render_html, report_data
 
     path = run_dir / "report.html"
     if not path.is_file() or f"<title>{REPORT_TITLE}" not in path.read_text(encoding="utf-8", errors="replace")[:4096]:
@@ -176,12 +178,12 @@ def _rank_and_export(study, problem: Problem, run_dir: Path, spec: Spec) -> tupl
     exported = []
     top = min(spec.search.export_top, ranked)
     if top:
-        from .export import export_ranked
+        from ..runs.export import export_ranked
 
         exported = export_ranked(run_dir, problem, board, records, top)
     for k, path in enumerate(exported, start=1):
         log.info("exported rank %d (trial %s) to %s", k, board.loc[k - 1, "trial"], path)
-    from .dashboard import annotate_study
+    from ..runs.dashboard import annotate_study
 
     annotate_study(study, run_dir, board, exported)  # study note and exported checkpoints, for optuna-dashboard
     _refresh_report(study, run_dir, board)
@@ -246,9 +248,59 @@ def _undo_start(spec: Spec, run_dir: Path, made_from: Path, storage, failure: Ba
     return RunError(f"{first_line}; {outcome}; fix the cause and run again")
 
 
-def open_run(run_dir: str | Path, trust_code: bool = False) -> tuple[object, Spec]:
-    """The run's study and spec; the spec's ``plugins`` are imported only with ``trust_code``."""
-    run_dir = Path(run_dir).resolve()
-    if not run_dir.is_dir():
-        raise RunError(f"{run_dir}: no such run folder")
-    return load_run_study(run_dir, trust_code)
+def run(
+    spec: str | Path | Spec | Mapping[str, Any],
+    *,
+    out: str | Path | None = None,
+    trials: int | None = None,
+    concurrency: int | None = None,
+    sampler: str | None = None,
+    resume: bool = False,
+    address: str | None = None,
+    quiet: bool = False,
+) -> Run:
+    """Search as ``share-search run`` does and return the run.
+
+    ``spec``: a YAML file (relative data paths start from its folder), a ``Spec`` or a dict
+    of the same sections (relative paths start from the current folder). The keywords are
+    the command's options: ``out`` (default ``runs/<name>``), ``trials``, ``concurrency``,
+    ``sampler``, ``resume``, ``address`` (a Ray cluster to join) and ``quiet`` (no progress
+    bar). Starts a local Ray for the search, and stops it after, unless Ray is already
+    running in this process.
+    """
+    changes = {"trials": trials, "concurrency": concurrency, "sampler": sampler, "out": None if out is None else str(out)}
+    with _optuna_quiet():
+        outcome = run_search(as_spec(spec).with_search(**changes), resume=resume, address=address, show_progress=not quiet)
+    return Run(outcome.run_dir)
+
+
+@contextmanager
+def _optuna_quiet() -> Iterator[None]:
+    """Optuna's per-study info lines and experimental-feature warnings are share-search's
+    business, not the caller's: hidden during a search, as the command hides them, and the
+    caller's settings restored after."""
+    import warnings
+
+    import optuna
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def as_spec(spec: str | Path | Spec | Mapping[str, Any]) -> Spec:
+    """A spec given as a file, a ``Spec`` or plain data, validated."""
+    from ..spec.model import parse_spec
+
+    if isinstance(spec, Spec):
+        return spec
+    if isinstance(spec, (str, Path)):
+        return load_spec(spec)
+    if isinstance(spec, Mapping):
+        return parse_spec(spec)
+    raise SpecError("", f"a spec is a YAML file's path, a Spec or a dict of its sections, got {type(spec).__name__}")

@@ -24,13 +24,14 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import TrialState
 
-from .errors import RunError
-from .problem import Problem
+from ..arch import ArchConfig
+from ..errors import RunError
+from ..runs.record import baseline_metrics, study_records
+from ..runs.study import enqueue, finished_trials, objective_names, planned_params
+from ..space.spaces import FAMILY_PARAM, ROLE_SINGLE_TASK, SpaceFunction, arch_params, default_train_values, grid_points, reference_archs, train_param_name
+from ..text import plural
+from ..train.problem import Problem
 from .searcher import make_progress_callback, make_searcher
-from .spaces import FAMILY_PARAM, ROLE_SINGLE_TASK, SpaceFunction, enqueue_reference, grid_points, reference_archs
-from .record import baseline_metrics, study_records
-from .study import enqueue, finished_trials, objective_names, planned_params
-from .text import plural
 from .trial import run_trial
 
 log = logging.getLogger("share_search")
@@ -201,7 +202,7 @@ def make_placement_watch(resources):
 
 def make_sampler(problem: Problem):
     """The spec's sampler, from the sampler registry."""
-    from .registry import create_sampler
+    from ..spec.registry import create_sampler
 
     return create_sampler(problem.spec.search.sampler, seed=problem.spec.seed, trials=problem.spec.search.trials)
 
@@ -341,3 +342,17 @@ def search(
         begin("search", remaining)
         add(run_phase(study, problem, storage, run_dir, f"search-{stamp}", remaining, baseline, True, show_progress))
     return counts
+
+
+def enqueue_reference(study: optuna.Study, problem: Problem, role: str, arch: ArchConfig) -> None:
+    """Queue a reference trial: with parameters when the space holds it, else with its recipe."""
+    params = arch_params(arch, problem)
+    attrs: dict[str, Any] = {"role": role}
+    if params is None:
+        attrs["fixed_arch"] = arch.to_json()
+        enqueue(study, {}, attrs)
+        return
+    searched = problem.spec.train.searched()
+    defaults = default_train_values(problem.spec)
+    params.update({train_param_name(k): defaults[k] for k in searched})
+    enqueue(study, params, attrs)

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .arch._base import MultiTaskModel, Phase
-from .data._base import Dataset, Split
-from .errors import DataError, ShareSearchError
-from .spec import Param, Spec, TrainSpec
+from ..arch._base import MultiTaskModel, Phase
+from ..data._base import Dataset, Split
+from ..errors import DataError, ShareSearchError
+from ..spec.model import Param, Spec, TrainSpec
 from .tasks import Task
 from .weighting import Weighting, make_weighting
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Generic, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterator, Mapping, Sequence, TypeVar
 
 T = TypeVar("T")
 
@@ -109,8 +109,18 @@ class Registry(Mapping[str, T], Generic[T]):
 
 
 # --------------------------------------------------------------------------- the registries
+@dataclass(frozen=True)
+class Metric:
+    """A metric with its direction; ``fn(y_true, output) -> float`` on masked numpy arrays."""
+
+    name: str
+    higher_is_better: bool
+    task_types: tuple[str, ...]
+    fn: Callable[[Any, Any, "Any"], float]
+
+
 def _family(module: str, cls: str, options: str) -> Ref:
-    return Ref(f"share_search.arch.{module}:{cls}", {"Options": f"share_search.family_options:{options}"})
+    return Ref(f"share_search.arch.{module}:{cls}", {"Options": f"share_search.spec.family_options:{options}"})
 
 
 FAMILIES: Registry = Registry("family", {
@@ -118,18 +128,18 @@ FAMILIES: Registry = Registry("family", {
     "cross_stitch": _family("cross_stitch", "FAMILY", "CrossStitchOptions"),
     "progressive": _family("progressive", "FAMILY", "ProgressiveOptions"),
 })
-BACKBONES: Registry = Registry("backbone", {n: f"share_search.backbones:{n}" for n in ("mlp", "convnet", "resnet")})
+BACKBONES: Registry = Registry("backbone", {n: f"share_search.arch.backbones:{n}" for n in ("mlp", "convnet", "resnet")})
 WEIGHTINGS: Registry = Registry("weighting", {
-    "equal": "share_search.weighting:Equal",
-    "uncertainty": "share_search.weighting:Uncertainty",
-    "dwa": "share_search.weighting:DWA",
-    "gradnorm": "share_search.weighting:GradNorm",
-    "pcgrad": "share_search.weighting:PCGrad",
+    "equal": "share_search.train.weighting:Equal",
+    "uncertainty": "share_search.train.weighting:Uncertainty",
+    "dwa": "share_search.train.weighting:DWA",
+    "gradnorm": "share_search.train.weighting:GradNorm",
+    "pcgrad": "share_search.train.weighting:PCGrad",
 })
 METRICS: Registry = Registry(
-    "metric", {n: f"share_search.metrics:{n}" for n in ("accuracy", "balanced_accuracy", "f1", "auc", "mae", "rmse", "r2")}
+    "metric", {n: f"share_search.train.metrics:{n}" for n in ("accuracy", "balanced_accuracy", "f1", "auc", "mae", "rmse", "r2")}
 )
-SAMPLERS: Registry = Registry("sampler", {n: f"share_search.samplers:{n}" for n in ("tpe", "random", "nsga2", "grid")})
+SAMPLERS: Registry = Registry("sampler", {n: f"share_search.space.samplers:{n}" for n in ("tpe", "random", "nsga2", "grid")})
 REGISTRIES: dict[str, Registry] = {r.kind: r for r in (FAMILIES, BACKBONES, WEIGHTINGS, METRICS, SAMPLERS)}
 
 
@@ -175,13 +185,6 @@ def list_backbones() -> list[str]:
     return BACKBONES.names()
 
 
-def create_backbone(name: str, input_shape: Sequence[int], **options):
-    """The backbone ``name`` measured on ``input_shape`` (a ``backbones.Backbone``)."""
-    from .backbones import make_backbone
-
-    return make_backbone(name, input_shape, options, builder=BACKBONES[name])
-
-
 # weightings
 def register_weighting(name):
     """Class decorator: add a ``Weighting`` subclass under ``name``.
@@ -204,15 +207,13 @@ def list_weightings() -> list[str]:
 
 
 def create_weighting(name: str, tasks: Sequence[str], config):
-    """A fresh weighting for ``tasks`` with ``config`` (a ``train.TrainConfig``)."""
+    """A fresh weighting for ``tasks`` with ``config`` (a ``train.loop.TrainConfig``)."""
     return WEIGHTINGS[name](tasks, config)
 
 
 # metrics
 def register_metric(name: str, *, higher_is_better: bool, task_types: Sequence[str]):
     """Decorator: add ``fn(y_true, output, task) -> float`` (masked numpy arrays) as a metric."""
-    from .metrics import Metric
-
     def decorator(fn):
         METRICS.register(name, Metric(name, higher_is_better, tuple(task_types), fn))
         return fn

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Collection, Literal, Mapping, Optional
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, ValidationInfo, field_validator, model_validator
 
-from .errors import SpecError, shown
+from ..errors import SpecError, shown
 from .registry import FAMILIES, METRICS, SAMPLERS, WEIGHTINGS
 
 OPTIMIZERS = ("adam", "sgd")
@@ -310,7 +310,7 @@ class Spec(_Section):
         if not isinstance(plugins, list) or not all(isinstance(m, str) and re.fullmatch(MODULE_PATTERN, m) for m in plugins):
             raise SpecError("plugins", f"expected a list of module names (a.b.c), got {shown(plugins)}")
         if (info.context or {}).get("plugins") == "import":
-            from .user_code import import_plugins
+            from ..user_code import import_plugins
 
             import_plugins(plugins)
         return data
@@ -396,10 +396,15 @@ def name_problem(name: str) -> str | None:
     return None
 
 
+RANK_KEYS = ("delta_m", "pareto")  # plus every task name
+# the leaderboard's names, here because a task may not take one. The trials table (``study.trials_frame`` builds it) and what ``leaderboard`` adds; a task's
+# column is ``val.<task>``, shown as ``<task>`` beside these, so no task may take one of these names
+TRIAL_COLUMNS = ("trial", "state", "family", "arch", "role", "baseline", "params", "macs", "time_s", "best_epoch", "fail_reason")
+RANKED_COLUMNS = ("rank", "delta_m", "pareto_front")
+
+
 def reserved_task_names() -> tuple[str, ...]:
     """Names a task cannot take: leaderboard columns and ``--rank-by`` keys (shown unprefixed beside ``val.<task>``)."""
-    from .rank import RANK_KEYS, RANKED_COLUMNS, TRIAL_COLUMNS
-
     return tuple(dict.fromkeys((*TRIAL_COLUMNS, *RANKED_COLUMNS, *RANK_KEYS)))
 
 
@@ -538,13 +543,24 @@ def load_spec(path: str | Path, trust_code: bool = True) -> Spec:
     return _paths_from(parse_spec(data, source=str(path), trust_code=trust_code), path.parent)
 
 
+# a data source is a file by its suffix, user code by ``module:function``, else a built-in's name
+FILE_SUFFIXES = (".npz", ".csv", ".parquet")
+MODULE_FUNCTION = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+def is_file_source(source: str) -> bool:
+    return Path(source).suffix.lower() in FILE_SUFFIXES
+
+
+def is_module_source(source: str) -> bool:
+    return MODULE_FUNCTION.fullmatch(source) is not None
+
+
 def _paths_from(spec: Spec, folder: Path) -> Spec:
     """``spec`` with relative data file paths made absolute from ``folder``, as config files are read.
 
     Absolute, they mean the same file from the run folder's ``spec.resolved.yaml``.
     """
-    from .data._files import is_file_source
-
     def absolute(p: str) -> str:
         p = os.path.expanduser(p)
         return p if os.path.isabs(p) else os.path.abspath(os.path.join(folder, p))

@@ -12,18 +12,19 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import optuna
 
-from .arch import FAMILIES, ArchConfig, config_from_dict
-from .arch.tree import TreeConfig
-from .errors import SpecError
-from .problem import Problem
-from .record import ROLE_HARD_SHARING, ROLE_SINGLE_TASK
-from .spec import Spec, TrainSpec
-from .study import enqueue
-from .train import TrainConfig
+from ..arch import FAMILIES, ArchConfig, config_from_dict
+from ..arch.tree import TreeConfig
+from ..errors import SpecError
+from ..runs.record import ROLE_HARD_SHARING, ROLE_SINGLE_TASK
+from ..spec.model import Spec, TrainSpec
+from ..train.loop import TrainConfig
+
+if TYPE_CHECKING:  # a type in signatures only
+    from ..train.problem import Problem
 
 FAMILY_PARAM = "family"
 
@@ -136,20 +137,6 @@ def reference_archs(problem: Problem) -> list[tuple[str, ArchConfig]]:
     """The single-task networks (the Δm baseline) and hard sharing, in that order."""
     names, n = problem.task_names, problem.backbone.n_stages
     return [(ROLE_SINGLE_TASK, TreeConfig.independent(names, n)), (ROLE_HARD_SHARING, TreeConfig.hard_sharing(names, n))]
-
-
-def enqueue_reference(study: optuna.Study, problem: Problem, role: str, arch: ArchConfig) -> None:
-    """Queue a reference trial: with parameters when the space holds it, else with its recipe."""
-    params = arch_params(arch, problem)
-    attrs: dict[str, Any] = {"role": role}
-    if params is None:
-        attrs["fixed_arch"] = arch.to_json()
-        enqueue(study, {}, attrs)
-        return
-    searched = problem.spec.train.searched()
-    defaults = default_train_values(problem.spec)
-    params.update({train_param_name(k): defaults[k] for k in searched})
-    enqueue(study, params, attrs)
 
 
 def grid_points(problem: Problem) -> list[dict[str, Any]]:

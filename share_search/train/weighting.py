@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .registry import WEIGHTINGS, create_weighting, register_weighting  # noqa: F401  (re-exported)
+from ..spec.registry import WEIGHTINGS, create_weighting, register_weighting  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
-    from .train import TrainConfig
+    from .loop import TrainConfig
 
 
 class Weighting(nn.Module):
