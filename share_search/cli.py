@@ -168,7 +168,7 @@ def _print_failures(study) -> None:
     from .runs.study import failed_trials
 
     failed = failed_trials(study)
-    print(f"{len(failed)} failed trial(s)")
+    print(plural(len(failed), "failed trial"))
     for t in failed:
         a = t.user_attrs
         role = f" ({a['role']})" if a.get("role") else ""

@@ -61,6 +61,7 @@ def test_user_faults_keep_their_traceback_and_the_run_exits_0(tmp_path, capsys):
 
     assert main(["leaderboard", str(out), "--failures"]) == 0
     listed = capsys.readouterr().out
+    assert listed.startswith("2 failed trials")
     assert f"trial {raised.number}" in listed and f"trial {diverged.number}" in listed
     assert listed.count("origin : user") == 2
     assert "fault_backbones.py" in listed and "raise RuntimeError" in listed  # the user's line, from the traceback
