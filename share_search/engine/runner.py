@@ -143,7 +143,9 @@ def run_search(
             queue_retries(study)
         try:
             counts = search.search(study, problem, storage, run_dir, show_progress=show_progress, on_phase=on_phase)
-        except BaseException:  # Ctrl-C or a crash: trials this driver left running are retried by --resume
+        except BaseException as stop:  # Ctrl-C or a crash: trials this driver left running are retried by --resume
+            if isinstance(stop, KeyboardInterrupt):
+                _free_interrupted_frames(stop)
             left = mark_interrupted(study)
             log.warning("search stopped; %s marked interrupted (continue with --resume)", plural(len(left), "unfinished trial"))
             raise
@@ -167,6 +169,17 @@ def run_search(
             if undone is not failure:  # else the failure itself goes on, unchanged
                 raise undone from failure
     return RunOutcome(run_dir, board, exported, counts, problem, hide_password(url), origins)
+
+
+def _free_interrupted_frames(stop: KeyboardInterrupt) -> None:
+    """Ctrl-C can land inside a database call, and the frames its traceback keeps alive can
+    hold that connection and with it SQLite's write lock, so marking the stopped trials
+    would wait for it ("database is locked"). A Ctrl-C's traceback is never shown: drop it
+    and free those frames first."""
+    import gc
+
+    stop.__traceback__ = None
+    gc.collect()
 
 
 def _rank_and_export(study, problem: Problem, run_dir: Path, spec: Spec) -> tuple[pd.DataFrame, list[Path]]:
