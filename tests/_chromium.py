@@ -194,3 +194,18 @@ class Tab:
 
     def close(self) -> None:
         self.browser.send("Target.closeTarget", {"targetId": self.target})
+
+
+def require_chromium() -> str:
+    """The chromium binary; outside CI a test without one skips with the reason, in CI it fails
+    (the browser tests must run there)."""
+    import os
+
+    import pytest
+
+    binary = find_chromium()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but no chromium is installed (apt-get install chromium); the browser tests must run in CI")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return binary

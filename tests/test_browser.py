@@ -6,7 +6,6 @@ installs Debian's chromium.
 """
 
 import io
-import os
 import threading
 
 import numpy as np
@@ -16,16 +15,12 @@ from PIL import Image
 from share_search.runs.dashboard import make_server, url_of
 from share_search.runs.report import write_report
 
-from ._chromium import Chromium, find_chromium
+from ._chromium import Chromium, require_chromium
 
 
 @pytest.fixture(scope="module")
 def browser():
-    binary = find_chromium()
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but no chromium is installed (apt-get install chromium); the browser tests must run in CI")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    binary = require_chromium()
     b = Chromium(binary, width=1400, height=1000)
     yield b
     b.close()

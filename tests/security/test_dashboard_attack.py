@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
 import subprocess
 import threading
 
@@ -159,13 +158,9 @@ def test_the_command_says_whether_it_is_read_only(template, tmp_path, flags, mod
 def test_every_page_of_the_read_only_dashboard_works_in_a_real_browser(read_only):
     """No page of the UI needs a write: each loads with no refused request (Chromium logs
     each as a network error) and no other error."""
-    from tests._chromium import Chromium, find_chromium
+    from tests._chromium import Chromium, require_chromium
 
-    binary = find_chromium()
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but no chromium is installed (apt-get install chromium)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    binary = require_chromium()
     _, port = read_only
     sid = study_id(port)
     browser = Chromium(binary)
