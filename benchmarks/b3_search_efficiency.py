@@ -111,7 +111,7 @@ def build_table(out: Path, limit: int | None, epochs: int) -> None:
     from share_search.arch._cost import count_macs, count_parameters
     from share_search.arch.tree import TreeConfig
     from share_search.space.spaces import space_info
-    from share_search.arch import FAMILIES
+    from share_search.spec.registry import FAMILY_SPACES
     from share_search.train.loop import fit
     from dataclasses import replace
 
@@ -122,7 +122,7 @@ def build_table(out: Path, limit: int | None, epochs: int) -> None:
     config = train_config(p.spec, default_train_values(p.spec))
     config = replace(config, epochs=epochs, device="cpu")
     info = space_info(p)
-    trees = FAMILIES["tree"].enumerate(list(info.task_names), info.n_stages, p.spec.families["tree"])
+    trees = FAMILY_SPACES["tree"].enumerate(list(info.task_names), info.n_stages, p.spec.families["tree"])
     independent = TreeConfig.independent(p.task_names, info.n_stages)
     jobs = [(t, "single_task" if t == independent else "") for t in trees[:limit]]
     if independent not in trees[:limit]:  # the Δm baseline, trained whether or not the space holds it

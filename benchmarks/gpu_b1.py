@@ -45,7 +45,8 @@ def bare(n: int) -> list[float]:
     """Sequential bare loop on the GPU over the spec's first ``n`` trees (build + fit)."""
     import torch
 
-    from share_search.arch import FAMILIES, build_model
+    from share_search.arch import build_model
+    from share_search.spec.registry import FAMILY_SPACES
     from share_search.train.problem import load_problem
     from share_search.space.spaces import default_train_values, train_config
     from share_search.train.loop import fit
@@ -54,7 +55,7 @@ def bare(n: int) -> list[float]:
 
     spec = spec_for(1, n)
     problem = load_problem(spec)
-    trees = FAMILIES["tree"].enumerate(problem.task_names, problem.backbone.n_stages, spec.families["tree"])[:n]
+    trees = FAMILY_SPACES["tree"].enumerate(problem.task_names, problem.backbone.n_stages, spec.families["tree"])[:n]
     config = train_config(spec, default_train_values(spec))
     times = []
     for arch in trees:

@@ -23,18 +23,24 @@ from typing import TYPE_CHECKING, Any
 from .errors import CheckpointError, DataError, RunError, ShareSearchError, SpecError
 from .spec.registry import (
     FAMILIES,
+    create_optimizer,
     create_sampler,
     create_weighting,
     get_family,
+    get_family_space,
     get_metric,
     list_backbones,
     list_families,
+    list_family_spaces,
     list_metrics,
+    list_optimizers,
     list_samplers,
     list_weightings,
     register_backbone,
     register_family,
+    register_family_space,
     register_metric,
+    register_optimizer,
     register_sampler,
     register_weighting,
 )
@@ -49,6 +55,7 @@ _LAZY = {
     "config_from_dict": ".arch",
     "create_backbone": ".arch.backbones",
     "FamilyOptions": ".spec.family_options",
+    "FamilySpace": ".space",
     "Weighting": ".train.weighting",
     "load_model": ".runs.export",
     "Spec": ".spec.model",
@@ -67,18 +74,24 @@ __all__ = sorted(
         "ShareSearchError",
         "SpecError",
         "FAMILIES",
+        "create_optimizer",
         "create_sampler",
         "create_weighting",
         "get_family",
+        "get_family_space",
         "get_metric",
         "list_backbones",
         "list_families",
+        "list_family_spaces",
         "list_metrics",
+        "list_optimizers",
         "list_samplers",
         "list_weightings",
         "register_backbone",
         "register_family",
+        "register_family_space",
         "register_metric",
+        "register_optimizer",
         "register_sampler",
         "register_weighting",
         *_LAZY,
@@ -89,6 +102,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from .arch import ArchConfig, Family, build_model, config_from_dict
     from .arch.backbones import create_backbone
     from .runs.export import load_model
+    from .space import FamilySpace
     from .spec.family_options import FamilyOptions
     from .engine.runner import run
     from .runs.run_folder import Run, open_run

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from torch import nn
 
-from share_search import register_family, register_weighting
+from share_search import FamilySpace, register_family, register_weighting
 from share_search.arch import ArchConfig, Family, MultiTaskModel
 from share_search.arch.tree import TreeConfig
 from share_search.spec.family_options import FamilyOptions
@@ -55,7 +55,7 @@ class WideHeadModel(MultiTaskModel):
 
 
 @register_family("wide_head")
-class WideHead(Family):
+class WideHead(Family, FamilySpace):  # its networks and its search space in one class
     Config = WideHeadConfig
     Options = WideHeadOptions
 

@@ -5,6 +5,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from share_search.arch import get_family
+from share_search.spec.registry import get_family_space
 from share_search.arch.cross_stitch import CrossStitchConfig
 from share_search.arch.progressive import ProgressiveConfig
 from share_search.arch.tree import TreeConfig
@@ -25,8 +26,7 @@ def box_at(drawing, row, x):
 
 def every_architecture(n_stages=3):
     for name in ("tree", "cross_stitch", "progressive"):
-        family = get_family(name)
-        yield from family.enumerate(TASKS, n_stages, family.Options())
+        yield from get_family_space(name).enumerate(TASKS, n_stages, get_family(name).Options())
 
 
 @pytest.mark.parametrize("arch", list(every_architecture()), ids=lambda a: a.summary())

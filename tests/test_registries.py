@@ -22,6 +22,8 @@ BUILT_IN = {
     "family": ["cross_stitch", "progressive", "tree"],
     "backbone": ["convnet", "mlp", "resnet"],
     "weighting": ["dwa", "equal", "gradnorm", "pcgrad", "uncertainty"],
+    "family space": ["cross_stitch", "progressive", "tree"],
+    "optimizer": ["adam", "sgd"],
     "metric": ["accuracy", "auc", "balanced_accuracy", "f1", "mae", "r2", "rmse"],
     "sampler": ["grid", "nsga2", "random", "tpe"],
 }
@@ -32,6 +34,7 @@ PLUGIN = "tests.registry_plugin"
 def _kind(kind: str):
     """(register_x, list_x, create: name -> object, check: object -> bool) of one registry."""
     import optuna
+    import torch
 
     import share_search as ss
     from share_search.arch import Family
@@ -40,6 +43,8 @@ def _kind(kind: str):
 
     return {
         "family": (ss.register_family, ss.list_families, ss.get_family, lambda f: isinstance(f, Family)),
+        "family space": (ss.register_family_space, ss.list_family_spaces, ss.get_family_space, lambda s: isinstance(s, ss.FamilySpace)),
+        "optimizer": (ss.register_optimizer, ss.list_optimizers, lambda n: ss.create_optimizer(n, [torch.nn.Parameter(torch.zeros(2))], TrainConfig()), lambda o: isinstance(o, torch.optim.Optimizer)),
         "backbone": (ss.register_backbone, ss.list_backbones, lambda n: ss.create_backbone(n, (1, 8, 8)), lambda b: b.n_stages >= 1),
         "weighting": (ss.register_weighting, ss.list_weightings, lambda n: ss.create_weighting(n, ["a", "b"], TrainConfig()), lambda w: isinstance(w, Weighting)),
         "metric": (None, ss.list_metrics, ss.get_metric, lambda m: isinstance(m.higher_is_better, bool)),
@@ -66,7 +71,7 @@ def test_a_taken_name_is_refused(kind, name):
 
     register = _kind(kind)[0] or (lambda n: ss.register_metric(n, higher_is_better=True, task_types=["binary"]))
     with pytest.raises(ValueError, match=f"{kind} '{name}' is already registered"):
-        register(name)(type("Again", (), {}) if kind in ("family", "weighting") else (lambda *a, **k: None))
+        register(name)(type("Again", (), {}) if kind in ("family", "family space", "weighting") else (lambda *a, **k: None))
     assert name in REGISTRIES[kind]
 
 
@@ -140,6 +145,51 @@ def test_a_registered_weighting_is_accepted_by_parse_spec():
         (WEIGHTINGS.unregister if hasattr(WEIGHTINGS, "unregister") else WEIGHTINGS.pop)("tripled")
 
 
+def test_a_registered_optimizer_is_accepted_by_the_spec_and_trains():
+    """On main the spec checked optimizers against a fixed tuple and the trainer had two if-branches."""
+    import torch
+
+    import share_search as ss
+    from share_search.spec.model import parse_spec
+    from share_search.spec.registry import OPTIMIZERS
+    from share_search.train.loop import TrainConfig, _make_optimizer
+    from share_search.arch import Phase
+    from share_search.train.weighting import Equal
+
+    made = []
+
+    @ss.register_optimizer("adamw")
+    def adamw(groups, config):
+        made.append(config.lr)
+        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+    try:
+        spec = parse_spec(small_spec(train={"optimizer": ["adam", "adamw"]}))
+        assert spec.train.optimizer.choices == ("adam", "adamw")
+        w = torch.nn.Parameter(torch.zeros(3))
+        opt = _make_optimizer(Phase(("a",), [([w], 2.0)]), Equal(["a"], TrainConfig()), TrainConfig(optimizer="adamw", lr=0.01))
+        assert isinstance(opt, torch.optim.AdamW) and made == [0.01] and opt.param_groups[0]["lr"] == 0.02
+    finally:
+        OPTIMIZERS.unregister("adamw")
+
+
+def test_a_family_without_a_search_space_is_refused_by_the_spec():
+    from share_search.arch import Family
+    from share_search.errors import SpecError
+    from share_search.spec.model import parse_spec
+    from share_search.spec.registry import FAMILIES, register_family
+
+    @register_family("networks_only")
+    class NetworksOnly(Family):
+        pass
+
+    try:
+        with pytest.raises(SpecError, match=r"families.networks_only: family 'networks_only' has networks but no search space: register one with register_family_space"):
+            parse_spec(small_spec(families={"networks_only": {}}))
+    finally:
+        FAMILIES.unregister("networks_only")
+
+
 def test_a_family_is_unknown_until_its_plugin_is_named():
     from share_search.errors import SpecError
     from share_search.spec.model import parse_spec
@@ -183,11 +233,12 @@ def plugin():
     """The plugin module imported here, and its registrations removed afterwards (other tests list the registries)."""
     import importlib
 
-    from share_search.spec.registry import FAMILIES, WEIGHTINGS
+    from share_search.spec.registry import FAMILIES, FAMILY_SPACES, WEIGHTINGS
 
     module = importlib.import_module(PLUGIN)
     yield module
     FAMILIES.unregister("wide_head")
+    FAMILY_SPACES.unregister("wide_head")
     WEIGHTINGS.unregister("halved")
     sys.modules.pop(PLUGIN, None)
 

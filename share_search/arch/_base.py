@@ -1,10 +1,8 @@
 """What every sharing family provides, and the registry that finds them by name.
 
 A family is a small object (see ``Family``) that knows its typed ``ArchConfig``, how to
-sample one with Optuna (define-by-run), how to enumerate its discrete space, and how to
-build the network from a backbone's stages. The same ``sample`` replayed on a
-``optuna.trial.FixedTrial`` decodes stored parameters, so trials, export and reload share
-one code path.
+build the network from a backbone's stages, and how to draw it. Its search space (Optuna
+sampling, enumeration) is a separate ``space.FamilySpace`` registered under the same name.
 """
 
 from __future__ import annotations
@@ -13,7 +11,6 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
-import optuna
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
@@ -80,27 +77,13 @@ class MultiTaskModel(nn.Module):
 
 
 class Family:
-    """Base for a sharing family; subclasses set ``name``, ``Config``, ``Options``."""
+    """Base for a sharing family's networks; subclasses set ``name``, ``Config``, ``Options``.
+
+    ``Options`` (torch-free, in ``spec``) are what a spec may say under ``families.<name>``."""
 
     name: ClassVar[str] = ""
     Config: ClassVar[type[ArchConfig]] = ArchConfig
     Options: ClassVar[type[FamilyOptions]] = FamilyOptions
-
-    def sample(self, trial: optuna.Trial, tasks: Sequence[str], n_stages: int, options: FamilyOptions) -> ArchConfig:
-        """Define-by-run sampling; parameter names start with ``<family>.`` and read well."""
-        raise NotImplementedError
-
-    def to_params(self, config: ArchConfig, tasks: Sequence[str], n_stages: int, options: FamilyOptions) -> dict[str, Any]:
-        """The Optuna parameters that make ``sample`` reproduce ``config`` (for replays and grids)."""
-        raise NotImplementedError
-
-    def enumerate(self, tasks: Sequence[str], n_stages: int, options: FamilyOptions) -> list[ArchConfig]:
-        """Every architecture of the discrete space once (continuous options at their defaults)."""
-        raise NotImplementedError
-
-    def space_size(self, tasks: Sequence[str], n_stages: int, options: FamilyOptions) -> int:
-        """How many distinct discrete architectures the space holds."""
-        return len(self.enumerate(tasks, n_stages, options))
 
     def build(self, config: ArchConfig, backbone: Backbone, tasks: Sequence[Task]) -> MultiTaskModel:
         raise NotImplementedError
@@ -116,11 +99,6 @@ class Family:
         """An ``arch.layout.ArchDrawing`` of ``config`` on ``n_stages`` stages (``details``: the trial's
         ``architecture_details``; ``tasks`` orders the columns)."""
         raise ValueError(f"no drawing for family {self.name!r}: its Family defines no layout")
-
-    def decode(self, params: Mapping[str, Any], tasks: Sequence[str], n_stages: int, options: FamilyOptions) -> ArchConfig:
-        """Stored Optuna parameters -> config, by replaying ``sample`` on a FixedTrial."""
-        mine = {k: v for k, v in params.items() if k.startswith(self.name + ".")}
-        return self.sample(optuna.trial.FixedTrial(mine), tasks, n_stages, options)
 
 
 def config_from_dict(data: Mapping[str, Any]) -> ArchConfig:

@@ -6,7 +6,7 @@ a cross-stitch unit mixes the columns channel by channel,
 x̃ᵢ = Σⱼ αᵢⱼ ⊙ xⱼ, with one α per (target column i, source column j, channel); the channel
 is dim 1 of the stage output (C of a feature map, the features of a vector).
 
-What is searched:
+What is searched (``space.cross_stitch``):
 
 - where units go: a non-empty subset of the stages. The last stage is eligible too: the
   heads play the part of the paper's task-specific fc8 layers, and the paper puts a unit
@@ -31,32 +31,26 @@ and 2.4-3.6x on the mlp.
 
 from __future__ import annotations
 
-import itertools
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
-import optuna
 import torch
 from pydantic import Field, field_validator
 from torch import nn
 
 from ..spec.family_options import CrossStitchOptions
-from ..spec.model import Param
 from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel, Phase
 from ._stacked import Columns, stack_stage, stacked, unstacked
-from ._stages import all_subsets, eligible_stages, require_stages, sample_subset, subset_params
+from ._stages import require_stages
 from .backbones import Backbone, make_head
 
 if TYPE_CHECKING:  # a type in signatures only: arch does not depend on train at run time
     from ..train.tasks import Task
 
-_STAGE_PREFIX = "cross_stitch.after_stage"
-
-
-def _canonical_alpha(value: float) -> float:
+def canonical_alpha(value: float) -> float:
     return round(float(value), 4)
 
 
-def _canonical_mult(value: float) -> float:
+def canonical_mult(value: float) -> float:
     return float(f"{float(value):.4g}")
 
 
@@ -78,12 +72,12 @@ class CrossStitchConfig(ArchConfig):
     @field_validator("alpha_self")
     @classmethod
     def _round_alpha(cls, v: float) -> float:
-        return _canonical_alpha(v)
+        return canonical_alpha(v)
 
     @field_validator("alpha_lr_mult")
     @classmethod
     def _round_mult(cls, v: float) -> float:
-        return _canonical_mult(v)
+        return canonical_mult(v)
 
     def summary(self) -> str:
         return (
@@ -92,56 +86,10 @@ class CrossStitchConfig(ArchConfig):
         )
 
 
-def _option_param(option: Param, value: float, canonical, name: str) -> float:
-    """The Optuna value that ``option.suggest`` must return to yield the canonical ``value``."""
-    if option.kind == "range":
-        return value
-    for choice in option.choices:
-        if canonical(choice) == value:
-            return choice
-    raise ValueError(f"{name}={value} is not one of the options' choices {list(option.choices)}")
-
-
 class CrossStitch(Family):
     name: ClassVar[str] = "cross_stitch"
     Config: ClassVar[type[ArchConfig]] = CrossStitchConfig
     Options: ClassVar[type[FamilyOptions]] = CrossStitchOptions
-
-    def _eligible(self, n_stages: int, options: CrossStitchOptions) -> tuple[int, ...]:
-        return eligible_stages(options.stages, range(n_stages), self.name)
-
-    def sample(self, trial: optuna.Trial, tasks: Sequence[str], n_stages: int, options: FamilyOptions) -> ArchConfig:
-        return CrossStitchConfig(
-            stages=sample_subset(trial, _STAGE_PREFIX, self._eligible(n_stages, options)),
-            alpha_self=options.alpha_self.suggest(trial, "cross_stitch.alpha_self"),
-            alpha_lr_mult=options.alpha_lr_mult.suggest(trial, "cross_stitch.alpha_lr_mult"),
-        )
-
-    def to_params(self, config: ArchConfig, tasks: Sequence[str], n_stages: int, options: FamilyOptions) -> dict[str, Any]:
-        eligible = self._eligible(n_stages, options)
-        if not set(config.stages) <= set(eligible):
-            raise ValueError(f"units after stages {list(config.stages)} are outside the eligible stages {list(eligible)}")
-        params = subset_params(_STAGE_PREFIX, config.stages, eligible)
-        if not options.alpha_self.is_fixed:
-            params["cross_stitch.alpha_self"] = _option_param(options.alpha_self, config.alpha_self, _canonical_alpha, "alpha_self")
-        if not options.alpha_lr_mult.is_fixed:
-            params["cross_stitch.alpha_lr_mult"] = _option_param(
-                options.alpha_lr_mult, config.alpha_lr_mult, _canonical_mult, "alpha_lr_mult"
-            )
-        return params
-
-    def enumerate(self, tasks: Sequence[str], n_stages: int, options: FamilyOptions) -> list[ArchConfig]:
-        """Every unit placement, times the α choices when the options list some (ranges at their midpoint)."""
-
-        def values(option: Param) -> tuple:
-            return (option.default(),) if option.kind == "range" else option.grid_values()
-
-        return [
-            CrossStitchConfig(stages=stages, alpha_self=a, alpha_lr_mult=m)
-            for stages, a, m in itertools.product(
-                all_subsets(self._eligible(n_stages, options)), values(options.alpha_self), values(options.alpha_lr_mult)
-            )
-        ]
 
     def build(self, config: ArchConfig, backbone: Backbone, tasks: Sequence[Task]) -> MultiTaskModel:
         if len(tasks) < 2:

@@ -10,28 +10,16 @@ compare against.
 Canonical form: tasks inside a group and groups inside a stage are sorted by task *name*
 (not spec order), so a config, its Optuna parameter names and its summary do not change
 when the spec lists the tasks in another order, and two configs that build the same
-network compare equal.
-
-Optuna parameters (define-by-run): from stage 1 on (stage 0 too when the first stage is
-not forced shared), every group of two or more tasks of the previous stage gets one
-categorical parameter naming the stage and the group, whose choices are all set
-partitions of that group, coarsest first::
-
-    tree.stage2.split[left,right]  in  ("[left right]", "[left][right]")
-
-The group is part of the name, so the choices of a name never change and every valid tree
-is reachable; a group that stays whole adds no new names below it.
+network compare equal. The space of trees (its Optuna parameters, enumeration and
+count) is ``space.tree``.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import re
-from functools import lru_cache
-from typing import TYPE_CHECKING, ClassVar, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, ClassVar, Iterable, Sequence
 
-import optuna
 from pydantic import field_validator
 from torch import nn
 
@@ -48,17 +36,13 @@ Partition = tuple[Group, ...]
 _TASK_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def _canonical(groups: Iterable[Iterable[str]]) -> Partition:
+def canonical_partition(groups: Iterable[Iterable[str]]) -> Partition:
     return tuple(sorted(tuple(sorted(g)) for g in groups))
 
 
-def _label(partition: Partition) -> str:
+def partition_label(partition: Partition) -> str:
     """``[left right][sum]``: the readable form used in choices and summaries."""
     return "".join("[" + " ".join(g) + "]" for g in partition)
-
-
-def _param_name(stage: int, group: Group) -> str:
-    return f"tree.stage{stage}.split[{','.join(group)}]"
 
 
 def _node_key(group: Group) -> str:
@@ -66,35 +50,12 @@ def _node_key(group: Group) -> str:
     return "+".join(group)
 
 
-def _task_tuple(tasks: Sequence[str]) -> Group:
+def task_tuple(tasks: Sequence[str]) -> Group:
     if not tasks:
         raise ValueError("a tree needs at least one task, got none")
     if len(set(tasks)) != len(tasks):
         raise ValueError(f"task names must be unique, got {list(tasks)}")
     return tuple(sorted(tasks))
-
-
-@lru_cache(maxsize=None)
-def _set_partitions(group: Group) -> tuple[Partition, ...]:
-    """Every set partition of ``group``, canonical, coarsest first (unsplit first, singletons last)."""
-
-    def gen(items: Group) -> Iterator[list[Group]]:
-        if not items:
-            yield []
-            return
-        first, rest = items[0], items[1:]
-        for p in gen(rest):
-            yield [(first,), *p]
-            for i in range(len(p)):
-                yield [*p[:i], (first, *p[i]), *p[i + 1 :]]
-
-    return tuple(sorted({_canonical(p) for p in gen(group)}, key=lambda p: (len(p), p)))
-
-
-def _refinements(partition: Partition) -> Iterator[Partition]:
-    """Every partition refining ``partition`` (the partition itself first)."""
-    for choice in itertools.product(*(_set_partitions(g) for g in partition)):
-        yield _canonical(g for p in choice for g in p)
 
 
 class TreeConfig(ArchConfig):
@@ -109,7 +70,7 @@ class TreeConfig(ArchConfig):
 
     @field_validator("stages")
     @classmethod
-    def _valid_and_canonical(cls, stages: tuple[Partition, ...]) -> tuple[Partition, ...]:
+    def _valid_andcanonical_partition(cls, stages: tuple[Partition, ...]) -> tuple[Partition, ...]:
         if not stages:
             raise ValueError("a tree needs at least one stage, got none")
         out: list[Partition] = []
@@ -117,14 +78,14 @@ class TreeConfig(ArchConfig):
         for i, groups in enumerate(stages):
             names = [t for g in groups for t in g]
             if any(not g for g in groups):
-                raise ValueError(f"stage {i}: groups must be non-empty, got {_label(tuple(groups))}")
+                raise ValueError(f"stage {i}: groups must be non-empty, got {partition_label(tuple(groups))}")
             bad = [t for t in names if not _TASK_NAME.fullmatch(t)]
             if bad:
                 raise ValueError(f"stage {i}: task names are identifiers (letters, digits, '_'), got {bad}")
             repeated = sorted({t for t in names if names.count(t) > 1})
             if repeated:
                 raise ValueError(f"stage {i}: every task must appear once, but {repeated} appear more than once")
-            partition = _canonical(groups)
+            partition = canonical_partition(groups)
             if i == 0:
                 tasks = set(names)
             elif set(names) != tasks:
@@ -137,8 +98,8 @@ class TreeConfig(ArchConfig):
                 for g in partition:
                     if not any(set(g) <= set(parent) for parent in out[-1]):
                         raise ValueError(
-                            f"stage {i}: tasks that split never rejoin, but group {_label((g,))} "
-                            f"joins tasks that stage {i - 1} keeps apart ({_label(out[-1])})"
+                            f"stage {i}: tasks that split never rejoin, but group {partition_label((g,))} "
+                            f"joins tasks that stage {i - 1} keeps apart ({partition_label(out[-1])})"
                         )
             out.append(partition)
         return tuple(out)
@@ -146,12 +107,12 @@ class TreeConfig(ArchConfig):
     @classmethod
     def hard_sharing(cls, tasks: Sequence[str], n_stages: int) -> "TreeConfig":
         """All tasks share every stage; only the heads are task-specific."""
-        return cls(stages=((_task_tuple(tasks),),) * n_stages)
+        return cls(stages=((task_tuple(tasks),),) * n_stages)
 
     @classmethod
     def independent(cls, tasks: Sequence[str], n_stages: int) -> "TreeConfig":
         """One network per task (the single-task baselines of Δm), buildable whatever the options."""
-        return cls(stages=(tuple((t,) for t in _task_tuple(tasks)),) * n_stages)
+        return cls(stages=(tuple((t,) for t in task_tuple(tasks)),) * n_stages)
 
     @property
     def tasks(self) -> Group:
@@ -167,48 +128,8 @@ class TreeConfig(ArchConfig):
 
         e.g. ``tree: [left right sum]x2 > [left right][sum] > [left][right][sum]``.
         """
-        runs = ((_label(p), len(list(same))) for p, same in itertools.groupby(self.stages))
+        runs = ((partition_label(p), len(list(same))) for p, same in itertools.groupby(self.stages))
         return "tree: " + " > ".join(label + (f"x{n}" if n > 1 else "") for label, n in runs)
-
-
-def enumerate_trees(tasks: Sequence[str], n_stages: int, first_stage_shared: bool = True) -> list[TreeConfig]:
-    """Every valid tree once, canonical; hard sharing first, the earliest full split last."""
-    if n_stages < 1:
-        raise ValueError(f"a tree needs n_stages >= 1, got {n_stages}")
-    root: Partition = (_task_tuple(tasks),)
-
-    def extend(prefix: tuple[Partition, ...], parent: Partition) -> Iterator[tuple[Partition, ...]]:
-        if len(prefix) == n_stages:
-            yield prefix
-            return
-        for partition in _refinements(parent):
-            yield from extend(prefix + (partition,), partition)
-
-    chains = extend((root,), root) if first_stage_shared else extend((), root)
-    return [TreeConfig(stages=c) for c in chains]
-
-
-def count_trees(n_tasks: int, n_stages: int, first_stage_shared: bool = True) -> int:
-    """``len(enumerate_trees(...))`` without enumerating (the space grows fast with tasks).
-
-    ``trees(n, k)``, the trees below one group of ``n`` tasks with ``k`` stages left, sums
-    over the block holding a fixed task (size ``s``, ``C(n-1, s-1)`` ways) times the trees
-    below that block and below the remaining ``n - s`` tasks.
-    """
-    if n_tasks < 1 or n_stages < 1:
-        raise ValueError(f"a tree needs n_tasks >= 1 and n_stages >= 1, got ({n_tasks}, {n_stages})")
-
-    @lru_cache(maxsize=None)
-    def trees(n: int, k: int) -> int:
-        return 1 if k == 0 else forests(n, k)
-
-    @lru_cache(maxsize=None)
-    def forests(m: int, k: int) -> int:  # partitions of m tasks, each block with k-1 stages left
-        if m == 0:
-            return 1
-        return sum(math.comb(m - 1, s - 1) * trees(s, k - 1) * forests(m - s, k) for s in range(1, m + 1))
-
-    return trees(n_tasks, n_stages - 1 if first_stage_shared else n_stages)
 
 
 class TreeModel(MultiTaskModel):
@@ -257,47 +178,6 @@ class TreeFamily(Family):
     name: ClassVar[str] = "tree"
     Config: ClassVar[type[ArchConfig]] = TreeConfig
     Options: ClassVar[type[FamilyOptions]] = TreeOptions
-
-    def sample(self, trial: optuna.Trial, tasks: Sequence[str], n_stages: int, options: TreeOptions) -> TreeConfig:
-        partition: Partition = (_task_tuple(tasks),)
-        stages = [partition] if options.first_stage_shared else []
-        for i in range(len(stages), n_stages):
-            groups: list[Group] = []
-            for group in partition:
-                if len(group) == 1:
-                    groups.append(group)
-                    continue
-                choices = _set_partitions(group)
-                labels = [_label(p) for p in choices]
-                picked = trial.suggest_categorical(_param_name(i, group), labels)
-                groups.extend(choices[labels.index(picked)])
-            partition = _canonical(groups)
-            stages.append(partition)
-        return TreeConfig(stages=tuple(stages))
-
-    def to_params(self, config: TreeConfig, tasks: Sequence[str], n_stages: int, options: TreeOptions) -> dict[str, str]:
-        if set(config.tasks) != set(tasks) or config.n_stages != n_stages:
-            raise ValueError(
-                f"the config must hold the space's tasks and stages, but got tasks {list(config.tasks)} "
-                f"and {config.n_stages} stages for tasks {sorted(tasks)} and {n_stages} stages"
-            )
-        if options.first_stage_shared and len(config.stages[0]) > 1:
-            raise ValueError(f"first_stage_shared=True keeps stage 0 whole, but the config splits it: {config.summary()}")
-        params = {}
-        previous: Partition = (config.tasks,)
-        for i, partition in enumerate(config.stages):
-            if i > 0 or not options.first_stage_shared:
-                for group in previous:
-                    if len(group) > 1:
-                        params[_param_name(i, group)] = _label(tuple(g for g in partition if set(g) <= set(group)))
-            previous = partition
-        return params
-
-    def enumerate(self, tasks: Sequence[str], n_stages: int, options: TreeOptions) -> list[TreeConfig]:
-        return enumerate_trees(tasks, n_stages, options.first_stage_shared)
-
-    def space_size(self, tasks: Sequence[str], n_stages: int, options: TreeOptions) -> int:
-        return count_trees(len(_task_tuple(tasks)), n_stages, options.first_stage_shared)
 
     def build(self, config: TreeConfig, backbone: Backbone, tasks: Sequence[Task]) -> TreeModel:
         names = [t.name for t in tasks]

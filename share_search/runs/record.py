@@ -16,9 +16,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
-ROLE_SINGLE_TASK = "single_task"  # the single-task networks: the Δm baseline
-ROLE_HARD_SHARING = "hard_sharing"
-ROLE_SEARCHED = "searched"  # sampled by the search (no ``role`` attribute)
+from ..spec.roles import ROLE_HARD_SHARING, ROLE_SEARCHED, ROLE_SINGLE_TASK  # noqa: F401 (re-exported to readers)
+
 FAIL_ORIGINS = ("user", "internal")  # user code (backbone, data, a NaN loss) or share-search itself
 
 

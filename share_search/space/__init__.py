@@ -1,1 +1,6 @@
-"""The search space: per family, its Optuna define-by-run sampling, plans, enumeration and size; the samplers."""
+"""The search space: per family, its Optuna define-by-run sampling, enumeration and size
+(``FamilySpace``); the trial plans built from them (``spaces``); the samplers."""
+
+from ._base import FamilySpace
+
+__all__ = ["FamilySpace"]

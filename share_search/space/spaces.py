@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import optuna
 
-from ..arch import FAMILIES, ArchConfig, config_from_dict
+from ..arch import ArchConfig, config_from_dict
 from ..arch.tree import TreeConfig
 from ..errors import SpecError
-from ..runs.record import ROLE_HARD_SHARING, ROLE_SINGLE_TASK
-from ..spec.model import Spec, TrainSpec
-from ..train.loop import TrainConfig
+from ..spec.model import Spec, TrainConfig
+from ..spec.registry import FAMILY_SPACES
+from ..spec.roles import ROLE_HARD_SHARING, ROLE_SINGLE_TASK
 
 if TYPE_CHECKING:  # a type in signatures only
     from ..train.problem import Problem
@@ -59,8 +59,7 @@ def train_param_name(name: str) -> str:
 
 def train_config(spec: Spec, values: Mapping[str, Any]) -> TrainConfig:
     """A concrete TrainConfig from sampled values plus the spec's fixed settings."""
-    settings = {name: getattr(spec.train, name) for name in TrainSpec.model_fields if name not in spec.train.params()}
-    return TrainConfig(**settings, **values, seed=spec.seed)
+    return spec.train.concrete(values, spec.seed)
 
 
 def default_train_values(spec: Spec) -> dict[str, Any]:
@@ -76,7 +75,7 @@ def sample_trial(trial, problem: Problem | SpaceInfo, role: str | None = None, f
         return TrialPlan(fixed_arch, train_config(spec, default_train_values(spec)), role)
     names = list(spec.families)
     family = trial.suggest_categorical(FAMILY_PARAM, names)
-    arch = FAMILIES[family].sample(trial, list(info.task_names), info.n_stages, spec.families[family])
+    arch = FAMILY_SPACES[family].sample(trial, list(info.task_names), info.n_stages, spec.families[family])
     values = {name: p.suggest(trial, train_param_name(name)) for name, p in spec.train.params().items()}
     return TrialPlan(arch, train_config(spec, values), role)
 
@@ -122,7 +121,7 @@ def arch_params(arch: ArchConfig, problem: Problem) -> dict[str, Any] | None:
     spec = problem.spec
     if arch.family not in spec.families:
         return None
-    family = FAMILIES[arch.family]
+    family = FAMILY_SPACES[arch.family]
     options = spec.families[arch.family]
     try:
         params = family.to_params(arch, problem.task_names, problem.backbone.n_stages, options)
@@ -150,7 +149,7 @@ def grid_points(problem: Problem) -> list[dict[str, Any]]:
     train_combos = [dict(zip(train_choices, combo)) for combo in itertools.product(*train_choices.values())] or [{}]
     points = []
     for name, options in spec.families.items():
-        family = FAMILIES[name]
+        family = FAMILY_SPACES[name]
         for arch in family.enumerate(problem.task_names, problem.backbone.n_stages, options):
             base = {FAMILY_PARAM: name, **family.to_params(arch, problem.task_names, problem.backbone.n_stages, options)}
             for combo in train_combos:
@@ -178,6 +177,6 @@ def space_sizes(problem: Problem) -> dict[str, int]:
     """Distinct architectures per family (discrete part of each space)."""
     spec = problem.spec
     return {
-        name: FAMILIES[name].space_size(problem.task_names, problem.backbone.n_stages, options)
+        name: FAMILY_SPACES[name].space_size(problem.task_names, problem.backbone.n_stages, options)
         for name, options in spec.families.items()
     }

@@ -19,9 +19,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ..errors import SpecError, shown
-from .registry import FAMILIES, METRICS, SAMPLERS, WEIGHTINGS
+from .registry import FAMILIES, FAMILY_SPACES, METRICS, OPTIMIZERS, SAMPLERS, WEIGHTINGS
 
-OPTIMIZERS = ("adam", "sgd")
 MODULE_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"  # a plugin: an importable module name
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # the run folder's and the study's name
 MAX_NAME_LENGTH = 100  # run folders, Ray trial folders and exports nest it in longer paths
@@ -243,6 +242,11 @@ class TrainSpec(_Section):
     def params(self) -> dict[str, Param]:
         return {k: getattr(self, k) for k in ("optimizer", "lr", "weight_decay", "epochs", "batch_size", "weighting")}
 
+    def concrete(self, values: Mapping[str, Any], seed: int) -> "TrainConfig":
+        """One trial's TrainConfig: ``values`` for the searchable settings, this spec's for the rest."""
+        settings = {name: getattr(self, name) for name in type(self).model_fields if name not in self.params()}
+        return TrainConfig(**settings, **values, seed=seed)
+
 
 class Resources(_Section):
     cpu: float = Field(1.0, gt=0, allow_inf_nan=False)
@@ -357,6 +361,11 @@ class Spec(_Section):
                 raise SpecError(
                     f"families.{name}",
                     f"unknown family {shown(name)} (known: {', '.join(FAMILIES)}; a family of your own: name the module that registers it under plugins)",
+                )
+            if name not in FAMILY_SPACES:
+                raise SpecError(
+                    f"families.{name}",
+                    f"family {shown(name)} has networks but no search space: register one with register_family_space({name!r})",
                 )
             Options = FAMILIES.attr(name, "Options")
             try:
@@ -650,3 +659,38 @@ def _check_keys(node: yaml.Node, path: tuple, source: str) -> None:
                 _check_keys(value, (*path, key.value), source)
             else:
                 _check_keys(value, path, source)
+
+
+def _spec_default(name: str) -> Any:
+    """The default of ``train.<name>`` (or of the top-level ``seed``): defaults live in the spec only."""
+    if name == "seed":
+        return Spec.model_fields["seed"].default
+    value = TrainSpec.model_fields[name].default
+    return value.value if isinstance(value, Param) else value
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One trial's concrete training values: ``spec.TrainSpec`` with every searched value drawn.
+
+    Fields carry the spec's names and defaults (``TrainSpec.concrete`` fills them by name).
+    """
+
+    optimizer: str = _spec_default("optimizer")  # a name in registry.OPTIMIZERS
+    lr: float = _spec_default("lr")
+    weight_decay: float = _spec_default("weight_decay")
+    epochs: int = _spec_default("epochs")  # per phase (progressive: per column)
+    batch_size: int = _spec_default("batch_size")
+    weighting: str = _spec_default("weighting")  # a name in registry.WEIGHTINGS
+    momentum: float = _spec_default("momentum")  # SGD only
+    gradnorm_alpha: float = _spec_default("gradnorm_alpha")
+    dwa_temperature: float = _spec_default("dwa_temperature")
+    patience: int | None = _spec_default("patience")  # stop a phase after this many epochs without a better score
+    threads: int = _spec_default("threads")
+    device: str = _spec_default("device")  # "auto" (cuda when available) | "cpu" | "cuda"
+    seed: int = _spec_default("seed")
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)!r}")

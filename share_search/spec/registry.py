@@ -1,7 +1,8 @@
 """Registries: one small class, and the five share-search looks names up in.
 
-A ``Registry`` maps a name to an object: a sharing family, a backbone's stage builder, a
-loss weighting, a metric, an Optuna sampler factory. Each kind has the same three
+A ``Registry`` maps a name to an object: a sharing family (its networks, and under the
+same name its search space), a backbone's stage builder, a loss weighting, an optimizer,
+a metric, an Optuna sampler factory. Each kind has the same three
 functions: ``register_<kind>(name)`` (a decorator; a name taken twice is an error),
 ``list_<kinds>()`` (sorted names) and ``create_<kind>(name, ...)`` or ``get_<kind>(name)``.
 
@@ -128,6 +129,8 @@ FAMILIES: Registry = Registry("family", {
     "cross_stitch": _family("cross_stitch", "FAMILY", "CrossStitchOptions"),
     "progressive": _family("progressive", "FAMILY", "ProgressiveOptions"),
 })
+# a family's search space (Optuna sampling, enumeration), by the family's name
+FAMILY_SPACES: Registry = Registry("family space", {n: f"share_search.space.{n}:SPACE" for n in FAMILIES})
 BACKBONES: Registry = Registry("backbone", {n: f"share_search.arch.backbones:{n}" for n in ("mlp", "convnet", "resnet")})
 WEIGHTINGS: Registry = Registry("weighting", {
     "equal": "share_search.train.weighting:Equal",
@@ -140,7 +143,8 @@ METRICS: Registry = Registry(
     "metric", {n: f"share_search.train.metrics:{n}" for n in ("accuracy", "balanced_accuracy", "f1", "auc", "mae", "rmse", "r2")}
 )
 SAMPLERS: Registry = Registry("sampler", {n: f"share_search.space.samplers:{n}" for n in ("tpe", "random", "nsga2", "grid")})
-REGISTRIES: dict[str, Registry] = {r.kind: r for r in (FAMILIES, BACKBONES, WEIGHTINGS, METRICS, SAMPLERS)}
+OPTIMIZERS: Registry = Registry("optimizer", {n: f"share_search.train.optimizers:{n}" for n in ("adam", "sgd")})
+REGISTRIES: dict[str, Registry] = {r.kind: r for r in (FAMILIES, FAMILY_SPACES, BACKBONES, WEIGHTINGS, OPTIMIZERS, METRICS, SAMPLERS)}
 
 
 def _named(name: str, cls: type, registry: Registry) -> None:
@@ -152,16 +156,36 @@ def _named(name: str, cls: type, registry: Registry) -> None:
 
 
 # families
+def _add_family(name: str, family) -> None:
+    """A family's networks, and its space too when the same object samples (``sample``)."""
+    if callable(getattr(family, "sample", None)):
+        FAMILY_SPACES.register(name, family)
+    FAMILIES.register(name, family)
+
+
 def register_family(name):
     """Class decorator: add a ``Family`` subclass (its instance) under ``name``.
 
+    A class that is also a ``space.FamilySpace`` (it defines ``sample``) registers its
+    search space with it; otherwise register one with ``register_family_space``.
     ``register_family(family)`` (an instance) registers it under ``family.name``."""
     if not isinstance(name, str):
-        return FAMILIES.register(name.name, name)
+        _add_family(name.name, name)
+        return name
 
     def decorator(cls):
         _named(name, cls, FAMILIES)
-        FAMILIES.register(name, cls())
+        _add_family(name, cls())
+        return cls
+
+    return decorator
+
+
+def register_family_space(name: str):
+    """Class decorator: add a ``space.FamilySpace`` subclass (its instance) as the space of family ``name``."""
+    def decorator(cls):
+        _named(name, cls, FAMILY_SPACES)
+        FAMILY_SPACES.register(name, cls())
         return cls
 
     return decorator
@@ -173,6 +197,14 @@ def list_families() -> list[str]:
 
 def get_family(name: str):
     return FAMILIES[name]
+
+
+def list_family_spaces() -> list[str]:
+    return FAMILY_SPACES.names()
+
+
+def get_family_space(name: str):
+    return FAMILY_SPACES[name]
 
 
 # backbones
@@ -209,6 +241,20 @@ def list_weightings() -> list[str]:
 def create_weighting(name: str, tasks: Sequence[str], config):
     """A fresh weighting for ``tasks`` with ``config`` (a ``train.loop.TrainConfig``)."""
     return WEIGHTINGS[name](tasks, config)
+
+
+# optimizers
+def register_optimizer(name: str):
+    """Decorator: add ``factory(param_groups, config) -> torch.optim.Optimizer`` (``config``: a ``TrainConfig``)."""
+    return OPTIMIZERS.register(name)
+
+
+def list_optimizers() -> list[str]:
+    return OPTIMIZERS.names()
+
+
+def create_optimizer(name: str, param_groups, config):
+    return OPTIMIZERS[name](param_groups, config)
 
 
 # metrics

@@ -28,7 +28,8 @@ from torch import Tensor, nn
 from ..arch._base import MultiTaskModel, Phase
 from ..data._base import Dataset, Split
 from ..errors import DataError, ShareSearchError
-from ..spec.model import Param, Spec, TrainSpec
+from ..spec.model import TrainConfig
+from ..spec.registry import create_optimizer
 from .tasks import Task
 from .weighting import Weighting, make_weighting
 
@@ -43,41 +44,6 @@ class TrainingDiverged(ShareSearchError):
             f"training diverged in epoch {epoch} (phase {phase!r}): non-finite loss for {bad}; "
             "a lower learning rate usually helps"
         )
-
-
-def _spec_default(name: str) -> Any:
-    """The default of ``train.<name>`` (or of the top-level ``seed``): defaults live in the spec only."""
-    if name == "seed":
-        return Spec.model_fields["seed"].default
-    value = TrainSpec.model_fields[name].default
-    return value.value if isinstance(value, Param) else value
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One trial's concrete training values: ``spec.TrainSpec`` with every searched value drawn.
-
-    Fields carry the spec's names and defaults (``spaces.train_config`` fills them by name).
-    """
-
-    optimizer: str = _spec_default("optimizer")  # "adam" | "sgd"; weight decay is an L2 term in both
-    lr: float = _spec_default("lr")
-    weight_decay: float = _spec_default("weight_decay")
-    epochs: int = _spec_default("epochs")  # per phase (progressive: per column)
-    batch_size: int = _spec_default("batch_size")
-    weighting: str = _spec_default("weighting")  # a name in registry.WEIGHTINGS
-    momentum: float = _spec_default("momentum")  # SGD only
-    gradnorm_alpha: float = _spec_default("gradnorm_alpha")
-    dwa_temperature: float = _spec_default("dwa_temperature")
-    patience: int | None = _spec_default("patience")  # stop a phase after this many epochs without a better score
-    threads: int = _spec_default("threads")
-    device: str = _spec_default("device")  # "auto" (cuda when available) | "cpu" | "cuda"
-    seed: int = _spec_default("seed")
-
-    def __post_init__(self):
-        for name in ("epochs", "batch_size", "threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)!r}")
 
 
 @dataclass
@@ -245,11 +211,7 @@ def _make_optimizer(phase: Phase, weighting: Weighting, config: TrainConfig) -> 
     extra = list(weighting.parameters())
     if extra:  # learned loss weights are not decayed towards zero
         groups.append({"params": extra, "weight_decay": 0.0})
-    if config.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    raise ValueError(f"train.optimizer must be one of adam, sgd, got {config.optimizer!r}")
+    return create_optimizer(config.optimizer, groups, config)
 
 
 def _train_epoch(

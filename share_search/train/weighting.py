@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from ..spec.registry import WEIGHTINGS, create_weighting, register_weighting  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
-    from .loop import TrainConfig
+    from ..spec.model import TrainConfig
 
 
 class Weighting(nn.Module):

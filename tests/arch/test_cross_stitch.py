@@ -5,10 +5,9 @@ import pytest
 import torch
 
 from share_search.arch import get_family
-from share_search.arch.cross_stitch import CrossStitchConfig, CrossStitchOptions, cross_stitch
+from share_search.arch.cross_stitch import CrossStitchConfig, cross_stitch
+from share_search.spec.registry import get_family_space
 from share_search.arch.backbones import make_backbone
-from share_search.errors import SpecError
-from share_search.spec.model import parse_spec
 
 from .shared import BACKBONES, NAMES, TASKS
 
@@ -16,6 +15,7 @@ torch.set_num_threads(1)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 FAMILY = get_family("cross_stitch")
+SPACE = get_family_space("cross_stitch")
 
 
 def backbone(name):
@@ -140,66 +140,6 @@ def test_config_is_canonical_and_summarised():
     assert cfg.summary() == "cross_stitch: after 0,2 (α0=0.9, lr×10)"
     with pytest.raises(ValueError):
         CrossStitchConfig(stages=())
-
-
-OPTIONS = {
-    "default": {},
-    "choices": {"alpha_self": [0.8, 0.95], "alpha_lr_mult": 5, "stages": [1, 2]},
-    "fixed": {"alpha_self": 0.9, "alpha_lr_mult": [1, 100]},
-}
-
-
-@pytest.mark.parametrize("which", sorted(OPTIONS))
-def test_decode_inverts_to_params_over_the_whole_space(which):
-    options = CrossStitchOptions.model_validate(OPTIONS[which])
-    configs = FAMILY.enumerate(NAMES, 3, options)
-    assert len(set(configs)) == len(configs) == FAMILY.space_size(NAMES, 3, options)
-    for cfg in configs:
-        params = FAMILY.to_params(cfg, NAMES, 3, options)
-        assert all(k.startswith("cross_stitch.") for k in params)
-        assert FAMILY.decode(params, NAMES, 3, options) == cfg
-
-
-def test_space_is_every_non_empty_unit_placement():
-    assert FAMILY.space_size(NAMES, 4, CrossStitchOptions()) == 2**4 - 1
-    options = CrossStitchOptions.model_validate(OPTIONS["choices"])  # 3 placements x 2 alpha starts
-    assert FAMILY.space_size(NAMES, 3, options) == 3 * 2
-
-
-def test_sampling_reaches_every_placement_with_fixed_distributions():
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    seen, distributions = set(), {}
-    for _ in range(60):
-        trial = study.ask()
-        seen.add(FAMILY.sample(trial, NAMES, 3, CrossStitchOptions()).stages)
-        for name, dist in trial.distributions.items():
-            assert distributions.setdefault(name, dist) == dist
-        study.tell(trial, 0.0)
-    assert seen == {cfg.stages for cfg in FAMILY.enumerate(NAMES, 3, CrossStitchOptions())}
-    assert set(distributions) == {
-        "cross_stitch.after_stage0",
-        "cross_stitch.after_stage1",
-        "cross_stitch.after_stage2",
-        "cross_stitch.alpha_self",
-        "cross_stitch.alpha_lr_mult",
-    }
-
-
-def test_options_validate_and_dump_as_written():
-    options = CrossStitchOptions.model_validate({"alpha_self": {"low": 0.7, "high": 0.9}, "alpha_lr_mult": [1, 10]})
-    assert options.model_dump(mode="json") == {
-        "stages": None,
-        "alpha_self": {"low": 0.7, "high": 0.9, "log": False},
-        "alpha_lr_mult": [1.0, 10.0],
-    }
-    assert CrossStitchOptions.model_validate(options.model_dump(mode="json")) == options
-    spec = {"name": "s", "data": {"source": "digits"}, "tasks": {"a": {}, "b": {}}}
-    parsed = parse_spec({**spec, "families": {"cross_stitch": {"alpha_self": [0.8, 0.9], "stages": [1]}}})
-    assert parse_spec(parsed.to_dict()).families == parsed.families
-    with pytest.raises(SpecError, match=r"families.cross_stitch.alpha_self: must be a mixing weight in \[0, 1\], got 1.5"):
-        parse_spec({**spec, "families": {"cross_stitch": {"alpha_self": 1.5}}})
-    with pytest.raises(SpecError, match="families.cross_stitch.stages"):
-        FAMILY.enumerate(NAMES, 3, CrossStitchOptions(stages=[3]))
 
 
 def test_build_rejects_units_after_missing_stages():

@@ -8,6 +8,7 @@ import torch
 from share_search.arch import FAMILIES, config_from_dict
 from share_search.arch import count_macs, count_parameters
 from share_search.arch.backbones import make_backbone
+from share_search.spec.registry import get_family_space
 from share_search.train.tasks import Task
 
 from .shared import flop_counter_macs
@@ -36,13 +37,13 @@ def backbone(request):
 @pytest.mark.parametrize("which", ["first", "last"])
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_family_builds_trains_and_reloads(name, which, backbone):
-    family = FAMILIES[name]
+    family, space = FAMILIES[name], get_family_space(name)
     options = family.Options()
-    configs = family.enumerate(NAMES, backbone.n_stages, options)
+    configs = space.enumerate(NAMES, backbone.n_stages, options)
     cfg = configs[0 if which == "first" else -1]
 
     assert config_from_dict(cfg.to_dict()) == cfg
-    assert family.decode(family.to_params(cfg, NAMES, backbone.n_stages, options), NAMES, backbone.n_stages, options) == cfg
+    assert space.decode(space.to_params(cfg, NAMES, backbone.n_stages, options), NAMES, backbone.n_stages, options) == cfg
     assert cfg.summary().startswith(f"{name}: ")
 
     torch.manual_seed(0)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from share_search.arch import FAMILIES, build_model
+from share_search.spec.registry import get_family_space
 from share_search.arch.tree import TreeConfig
 from share_search.train.problem import load_problem
 from share_search.spec.model import parse_spec
@@ -41,7 +42,7 @@ def test_hard_sharing_reaches_90_percent_on_digit(problem):
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_short_training_beats_chance_on_every_task(problem, family):
     fam = FAMILIES[family]
-    arch = fam.enumerate(problem.task_names, problem.backbone.n_stages, fam.Options())[-1]
+    arch = get_family_space(family).enumerate(problem.task_names, problem.backbone.n_stages, fam.Options())[-1]
     model = build_model(arch, problem.backbone, problem.tasks)
     result = fit(model, problem.data, problem.tasks, TrainConfig(epochs=3, lr=0.003, batch_size=32))
     for task in problem.tasks:

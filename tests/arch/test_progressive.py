@@ -1,15 +1,12 @@
-import itertools
-import math
 
 import optuna
 import pytest
 import torch
 
 from share_search.arch import get_family
-from share_search.arch.progressive import Lateral, ProgressiveConfig, ProgressiveOptions
+from share_search.arch.progressive import Lateral, ProgressiveConfig
+from share_search.spec.registry import get_family_space
 from share_search.arch.backbones import make_backbone
-from share_search.errors import SpecError
-from share_search.spec.model import parse_spec
 
 from .shared import BACKBONES, NAMES, TASKS
 
@@ -17,6 +14,7 @@ torch.set_num_threads(1)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 FAMILY = get_family("progressive")
+SPACE = get_family_space("progressive")
 ORDER = ("odd", "coords", "digit")
 
 
@@ -131,59 +129,6 @@ def test_config_is_canonical_and_summarised():
         ProgressiveConfig(order=("a", "a"), lateral_stages=(1,))
     with pytest.raises(ValueError):
         ProgressiveConfig(order=("a", "b"), lateral_stages=(0,))
-
-
-@pytest.mark.parametrize("options", [{}, {"order": ["coords", "digit", "odd"], "lateral": "linear"}, {"stages": [2]}])
-def test_decode_inverts_to_params_over_the_whole_space(options):
-    options = ProgressiveOptions.model_validate(options)
-    configs = FAMILY.enumerate(NAMES, 4, options)
-    assert len(set(configs)) == len(configs) == FAMILY.space_size(NAMES, 4, options)
-    for cfg in configs:
-        params = FAMILY.to_params(cfg, NAMES, 4, options)
-        assert all(k.startswith("progressive.") for k in params)
-        assert FAMILY.decode(params, NAMES, 4, options) == cfg
-
-
-def test_space_is_every_order_times_every_lateral_placement_and_kind():
-    configs = FAMILY.enumerate(NAMES, 4, ProgressiveOptions())
-    assert len(configs) == math.factorial(3) * (2**3 - 1) * 2
-    assert {c.order for c in configs} == set(itertools.permutations(NAMES))
-    fixed = ProgressiveOptions(order=["odd", "digit", "coords"], stages=[1, 3], lateral="adapter")
-    assert FAMILY.space_size(NAMES, 4, fixed) == 3
-
-
-def test_sampling_reaches_every_order_with_fixed_distributions():
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    seen, distributions = set(), {}
-    for _ in range(60):
-        trial = study.ask()
-        seen.add(FAMILY.sample(trial, NAMES, 3, ProgressiveOptions()).order)
-        for name, dist in trial.distributions.items():
-            assert distributions.setdefault(name, dist) == dist
-        study.tell(trial, 0.0)
-    assert seen == set(itertools.permutations(NAMES))
-    assert set(distributions) == {
-        "progressive.order",
-        "progressive.lateral_stage1",
-        "progressive.lateral_stage2",
-        "progressive.lateral",
-    }
-    assert "odd > coords > digit" in distributions["progressive.order"].choices
-
-
-def test_options_reject_orders_it_cannot_search():
-    with pytest.raises(SpecError, match="families.progressive.order"):
-        FAMILY.enumerate(NAMES, 3, ProgressiveOptions(order=["odd", "digit"]))
-    many = [f"t{i}" for i in range(7)]
-    with pytest.raises(SpecError, match="5,040 orders"):
-        FAMILY.enumerate(many, 3, ProgressiveOptions())
-    assert FAMILY.space_size(many, 2, ProgressiveOptions(order=many, lateral="linear")) == 1
-    with pytest.raises(SpecError, match="at least 2 stages"):
-        FAMILY.enumerate(NAMES, 1, ProgressiveOptions())
-    spec = {"name": "s", "data": {"source": "digits"}, "tasks": {"a": {}, "b": {}}}
-    parsed = parse_spec({**spec, "families": {"progressive": {"order": ["b", "a"], "lateral": "linear"}}})
-    assert parse_spec(parsed.to_dict()).families == parsed.families
-    assert ProgressiveOptions().model_dump(mode="json")["lateral"] == ["linear", "adapter"]
 
 
 def test_build_rejects_an_order_that_does_not_match_the_tasks():
