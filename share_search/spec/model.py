@@ -186,7 +186,11 @@ class DataSpec(_Section):
     @field_validator("source", mode="before")
     @classmethod
     def _split_files(cls, v):
-        return split_files(v) if isinstance(v, Mapping) else v
+        if isinstance(v, Mapping):
+            return split_files(v)
+        if not isinstance(v, str):  # said here: pydantic would name the union's branch (data.source.str)
+            raise ValueError(f"expected a built-in name, a file, module:function or {{train: FILE, val: FILE, test: FILE}}, got {shown(v)}")
+        return v
 
     @field_validator("inputs")
     @classmethod
