@@ -63,6 +63,13 @@ def _yaml_name(name: str) -> str:
     return name if read_yaml(f"name: {name}") == {"name": name} else f'"{name}"'
 
 
+def _data_file_lines(source) -> list[str]:
+    """One line per data file the spec names, as read (a spec's relative paths start from its folder)."""
+    if isinstance(source, dict):  # one file per split
+        return [f"data file ({split}): {file}" for split, file in source.items()]
+    return [f"data file: {source}"] if Path(source).is_absolute() else []
+
+
 def cmd_validate(args) -> int:
     from rich.table import Table
 
@@ -77,9 +84,11 @@ def cmd_validate(args) -> int:
     con.print(f"[bold]{spec.name}[/]: spec is valid (seed {spec.seed})")
     d = problem.data
     sizes = d.sizes
-    if Path(spec.data.source).is_absolute():  # a file; relative paths start from the spec's folder
-        con.print(f"data file: {spec.data.source}")
+    for line in _data_file_lines(spec.data.source):
+        con.print(line, markup=False, highlight=False)
     con.print(f"data [bold]{d.name}[/]: input shape {d.input_shape}; train {sizes['train']}, val {sizes['val']}, test {sizes['test']}")
+    for split, origin in d.split_origin.items():
+        con.print(f"  {split}: {origin}", markup=False, highlight=False)
     t = Table(title="tasks", title_justify="left")
     for col in ("task", "label", "type", "outputs", "metric", "direction", "labelled (train)"):
         t.add_column(col)

@@ -7,12 +7,15 @@ integral floats. Splits are fixed before training from the spec's seed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
 LabelKind = Literal["multiclass", "binary", "regression"]
+
+# What ``Dataset.split_origin`` says when a source splits one pool of rows at random.
+RANDOM_SPLIT_ORIGIN = "random split by the spec's seed (data.val_fraction, data.test_fraction)"
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class Dataset:
     test: Split
     description: str = ""
     unused_labels: tuple[str, ...] = ()  # labels of a user file that no task uses: neither read nor checked
+    # per split, where its rows came from (an official split, carved from train, a random split), as validate says
+    split_origin: dict[str, str] = field(default_factory=lambda: dict.fromkeys(("train", "val", "test"), RANDOM_SPLIT_ORIGIN))
 
     def split(self, name: str) -> Split:
         return {"train": self.train, "val": self.val, "test": self.test}[name]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Callable
 
 from ..errors import SpecError
@@ -10,11 +10,13 @@ from ..spec.model import DataSpec
 from ..spec.model import is_file_source, is_module_source
 from ._base import Dataset
 from ._builtin import BUILTIN_SOURCES
-from ._files import load_file, load_module
+from ._files import load_file, load_module, load_split_files
 from ._split import subsample
 
 
-def _loader(source: str) -> Callable[[DataSpec, int, Collection[str] | None], Dataset]:
+def _loader(source: str | Mapping[str, str]) -> Callable[[DataSpec, int, Collection[str] | None], Dataset]:
+    if isinstance(source, Mapping):  # one file per split, checked by the spec
+        return load_split_files
     if source in BUILTIN_SOURCES:
         builtin = BUILTIN_SOURCES[source]
         return lambda spec, seed, labels: builtin(spec, seed)  # built-in labels are all well-formed

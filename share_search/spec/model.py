@@ -167,16 +167,55 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
 
-class DataSpec(_Section):
-    """Where the data comes from; built-in name, a .npz/.csv/.parquet file, or module:function."""
+SPLIT_NAMES = ("train", "val", "test")
+SPLIT_FIELD = "split"  # a data file's column or array of this name says each row's split; never a label or an input
 
-    source: str
+
+class DataSpec(_Section):
+    """Where the data comes from; built-in name, a .npz/.csv/.parquet file, module:function, or one file per split."""
+
+    source: str | dict[str, str]
     inputs: Optional[list[str]] = None
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0, lt=0.5)
     max_samples: Optional[int] = Field(None, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)
     cache_dir: Optional[str] = None
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _split_files(cls, v):
+        if isinstance(v, Mapping):
+            return split_files(v)
+        if not isinstance(v, str):  # said here: pydantic would name the union's branch (data.source.str)
+            raise ValueError(f"expected a built-in name, a file, module:function or {{train: FILE, val: FILE, test: FILE}}, got {shown(v)}")
+        return v
+
+    @field_validator("inputs")
+    @classmethod
+    def _split_is_not_an_input(cls, v):
+        if v is not None and SPLIT_FIELD in v:
+            raise ValueError(f"{SPLIT_FIELD!r} names the split column (train/val/test per row), never an input; rename that column")
+        return v
+
+
+def split_files(files: Mapping) -> dict[str, str]:
+    """``data.source: {train: a.npz, val: b.npz, test: c.npz}``: files of one kind, a train and a val or test, in split order."""
+    for split, file in files.items():
+        where = f"data.source.{split}"
+        if split not in SPLIT_NAMES:
+            raise SpecError(where, f"unknown split {shown(split)} (known: {', '.join(SPLIT_NAMES)})")
+        if not isinstance(file, str) or not is_file_source(file):
+            raise SpecError(where, f"expected a .npz, .csv or .parquet file, got {shown(file)}")
+    if "train" not in files:
+        raise SpecError("data.source", f"one file per split needs a train file, got {', '.join(files) or 'none'}")
+    if len(files) == 1:
+        raise SpecError("data.source", "one file per split needs a val or test file beside train (one file alone: data.source: FILE, split at random by the seed)")
+    kind = Path(files["train"]).suffix.lower()
+    for split, file in files.items():
+        if Path(file).suffix.lower() != kind:
+            raise SpecError(f"data.source.{split}", f"every split's file is a {kind} file like data.source.train, got {shown(file)}")
+    return {split: files[split] for split in SPLIT_NAMES if split in files}
 
 
 class TaskSpec(_Section):
@@ -341,6 +380,17 @@ class Spec(_Section):
     def _at_least_two_tasks(cls, v):
         if len(v) < 2:
             raise ValueError(f"multi-task search needs at least 2 tasks, got {len(v)}")
+        return v
+
+    @field_validator("tasks")
+    @classmethod
+    def _split_is_never_a_label(cls, v):
+        for name, task in v.items():
+            if (task.label or name) == SPLIT_FIELD:
+                raise SpecError(
+                    f"tasks.{name}.label",
+                    f"{SPLIT_FIELD!r} names a data file's split column (train/val/test per row), never a label; rename that label",
+                )
         return v
 
     @field_validator("families", mode="before")
@@ -575,7 +625,9 @@ def _paths_from(spec: Spec, folder: Path) -> Spec:
         return p if os.path.isabs(p) else os.path.abspath(os.path.join(folder, p))
 
     changes = {}
-    if is_file_source(spec.data.source):
+    if isinstance(spec.data.source, Mapping):
+        changes["source"] = {split: absolute(file) for split, file in spec.data.source.items()}
+    elif is_file_source(spec.data.source):
         changes["source"] = absolute(spec.data.source)
     if spec.data.cache_dir is not None:
         changes["cache_dir"] = absolute(spec.data.cache_dir)

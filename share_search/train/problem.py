@@ -83,7 +83,7 @@ def user_code_named(spec: Spec) -> dict[str, str]:
 
     named = {}
     source = spec.data.source
-    if source not in BUILTIN_SOURCES and not is_file_source(source) and is_module_source(source):
+    if isinstance(source, str) and source not in BUILTIN_SOURCES and not is_file_source(source) and is_module_source(source):
         named["data.source"] = source
     if ":" in spec.backbone.name and spec.backbone.name not in BACKBONES:
         named["backbone.name"] = spec.backbone.name
