@@ -7,7 +7,7 @@ import pytest
 
 from share_search.cli import main
 from share_search.errors import SpecError
-from share_search.spec.model import AugmentSpec, parse_spec
+from share_search.spec.model import parse_spec
 from tests.runs import file_tree, one_line_error, small_spec, write_spec
 
 
@@ -16,6 +16,8 @@ def with_augment(augment) -> dict:
 
 
 def test_the_issue_s_example_is_read_and_round_trips_through_the_resolved_spec():
+    from share_search.spec.model import AugmentSpec  # here, so that on a main without it only this test fails to import it
+
     spec = parse_spec(with_augment({"hflip": True, "crop": [256, 320], "scale": [0.75, 1.25]}))
     assert spec.data.augment == AugmentSpec(hflip=True, crop=(256, 320), scale=(0.75, 1.25))
     assert spec.data.augment.active
