@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Collection, Literal, Mapping, Optional
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, ValidationInfo, field_serializer, field_validator, model_validator
 
 from ..errors import SpecError, shown
 from .registry import FAMILIES, FAMILY_SPACES, METRICS, OPTIMIZERS, SAMPLERS, WEIGHTINGS
@@ -169,6 +169,57 @@ class _Section(BaseModel):
 
 SPLIT_NAMES = ("train", "val", "test")
 SPLIT_FIELD = "split"  # a data file's column or array of this name says each row's split; never a label or an input
+MAX_AUGMENT_SCALE = 4.0  # a scale of s holds s² times a sample's pixels before the crop: a typo (125 for 1.25) is refused, not run out of memory
+
+
+def _number_pair(value, what: str) -> tuple:
+    """``[a, b]`` from YAML as a tuple of two numbers (never booleans), or a ValueError naming ``what`` it should be."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value):
+        raise ValueError(f"expected {what}, got {shown(value)}")
+    return tuple(value)
+
+
+class AugmentSpec(_Section):
+    """Joint augmentation of training samples (``data.augment``): every per-pixel field moves with the input.
+
+    Applied to the training split only; validation and test samples are never augmented.
+    """
+
+    hflip: bool = Field(False, strict=True)  # flip left-right with probability 1/2
+    crop: Optional[tuple[int, int]] = None  # [height, width] of a random window, padded where the sample is smaller
+    scale: Optional[tuple[float, float]] = None  # [low, high]: resize by a factor drawn uniformly from it
+
+    @field_validator("crop", mode="before")
+    @classmethod
+    def _crop_is_a_size(cls, v):
+        if v is None:
+            return v
+        what = "[height, width], two positive integers (pixels)"
+        pair = _number_pair(v, what)
+        if not all(isinstance(n, int) and n > 0 for n in pair):
+            raise ValueError(f"expected {what}, got {shown(v)}")
+        return pair
+
+    @field_validator("scale", mode="before")
+    @classmethod
+    def _scale_is_a_range(cls, v):
+        if v is None:
+            return v
+        what = f"[low, high] with 0 < low <= high <= {MAX_AUGMENT_SCALE:g}"
+        low, high = _number_pair(v, what)
+        if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high <= MAX_AUGMENT_SCALE):
+            raise ValueError(f"expected {what}, got {shown(v)}")
+        return float(low), float(high)
+
+    @field_serializer("crop", "scale")
+    def _as_list(self, v):
+        return None if v is None else list(v)  # spec.resolved.yaml is safe YAML: lists, not tuples
+
+    @property
+    def active(self) -> bool:
+        """True when some option changes a sample (``augment: {}`` changes none)."""
+        return self.hflip or self.crop is not None or self.scale is not None
+
 
 
 class DataSpec(_Section):
@@ -181,6 +232,14 @@ class DataSpec(_Section):
     max_samples: Optional[int] = Field(None, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)
     cache_dir: Optional[str] = None
+    augment: Optional[AugmentSpec] = None  # training split only
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _augment_mapping(cls, v):
+        if v is not None and not isinstance(v, (dict, AugmentSpec)):
+            raise ValueError(f"expected a mapping such as {{hflip: true, crop: [H, W], scale: [0.75, 1.25]}}, got {shown(v)}")
+        return v
 
     @field_validator("source", mode="before")
     @classmethod
