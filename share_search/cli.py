@@ -107,6 +107,8 @@ def cmd_validate(args) -> int:
     for i, (stage, shape) in enumerate(zip(b.build_stages(), b.stage_shapes)):
         t.add_row(str(i), str(shape), f"{sum(p.numel() for p in stage.parameters()):,}")
     con.print(t)
+    if b.weights_note:
+        con.print(f"backbone.weights: {b.weights_note}", soft_wrap=True)
     t = Table(title="sharing families", title_justify="left")
     t.add_column("family")
     t.add_column("architectures")

@@ -19,7 +19,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, ValidationInfo, field_serializer, field_validator, model_validator
 
 from ..errors import SpecError, shown
-from .registry import FAMILIES, FAMILY_SPACES, METRICS, OPTIMIZERS, SAMPLERS, WEIGHTINGS
+from .heads import HeadChoice
+from .registry import FAMILIES, FAMILY_SPACES, HEADS, METRICS, OPTIMIZERS, SAMPLERS, WEIGHTINGS
 
 MODULE_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"  # a plugin: an importable module name
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # the run folder's and the study's name
@@ -282,6 +283,17 @@ class TaskSpec(_Section):
     type: Optional[Literal["multiclass", "binary", "regression"]] = None
     metric: Optional[str] = None
     extra_metrics: list[str] = Field(default_factory=list)
+    head: Optional[HeadChoice] = None  # None: the head of the task's type (spec.heads.default_head)
+
+    @field_validator("head", mode="before")
+    @classmethod
+    def _known_head(cls, v, info: ValidationInfo):
+        if v is None:
+            return v
+        head = HeadChoice.parse(v)
+        if head.name not in HEADS and not names_unchecked(info):
+            raise ValueError(f"unknown head {shown(head.name)} (known: {', '.join(HEADS)})")
+        return head
 
     @field_validator("metric")
     @classmethod
@@ -317,6 +329,7 @@ class UncheckedOptions(BaseModel):
 class BackboneSpec(_Section):
     name: str = "mlp"
     options: dict[str, Any] = Field(default_factory=dict)
+    weights: Optional[str] = None  # a local .safetensors or PyTorch state dict the stages start from; never downloaded
 
 
 class TrainSpec(_Section):
@@ -329,6 +342,7 @@ class TrainSpec(_Section):
     momentum: float = Field(0.9, ge=0, lt=1)
     gradnorm_alpha: float = Field(1.5, ge=0)
     dwa_temperature: float = Field(2.0, gt=0)
+    encoder_lr_mult: float = Field(1.0, gt=0, allow_inf_nan=False)  # the backbone's stages train at lr x this, heads at lr
     patience: Optional[int] = Field(None, gt=0)
     threads: int = Field(1, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -675,7 +689,7 @@ def is_module_source(source: str) -> bool:
 
 
 def _paths_from(spec: Spec, folder: Path) -> Spec:
-    """``spec`` with relative data file paths made absolute from ``folder``, as config files are read.
+    """``spec`` with relative data file paths (and ``backbone.weights``) made absolute from ``folder``, as config files are read.
 
     Absolute, they mean the same file from the run folder's ``spec.resolved.yaml``.
     """
@@ -690,7 +704,11 @@ def _paths_from(spec: Spec, folder: Path) -> Spec:
         changes["source"] = absolute(spec.data.source)
     if spec.data.cache_dir is not None:
         changes["cache_dir"] = absolute(spec.data.cache_dir)
-    return spec.model_copy(update={"data": spec.data.model_copy(update=changes)}) if changes else spec
+    if changes:
+        spec = spec.model_copy(update={"data": spec.data.model_copy(update=changes)})
+    if spec.backbone.weights is not None:
+        spec = spec.model_copy(update={"backbone": spec.backbone.model_copy(update={"weights": absolute(spec.backbone.weights)})})
+    return spec
 
 
 # --------------------------------------------------------------------------- safe YAML
@@ -796,6 +814,7 @@ class TrainConfig:
     momentum: float = _spec_default("momentum")  # SGD only
     gradnorm_alpha: float = _spec_default("gradnorm_alpha")
     dwa_temperature: float = _spec_default("dwa_temperature")
+    encoder_lr_mult: float = _spec_default("encoder_lr_mult")  # the stages' lr over the heads'
     patience: int | None = _spec_default("patience")  # stop a phase after this many epochs without a better score
     threads: int = _spec_default("threads")
     device: str = _spec_default("device")  # "auto" (cuda when available) | "cpu" | "cuda"
