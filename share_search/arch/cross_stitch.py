@@ -158,10 +158,11 @@ class CrossStitchNetwork(MultiTaskModel):
         return [stage.column(k) for stage in self.stages]
 
     def phases(self) -> list[Phase]:
-        """One phase; α in its own parameter group at lr × ``alpha_lr_mult``."""
+        """One phase; α in its own parameter group at lr × ``alpha_lr_mult``, without weight decay
+        (α mixes columns, starting near 1 on the diagonal: decay would pull it towards zero)."""
         alphas = list(self.alphas.values())
         rest = [p for name, p in self.named_parameters() if p.requires_grad and not name.startswith("alphas.")]
-        return [Phase(self.task_names, [(rest, 1.0), (alphas, self.config.alpha_lr_mult)])]
+        return [Phase(self.task_names, [(rest, 1.0), (alphas, self.config.alpha_lr_mult)], no_weight_decay=alphas)]
 
     def architecture_details(self) -> dict[str, Any]:
         """``alpha["after_stage<s>"][i][j][c]``: how much of task j's channel c enters task i after stage s."""

@@ -187,14 +187,17 @@ class ProgressiveNetwork(MultiTaskModel):
         return {name: outputs[name] for name in self.task_names if name in outputs}
 
     def phases(self) -> list[Phase]:
-        """Phase k trains column k (its stages, the laterals into it, its head) on task ``order[k]`` alone."""
+        """Phase k trains column k (its stages, the laterals into it, its head) on task ``order[k]``
+        alone; every other column is frozen."""
+        columns = list(zip(self.columns, self.laterals, self.heads))
         return [
             Phase(
                 (task,),
                 [([p for m in parts for p in m.parameters() if p.requires_grad], 1.0)],
                 name=task,
+                frozen=[m for j, other in enumerate(columns) if j != k for m in other],
             )
-            for task, *parts in zip(self.config.order, self.columns, self.laterals, self.heads)
+            for k, (task, parts) in enumerate(zip(self.config.order, columns))
         ]
 
     def begin_phase(self, index: int) -> None:

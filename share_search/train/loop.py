@@ -3,7 +3,7 @@
 No Ray here: ``trial.py`` wraps ``fit`` and forwards each ``EpochReport``. The loop walks
 the model's phases (one for most families, one per column for progressive networks). In
 a phase only that phase's parameters train; the rest are frozen (``requires_grad`` off,
-frozen BatchNorm layers keep their running statistics).
+the modules a phase names as frozen run in eval mode, so their BatchNorm statistics stay).
 
 Selection: after every epoch the phase's tasks are scored on validation by their mean
 *relative* loss, ``mean_t L_t^val(epoch) / L_t^val(first epoch of the phase)``. It is
@@ -122,6 +122,7 @@ def fit(
     best_epochs: dict[str, int] = {}
     weighting_state: dict[str, dict] = {}
     trainable = {p: p.requires_grad for p in model.parameters()}
+    user_frozen = _user_frozen(model)
     epoch = best_epoch = 0
     try:
         for index, phase in enumerate(model.phases()):
@@ -134,13 +135,14 @@ def fit(
             phase_tasks = [by_name[name] for name in phase.tasks]
             weighting = make_weighting(config.weighting, phase.tasks, config).to(device)
             optimizer = _make_optimizer(phase, weighting, config)
+            frozen = [*phase.frozen, *user_frozen]
 
             reference: dict[str, float] = {}
             best_score, best_state, since_best = float("inf"), None, 0
             for _ in range(config.epochs):
                 epoch += 1
                 train_losses = _train_epoch(
-                    model, splits["train"], phase_tasks, weighting, optimizer, params, shared, config, shuffle, epoch, phase.name
+                    model, splits["train"], phase_tasks, weighting, optimizer, params, shared, frozen, config, shuffle, epoch, phase.name
                 )
                 weighting.end_epoch(train_losses)
                 val_losses, val_metrics = _evaluate(model, splits["val"], tasks, config.batch_size)
@@ -206,8 +208,21 @@ def _train_only(model: nn.Module, phase: Phase) -> list[nn.Parameter]:
     return params
 
 
+def _user_frozen(model: nn.Module) -> list[nn.Module]:
+    """Modules the user froze before training (every parameter of their own ``requires_grad=False``,
+    e.g. a pretrained stage): they stay in eval mode too. A module without parameters of its
+    own (a BatchNorm without affine weights) is not frozen by this."""
+    return [m for m in model.modules() if (own := list(m.parameters(recurse=False))) and not any(p.requires_grad for p in own)]
+
+
 def _make_optimizer(phase: Phase, weighting: Weighting, config: TrainConfig) -> torch.optim.Optimizer:
-    groups = [{"params": group, "lr": config.lr * multiplier} for group, multiplier in phase.param_groups if group]
+    undecayed = {id(p) for p in phase.no_weight_decay}
+    groups = []
+    for group, multiplier in phase.param_groups:
+        for decay in (True, False):  # the phase's mixing weights (cross-stitch α) are not decayed towards zero
+            params = [p for p in group if (id(p) not in undecayed) == decay]
+            if params:
+                groups.append({"params": params, "lr": config.lr * multiplier} | ({} if decay else {"weight_decay": 0.0}))
     extra = list(weighting.parameters())
     if extra:  # learned loss weights are not decayed towards zero
         groups.append({"params": extra, "weight_decay": 0.0})
@@ -222,6 +237,7 @@ def _train_epoch(
     optimizer: torch.optim.Optimizer,
     params: list[nn.Parameter],
     shared: list[nn.Parameter],
+    frozen: Sequence[nn.Module],
     config: TrainConfig,
     shuffle: torch.Generator,
     epoch: int,
@@ -229,9 +245,8 @@ def _train_epoch(
 ) -> dict[str, float]:
     """One pass over the shuffled training split; returns each task's mean batch loss."""
     model.train()
-    for m in model.modules():  # frozen BatchNorm keeps its statistics
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
-            m.eval()
+    for m in frozen:  # frozen modules keep their BatchNorm statistics
+        m.eval()
     order = torch.randperm(len(split.x), generator=shuffle).to(split.x.device)
     sums = dict.fromkeys((t.name for t in tasks), 0.0)
     batches = range(0, len(order), config.batch_size)
