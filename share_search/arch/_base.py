@@ -78,6 +78,13 @@ class MultiTaskModel(nn.Module):
         """Parameters GradNorm measures gradient norms on (default: all of them)."""
         return [p for p in self.parameters() if p.requires_grad]
 
+    def separate_columns(self) -> dict[str, list[str]] | None:
+        """When every task's output depends on weights of its own only (independent single-task
+        networks): task -> the ``state_dict`` key prefixes of those weights, which together cover
+        the whole state, so the trainer can keep each task at its own best epoch. None (the
+        default) when tasks share anything."""
+        return None
+
     def architecture_details(self) -> dict[str, Any]:
         """Learned facts worth drawing (e.g. cross-stitch alphas); JSON-serialisable."""
         return {}

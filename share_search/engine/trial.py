@@ -114,7 +114,7 @@ def run_trial(config: dict[str, Any], problem: Problem, baseline: dict[str, floa
         def report(ep: EpochReport) -> None:
             tune.report({**info, **trial_result(problem, ep.val, baseline), "epoch": ep.epoch, "train_loss": ep.train_loss, "val_loss": ep.val_loss})
 
-        result = fit(model, problem.data, problem.tasks, plan.train, report=report)
+        result = fit(model, problem.data, problem.tasks, plan.train, report=report, baseline=baseline)
         checkpoint = Path(tempfile.mkdtemp(prefix="share-search-ckpt-"))
         save_weights(result.state_dict, checkpoint / WEIGHTS)
         (checkpoint / TRIAL_FILE).write_text(json.dumps({"optuna_trial": number, "epoch": result.best_epoch, "plan": config["plan"]}))
@@ -126,6 +126,7 @@ def run_trial(config: dict[str, Any], problem: Problem, baseline: dict[str, floa
         **trial_result(problem, result.val, baseline),
         "final": True,
         "best_epoch": result.best_epoch,
+        "best_epochs_json": json.dumps(result.best_epochs),  # task -> its selected epoch
         "time_s": time.perf_counter() - start,
         # JSON strings: Ray flattens nested dicts in results
         "history_json": json.dumps(json_safe(result.history)),

@@ -5,13 +5,12 @@ the model's phases (one for most families, one per column for progressive networ
 a phase only that phase's parameters train; the rest are frozen (``requires_grad`` off,
 the modules a phase names as frozen run in eval mode, so their BatchNorm statistics stay).
 
-Selection: after every epoch the phase's tasks are scored on validation by their mean
-*relative* loss, ``mean_t L_t^val(epoch) / L_t^val(first epoch of the phase)``. It is
-scale-free (a regression loss in large units cannot drown a classification loss) and
-smooth (unlike accuracy, it rarely ties). The epoch with the lowest score wins; at the end
-of a phase the model goes back to that epoch's weights, so each progressive column keeps
-its own best weights and later columns train on top of them. Test metrics are computed
-once, at the selected weights.
+Selection (``selection.py``): after every epoch the phase is scored on what the trial is
+ranked by, its validation Δm against the single-task baseline when the caller knows it;
+independent single-task columns are each kept at their own best epoch. At the end of a
+phase the model goes back to the selected weights, so each progressive column keeps its
+own best weights and later columns train on top of them. Test metrics are computed once,
+at the selected weights.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from ..data._base import Dataset, Split
 from ..errors import DataError, ShareSearchError
 from ..spec.model import TrainConfig
 from ..spec.registry import create_optimizer
+from .selection import EpochSelection
 from .tasks import Task
 from .weighting import Weighting, make_weighting
 
@@ -50,8 +50,9 @@ class TrainingDiverged(ShareSearchError):
 class EpochReport:
     """What ``fit`` tells its caller after each epoch (a trial forwards it to Ray Tune).
 
-    ``is_best`` means the epoch beat every earlier epoch of its phase; the model then holds
-    the weights ``fit`` will return unless a later epoch does better.
+    ``is_best`` means the epoch beat every earlier epoch of its phase (for independent
+    columns: for at least one task); the model then holds weights ``fit`` will return unless
+    a later epoch does better.
     """
 
     epoch: int  # 1-based, counted over all phases
@@ -67,14 +68,14 @@ class EpochReport:
 class FitResult:
     """One trial's outcome; everything but ``state_dict`` is plain data."""
 
-    best_epoch: int  # the selected epoch of the last phase
+    best_epoch: int  # the latest selected epoch (of the last phase; of any column when columns are separate)
     val: dict[str, dict[str, float]]  # at the selected weights
     test: dict[str, dict[str, float]]  # at the selected weights
     history: list[dict[str, Any]]  # per epoch: epoch, phase, train_loss, val_loss, is_best, "<task>.<metric>"
     state_dict: dict[str, Tensor]  # the selected weights, on the CPU
     wall_time_s: float
     weighting_state: dict[str, dict]  # phase -> Weighting.state() at that phase's selected epoch
-    best_epochs: dict[str, int] = field(default_factory=dict)  # phase -> its selected epoch
+    best_epochs: dict[str, int] = field(default_factory=dict)  # task -> the epoch whose weights serve it
 
 
 @dataclass(frozen=True)
@@ -100,12 +101,15 @@ def fit(
     tasks: Sequence[Task],
     config: TrainConfig = TrainConfig(),
     report: Callable[[EpochReport], None] | None = None,
+    baseline: Mapping[str, float] | None = None,
 ) -> FitResult:
     """Train ``model`` phase by phase and return its metrics at the weights chosen on validation.
 
-    Global random state is reset from ``config.seed`` first, so the same inputs give the same
-    result on the CPU however many fits ran before in this process. ``model`` is left
-    holding the selected weights.
+    ``baseline`` (task -> the single-task baseline's primary validation metric), when known,
+    makes the selection score the trial's Δm (``selection.py``). Global random state is
+    reset from ``config.seed`` first, so the same inputs give the same result on the CPU
+    however many fits ran before in this process. ``model`` is left holding the selected
+    weights.
     """
     started = time.perf_counter()
     random.seed(config.seed)
@@ -123,7 +127,8 @@ def fit(
     weighting_state: dict[str, dict] = {}
     trainable = {p: p.requires_grad for p in model.parameters()}
     user_frozen = _user_frozen(model)
-    epoch = best_epoch = 0
+    columns = model.separate_columns()
+    epoch = 0
     try:
         for index, phase in enumerate(model.phases()):
             begin_phase = getattr(model, "begin_phase", None)
@@ -137,8 +142,7 @@ def fit(
             optimizer = _make_optimizer(phase, weighting, config)
             frozen = [*phase.frozen, *user_frozen]
 
-            reference: dict[str, float] = {}
-            best_score, best_state, since_best = float("inf"), None, 0
+            selection = EpochSelection(model, phase_tasks, baseline, columns)
             for _ in range(config.epochs):
                 epoch += 1
                 train_losses = _train_epoch(
@@ -146,16 +150,9 @@ def fit(
                 )
                 weighting.end_epoch(train_losses)
                 val_losses, val_metrics = _evaluate(model, splits["val"], tasks, config.batch_size)
-                reference = reference or {t: max(val_losses[t], 1e-12) for t in phase.tasks}
-                score = sum(val_losses[t] / reference[t] for t in phase.tasks) / len(phase.tasks)
-                is_best = best_state is None or score < best_score
+                is_best = selection.update(model, epoch, val_metrics)
                 if is_best:
-                    best_score, since_best = score, 0
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                    best_epoch = best_epochs[phase.name] = epoch
                     weighting_state[phase.name] = weighting.state()
-                else:
-                    since_best += 1
                 train_loss = sum(train_losses.values())
                 val_loss = sum(val_losses[t] for t in phase.tasks)
                 history.append(
@@ -164,9 +161,10 @@ def fit(
                 )
                 if report is not None:
                     report(EpochReport(epoch, phase.name, train_loss, val_loss, val_metrics, is_best, model))
-                if config.patience is not None and since_best >= config.patience:
+                if config.patience is not None and selection.since_best >= config.patience:
                     break
-            model.load_state_dict(best_state)
+            selection.restore(model)
+            best_epochs.update(selection.epochs)
     finally:
         for p, flag in trainable.items():
             p.requires_grad_(flag)
@@ -174,7 +172,7 @@ def fit(
     _, val = _evaluate(model, splits["val"], tasks, config.batch_size)
     _, test = _evaluate(model, splits["test"], tasks, config.batch_size)
     return FitResult(
-        best_epoch=best_epoch,
+        best_epoch=max(best_epochs.values(), default=0),
         val=val,
         test=test,
         history=history,
