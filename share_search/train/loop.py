@@ -62,6 +62,8 @@ class EpochReport:
     val: dict[str, dict[str, float]]  # task -> metric -> value, every task
     is_best: bool
     model: nn.Module
+    phase_epoch: int = 0  # 1-based, counted within the phase
+    last_phase: bool = True  # every earlier phase (progressive: column) has finished training
 
 
 @dataclass
@@ -130,7 +132,8 @@ def fit(
     columns = model.separate_columns()
     epoch = 0
     try:
-        for index, phase in enumerate(model.phases()):
+        phases = model.phases()
+        for index, phase in enumerate(phases):
             begin_phase = getattr(model, "begin_phase", None)
             if begin_phase is not None:
                 begin_phase(index)
@@ -143,7 +146,7 @@ def fit(
             frozen = [*phase.frozen, *user_frozen]
 
             selection = EpochSelection(model, phase_tasks, baseline, columns)
-            for _ in range(config.epochs):
+            for phase_epoch in range(1, config.epochs + 1):
                 epoch += 1
                 train_losses = _train_epoch(
                     model, splits["train"], phase_tasks, weighting, optimizer, params, shared, frozen, config, shuffle, epoch, phase.name
@@ -160,7 +163,8 @@ def fit(
                     | {f"{task}.{metric}": value for task, values in val_metrics.items() for metric, value in values.items()}
                 )
                 if report is not None:
-                    report(EpochReport(epoch, phase.name, train_loss, val_loss, val_metrics, is_best, model))
+                    last = index == len(phases) - 1
+                    report(EpochReport(epoch, phase.name, train_loss, val_loss, val_metrics, is_best, model, phase_epoch, last))
                 if config.patience is not None and selection.since_best >= config.patience:
                     break
             selection.restore(model)
