@@ -193,7 +193,10 @@ class TwoColumns(MultiTaskModel):
     def phases(self):
         digit = [*self.digit_column.parameters(), *self.digit_head.parameters()]
         odd = [*self.odd_column.parameters(), *self.odd_head.parameters()]
-        return [Phase(("digit",), [(digit, 1.0)], "digit"), Phase(("odd",), [(odd, 1.0)], "odd")]
+        return [
+            Phase(("digit",), [(digit, 1.0)], "digit", frozen=[self.odd_column, self.odd_head]),
+            Phase(("odd",), [(odd, 1.0)], "odd", frozen=[self.digit_column, self.digit_head]),
+        ]
 
     def begin_phase(self, index):
         self.phases_begun.append(index)

@@ -8,7 +8,7 @@ sampling, enumeration) is a separate ``space.FamilySpace`` registered under the 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
@@ -46,11 +46,18 @@ class Phase:
     ``param_groups`` pairs parameters with a learning-rate multiplier (cross-stitch alpha
     trains faster, a pretrained encoder slower). Most families have one phase; progressive
     networks have one per column.
+    ``frozen`` names the modules the phase holds fixed (earlier progressive columns): the
+    trainer runs them in eval mode, so their BatchNorm statistics stay; a module is never
+    taken for frozen because it has no trainable parameter (a BatchNorm without affine
+    weights still learns its statistics). ``no_weight_decay``: parameters of the groups
+    that weight decay must not pull towards zero (cross-stitch α, mixing weights near 1).
     """
 
     tasks: tuple[str, ...]
     param_groups: list[tuple[list[nn.Parameter], float]]
     name: str = "all"
+    frozen: list[nn.Module] = field(default_factory=list)
+    no_weight_decay: list[nn.Parameter] = field(default_factory=list)
 
 
 class MultiTaskModel(nn.Module):
@@ -88,6 +95,13 @@ class MultiTaskModel(nn.Module):
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters GradNorm measures gradient norms on (default: all of them)."""
         return [p for p in self.parameters() if p.requires_grad]
+
+    def separate_columns(self) -> dict[str, list[str]] | None:
+        """When every task's output depends on weights of its own only (independent single-task
+        networks): task -> the ``state_dict`` key prefixes of those weights, which together cover
+        the whole state, so the trainer can keep each task at its own best epoch. None (the
+        default) when tasks share anything."""
+        return None
 
     def architecture_details(self) -> dict[str, Any]:
         """Learned facts worth drawing (e.g. cross-stitch alphas); JSON-serialisable."""

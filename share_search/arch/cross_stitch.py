@@ -159,10 +159,12 @@ class CrossStitchNetwork(MultiTaskModel):
         return [stage.column(k) for stage in self.stages]
 
     def phases(self, encoder_lr_mult: float = 1.0) -> list[Phase]:
-        """One phase; α in its own parameter group at lr × ``alpha_lr_mult``, the columns' stages at lr × ``encoder_lr_mult``."""
+        """One phase; α in its own parameter group at lr × ``alpha_lr_mult``, without weight decay
+        (α mixes columns, starting near 1 on the diagonal: decay would pull it towards zero);
+        the columns' stages at lr × ``encoder_lr_mult``."""
         alphas = list(self.alphas.values())
         rest = [p for name, p in self.named_parameters() if p.requires_grad and not name.startswith("alphas.")]
-        return [Phase(self.task_names, [*self.encoder_split(rest, 1.0, encoder_lr_mult), (alphas, self.config.alpha_lr_mult)])]
+        return [Phase(self.task_names, [*self.encoder_split(rest, 1.0, encoder_lr_mult), (alphas, self.config.alpha_lr_mult)], no_weight_decay=alphas)]
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         return list(self.stages.parameters())

@@ -189,14 +189,17 @@ class ProgressiveNetwork(MultiTaskModel):
 
     def phases(self, encoder_lr_mult: float = 1.0) -> list[Phase]:
         """Phase k trains column k (its stages, the laterals into it, its head) on task ``order[k]``
-        alone; the column's stages at lr × ``encoder_lr_mult`` (laterals start untrained: at lr)."""
+        alone; every other column is frozen. The column's stages train at lr × ``encoder_lr_mult``
+        (laterals start untrained: at lr)."""
+        columns = list(zip(self.columns, self.laterals, self.heads))
         return [
             Phase(
                 (task,),
                 self.encoder_split([p for m in parts for p in m.parameters() if p.requires_grad], 1.0, encoder_lr_mult),
                 name=task,
+                frozen=[m for j, other in enumerate(columns) if j != k for m in other],
             )
-            for task, *parts in zip(self.config.order, self.columns, self.laterals, self.heads)
+            for k, (task, parts) in enumerate(zip(self.config.order, columns))
         ]
 
     def encoder_parameters(self) -> list[nn.Parameter]:

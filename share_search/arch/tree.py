@@ -177,6 +177,12 @@ class TreeModel(MultiTaskModel):
         node = self.stages[shared[-1]][_node_key(self.config.tasks)]
         return [p for p in node.parameters() if p.requires_grad]
 
+    def separate_columns(self) -> dict[str, list[str]] | None:
+        """Each task's nodes and head when the tasks split at stage 0 (the independent networks)."""
+        if len(self.config.stages[0]) < len(self.task_names):
+            return None
+        return {t: [f"stages.{i}.{_node_key((t,))}." for i in range(len(self.stages))] + [f"heads.{t}."] for t in self.task_names}
+
 
 class TreeFamily(Family):
     name: ClassVar[str] = "tree"

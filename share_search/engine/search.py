@@ -32,7 +32,7 @@ from ..space.spaces import FAMILY_PARAM, ROLE_SINGLE_TASK, SpaceFunction, arch_p
 from ..text import plural
 from ..train.problem import Problem
 from .searcher import make_progress_callback, make_searcher
-from .trial import run_trial
+from .trial import SCHEDULER_EPOCH, run_trial
 
 log = logging.getLogger("share_search")
 
@@ -234,7 +234,7 @@ def run_phase(
 
         s = spec.search.scheduler
         scheduler = ASHAScheduler(
-            metric="delta_m", mode="max", time_attr="training_iteration",
+            metric="delta_m", mode="max", time_attr=SCHEDULER_EPOCH,
             grace_period=s.grace_period, reduction_factor=s.reduction_factor, max_t=10**6,
         )
     resources = {"cpu": spec.search.resources.cpu, "gpu": spec.search.resources.gpu}

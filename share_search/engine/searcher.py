@@ -49,6 +49,7 @@ def trial_record(number: int, result: dict, state: TrialState, plan: dict | None
         delta_m=result.get("delta_m"),
         cost=Cost(result.get("params"), result.get("macs"), result.get("time_s")),
         best_epoch=result.get("best_epoch"),
+        best_epochs=json.loads(result["best_epochs_json"]) if "best_epochs_json" in result else None,
         history=json.loads(result["history_json"]) if "history_json" in result else None,
         details=json.loads(result["details_json"]) if "details_json" in result else None,
         node=result.get("node"),

@@ -39,6 +39,12 @@ from .allocator import keep_freed_memory
 ORIGIN_USER = "user"
 ORIGIN_INTERNAL = "internal"
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # share_search/, every layer
+# The epoch count ASHA compares trials at (its ``time_attr``): epochs of the trial's last
+# training phase, reported only in that phase. A progressive network trains one column per
+# phase; before its last column trains, tasks it has not trained yet sit at chance, and the
+# scheduler would stop it for that. In its last phase every earlier column is finished, so
+# its k-th epoch there compares with another family's k-th epoch.
+SCHEDULER_EPOCH = "scheduler_epoch"
 LIBRARY_DIRS = tuple({os.path.abspath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib", "purelib", "platlib")})
 
 
@@ -112,9 +118,10 @@ def run_trial(config: dict[str, Any], problem: Problem, baseline: dict[str, floa
         info["macs"] = count_macs(model, problem.backbone.input_shape)
 
         def report(ep: EpochReport) -> None:
-            tune.report({**info, **trial_result(problem, ep.val, baseline), "epoch": ep.epoch, "train_loss": ep.train_loss, "val_loss": ep.val_loss})
+            scheduled = {SCHEDULER_EPOCH: ep.phase_epoch} if ep.last_phase else {}
+            tune.report({**info, **trial_result(problem, ep.val, baseline), "epoch": ep.epoch, "train_loss": ep.train_loss, "val_loss": ep.val_loss, **scheduled})
 
-        result = fit(model, problem.data, problem.tasks, plan.train, report=report)
+        result = fit(model, problem.data, problem.tasks, plan.train, report=report, baseline=baseline)
         checkpoint = Path(tempfile.mkdtemp(prefix="share-search-ckpt-"))
         save_weights(result.state_dict, checkpoint / WEIGHTS)
         (checkpoint / TRIAL_FILE).write_text(json.dumps({"optuna_trial": number, "epoch": result.best_epoch, "plan": config["plan"]}))
@@ -126,6 +133,7 @@ def run_trial(config: dict[str, Any], problem: Problem, baseline: dict[str, floa
         **trial_result(problem, result.val, baseline),
         "final": True,
         "best_epoch": result.best_epoch,
+        "best_epochs_json": json.dumps(result.best_epochs),  # task -> its selected epoch
         "time_s": time.perf_counter() - start,
         # JSON strings: Ray flattens nested dicts in results
         "history_json": json.dumps(json_safe(result.history)),

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..errors import ShareSearchError
 from ..spec.model import RANK_KEYS
+from ..train.selection import relative_change
 from .record import ROLE_SEARCHED, ROLE_SINGLE_TASK, TrialRecord, baseline_of
 
 DELTA_M_CONVENTION = (
@@ -49,17 +50,14 @@ def delta_m(
     """
     if not higher_is_better:
         raise RankError("Δm needs at least one task, but got an empty `higher_is_better`.")
-    total = 0.0
-    for task, higher in higher_is_better.items():
+    for task in higher_is_better:
         base = float(baseline.get(task, math.nan))
         if not (math.isfinite(base) and base > 0):
             raise RankError(
                 f"Δm divides by the single-task baseline, so it must be a positive number, "
                 f"but task {task!r} has baseline {base!r}; rank by `pareto` or a task name instead."
             )
-        change = (float(metrics.get(task, math.nan)) - base) / base
-        total += change if higher else -change
-    return 100.0 * total / len(higher_is_better)
+    return relative_change(metrics, baseline, higher_is_better)
 
 
 def pareto_fronts(values: np.ndarray | pd.DataFrame, higher_is_better: Sequence[bool]) -> np.ndarray:

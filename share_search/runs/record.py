@@ -74,6 +74,7 @@ class TrialRecord:
     delta_m: float | None = None  # as recorded when the trial ended
     cost: Cost = field(default_factory=Cost)
     best_epoch: int | None = None
+    best_epochs: Mapping[str, int] | None = None  # task -> the epoch whose weights serve it
     history: Sequence[Mapping[str, Any]] | None = None  # one row per epoch
     details: Mapping[str, Any] | None = None  # what the network learned (α, lateral scales)
     node: str | None = None  # the Ray node that trained it
@@ -113,6 +114,7 @@ class TrialRecord:
             "macs": self.cost.macs,
             "time_s": self.cost.time_s,
             "best_epoch": self.best_epoch,
+            "best_epochs": self.best_epochs,
             "val": self.val,
             "delta_m": self.delta_m,
             "fail_reason": self.failure and self.failure.reason,
@@ -151,6 +153,7 @@ class TrialRecord:
             delta_m=(math.nan if a["delta_m"] is None else a["delta_m"]) if "delta_m" in a else None,
             cost=Cost(a.get("params"), a.get("macs"), a.get("time_s")),
             best_epoch=a.get("best_epoch"),
+            best_epochs=a.get("best_epochs"),
             history=a.get("history"),
             details=a.get("details"),
             node=a.get("node"),

@@ -3,15 +3,14 @@
 No Ray here: ``trial.py`` wraps ``fit`` and forwards each ``EpochReport``. The loop walks
 the model's phases (one for most families, one per column for progressive networks). In
 a phase only that phase's parameters train; the rest are frozen (``requires_grad`` off,
-frozen BatchNorm layers keep their running statistics).
+the modules a phase names as frozen run in eval mode, so their BatchNorm statistics stay).
 
-Selection: after every epoch the phase's tasks are scored on validation by their mean
-*relative* loss, ``mean_t L_t^val(epoch) / L_t^val(first epoch of the phase)``. It is
-scale-free (a regression loss in large units cannot drown a classification loss) and
-smooth (unlike accuracy, it rarely ties). The epoch with the lowest score wins; at the end
-of a phase the model goes back to that epoch's weights, so each progressive column keeps
-its own best weights and later columns train on top of them. Test metrics are computed
-once, at the selected weights.
+Selection (``selection.py``): after every epoch the phase is scored on what the trial is
+ranked by, its validation Δm against the single-task baseline when the caller knows it;
+independent single-task columns are each kept at their own best epoch. At the end of a
+phase the model goes back to the selected weights, so each progressive column keeps its
+own best weights and later columns train on top of them. Test metrics are computed once,
+at the selected weights.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from ..data._base import Dataset, Split
 from ..errors import DataError, ShareSearchError, SpecError
 from ..spec.model import TrainConfig
 from ..spec.registry import create_optimizer
+from .selection import EpochSelection
 from .tasks import Task
 from .weighting import Weighting, make_weighting
 
@@ -50,8 +50,9 @@ class TrainingDiverged(ShareSearchError):
 class EpochReport:
     """What ``fit`` tells its caller after each epoch (a trial forwards it to Ray Tune).
 
-    ``is_best`` means the epoch beat every earlier epoch of its phase; the model then holds
-    the weights ``fit`` will return unless a later epoch does better.
+    ``is_best`` means the epoch beat every earlier epoch of its phase (for independent
+    columns: for at least one task); the model then holds weights ``fit`` will return unless
+    a later epoch does better.
     """
 
     epoch: int  # 1-based, counted over all phases
@@ -61,20 +62,22 @@ class EpochReport:
     val: dict[str, dict[str, float]]  # task -> metric -> value, every task
     is_best: bool
     model: nn.Module
+    phase_epoch: int = 0  # 1-based, counted within the phase
+    last_phase: bool = True  # every earlier phase (progressive: column) has finished training
 
 
 @dataclass
 class FitResult:
     """One trial's outcome; everything but ``state_dict`` is plain data."""
 
-    best_epoch: int  # the selected epoch of the last phase
+    best_epoch: int  # the latest selected epoch (of the last phase; of any column when columns are separate)
     val: dict[str, dict[str, float]]  # at the selected weights
     test: dict[str, dict[str, float]]  # at the selected weights
     history: list[dict[str, Any]]  # per epoch: epoch, phase, train_loss, val_loss, is_best, "<task>.<metric>"
     state_dict: dict[str, Tensor]  # the selected weights, on the CPU
     wall_time_s: float
     weighting_state: dict[str, dict]  # phase -> Weighting.state() at that phase's selected epoch
-    best_epochs: dict[str, int] = field(default_factory=dict)  # phase -> its selected epoch
+    best_epochs: dict[str, int] = field(default_factory=dict)  # task -> the epoch whose weights serve it
 
 
 @dataclass(frozen=True)
@@ -100,12 +103,15 @@ def fit(
     tasks: Sequence[Task],
     config: TrainConfig = TrainConfig(),
     report: Callable[[EpochReport], None] | None = None,
+    baseline: Mapping[str, float] | None = None,
 ) -> FitResult:
     """Train ``model`` phase by phase and return its metrics at the weights chosen on validation.
 
-    Global random state is reset from ``config.seed`` first, so the same inputs give the same
-    result on the CPU however many fits ran before in this process. ``model`` is left
-    holding the selected weights.
+    ``baseline`` (task -> the single-task baseline's primary validation metric), when known,
+    makes the selection score the trial's Δm (``selection.py``). Global random state is
+    reset from ``config.seed`` first, so the same inputs give the same result on the CPU
+    however many fits ran before in this process. ``model`` is left holding the selected
+    weights.
     """
     started = time.perf_counter()
     random.seed(config.seed)
@@ -122,9 +128,12 @@ def fit(
     best_epochs: dict[str, int] = {}
     weighting_state: dict[str, dict] = {}
     trainable = {p: p.requires_grad for p in model.parameters()}
-    epoch = best_epoch = 0
+    user_frozen = _user_frozen(model)
+    columns = model.separate_columns()
+    epoch = 0
     try:
-        for index, phase in enumerate(model_phases(model, config)):
+        phases = model_phases(model, config)
+        for index, phase in enumerate(phases):
             begin_phase = getattr(model, "begin_phase", None)
             if begin_phase is not None:
                 begin_phase(index)
@@ -134,26 +143,19 @@ def fit(
             phase_tasks = [by_name[name] for name in phase.tasks]
             weighting = make_weighting(config.weighting, phase.tasks, config).to(device)
             optimizer = _make_optimizer(phase, weighting, config)
+            frozen = [*phase.frozen, *user_frozen]
 
-            reference: dict[str, float] = {}
-            best_score, best_state, since_best = float("inf"), None, 0
-            for _ in range(config.epochs):
+            selection = EpochSelection(model, phase_tasks, baseline, columns)
+            for phase_epoch in range(1, config.epochs + 1):
                 epoch += 1
                 train_losses = _train_epoch(
-                    model, splits["train"], phase_tasks, weighting, optimizer, params, shared, config, shuffle, epoch, phase.name
+                    model, splits["train"], phase_tasks, weighting, optimizer, params, shared, frozen, config, shuffle, epoch, phase.name
                 )
                 weighting.end_epoch(train_losses)
                 val_losses, val_metrics = _evaluate(model, splits["val"], tasks, config.batch_size)
-                reference = reference or {t: max(val_losses[t], 1e-12) for t in phase.tasks}
-                score = sum(val_losses[t] / reference[t] for t in phase.tasks) / len(phase.tasks)
-                is_best = best_state is None or score < best_score
+                is_best = selection.update(model, epoch, val_metrics)
                 if is_best:
-                    best_score, since_best = score, 0
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                    best_epoch = best_epochs[phase.name] = epoch
                     weighting_state[phase.name] = weighting.state()
-                else:
-                    since_best += 1
                 train_loss = sum(train_losses.values())
                 val_loss = sum(val_losses[t] for t in phase.tasks)
                 history.append(
@@ -161,10 +163,12 @@ def fit(
                     | {f"{task}.{metric}": value for task, values in val_metrics.items() for metric, value in values.items()}
                 )
                 if report is not None:
-                    report(EpochReport(epoch, phase.name, train_loss, val_loss, val_metrics, is_best, model))
-                if config.patience is not None and since_best >= config.patience:
+                    last = index == len(phases) - 1
+                    report(EpochReport(epoch, phase.name, train_loss, val_loss, val_metrics, is_best, model, phase_epoch, last))
+                if config.patience is not None and selection.since_best >= config.patience:
                     break
-            model.load_state_dict(best_state)
+            selection.restore(model)
+            best_epochs.update(selection.epochs)
     finally:
         for p, flag in trainable.items():
             p.requires_grad_(flag)
@@ -172,7 +176,7 @@ def fit(
     _, val = _evaluate(model, splits["val"], tasks, config.batch_size)
     _, test = _evaluate(model, splits["test"], tasks, config.batch_size)
     return FitResult(
-        best_epoch=best_epoch,
+        best_epoch=max(best_epochs.values(), default=0),
         val=val,
         test=test,
         history=history,
@@ -219,8 +223,21 @@ def _train_only(model: nn.Module, phase: Phase) -> list[nn.Parameter]:
     return params
 
 
+def _user_frozen(model: nn.Module) -> list[nn.Module]:
+    """Modules the user froze before training (every parameter of their own ``requires_grad=False``,
+    e.g. a pretrained stage): they stay in eval mode too. A module without parameters of its
+    own (a BatchNorm without affine weights) is not frozen by this."""
+    return [m for m in model.modules() if (own := list(m.parameters(recurse=False))) and not any(p.requires_grad for p in own)]
+
+
 def _make_optimizer(phase: Phase, weighting: Weighting, config: TrainConfig) -> torch.optim.Optimizer:
-    groups = [{"params": group, "lr": config.lr * multiplier} for group, multiplier in phase.param_groups if group]
+    undecayed = {id(p) for p in phase.no_weight_decay}
+    groups = []
+    for group, multiplier in phase.param_groups:
+        for decay in (True, False):  # the phase's mixing weights (cross-stitch α) are not decayed towards zero
+            params = [p for p in group if (id(p) not in undecayed) == decay]
+            if params:
+                groups.append({"params": params, "lr": config.lr * multiplier} | ({} if decay else {"weight_decay": 0.0}))
     extra = list(weighting.parameters())
     if extra:  # learned loss weights are not decayed towards zero
         groups.append({"params": extra, "weight_decay": 0.0})
@@ -235,6 +252,7 @@ def _train_epoch(
     optimizer: torch.optim.Optimizer,
     params: list[nn.Parameter],
     shared: list[nn.Parameter],
+    frozen: Sequence[nn.Module],
     config: TrainConfig,
     shuffle: torch.Generator,
     epoch: int,
@@ -242,9 +260,8 @@ def _train_epoch(
 ) -> dict[str, float]:
     """One pass over the shuffled training split; returns each task's mean batch loss."""
     model.train()
-    for m in model.modules():  # frozen BatchNorm keeps its statistics
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
-            m.eval()
+    for m in frozen:  # frozen modules keep their BatchNorm statistics
+        m.eval()
     order = torch.randperm(len(split.x), generator=shuffle).to(split.x.device)
     sums = dict.fromkeys((t.name for t in tasks), 0.0)
     batches = range(0, len(order), config.batch_size)

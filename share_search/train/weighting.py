@@ -33,9 +33,10 @@ class Weighting(nn.Module):
 
     ``backward`` must leave gradients in ``.grad`` of the model parameters (and of
     ``parameters()``, if any) and return the combined loss, detached, for logging.
-    ``params`` are the parameters trained in this phase; ``shared`` is the subset that
-    several tasks use (``MultiTaskModel.shared_parameters``), where gradient-based methods
-    measure and resolve conflicts.
+    ``params`` are the parameters trained in this phase; ``shared`` is the subset
+    ``MultiTaskModel.shared_parameters`` names (a tree's deepest node shared by all tasks),
+    where GradNorm measures gradient norms. PCGrad finds for itself every parameter that
+    more than one task's loss reaches.
     """
 
     name: ClassVar[str] = ""
@@ -192,11 +193,14 @@ class GradNorm(Weighting):
 class PCGrad(Weighting):
     """Projecting conflicting gradients (Yu et al., NeurIPS 2020, "Gradient surgery", Alg. 1).
 
-    On the shared parameters, each task's gradient ``g_i`` visits the other tasks in a
-    random order (seeded from ``TrainConfig.seed``) and drops its component along any
-    original ``g_j`` it conflicts with (``g_i . g_j < 0``):
-    ``g_i <- g_i - (g_i . g_j) / ||g_j||^2 g_j``. The projected gradients are summed.
-    Task-specific parameters get their plain summed gradient (there is nothing to conflict).
+    On the parameters that more than one task's loss reaches (on a tree: every node shared
+    by several tasks, fully or partly; a cross-stitch column feeding a unit), each task's
+    gradient ``g_i`` over all of them, as one vector, visits the other tasks in a random
+    order (seeded from ``TrainConfig.seed``) and drops its component along any original
+    ``g_j`` it conflicts with (``g_i . g_j < 0``): ``g_i <- g_i - (g_i . g_j) / ||g_j||^2 g_j``.
+    The projected gradients are summed. A parameter only one task reaches (a head, a
+    task's own branch) gets that task's plain gradient: there is nothing to conflict with.
+    Which loss reaches a parameter is read from the autograd graph of the batch.
     """
 
     name = "pcgrad"
@@ -206,22 +210,25 @@ class PCGrad(Weighting):
         self.rng = random.Random(config.seed)
 
     def backward(self, losses, params, shared):
-        shared_ids = {id(p) for p in shared}
-        grads = torch.stack([_flat_grad(losses[t], params) for t in self.tasks])
-        is_shared = torch.cat(
-            [torch.full((p.numel(),), id(p) in shared_ids, dtype=torch.bool, device=grads.device) for p in params]
-        )
-        original = grads[:, is_shared]
-        projected = original.clone()
-        for i in range(len(self.tasks)):
-            others = [j for j in range(len(self.tasks)) if j != i]
-            self.rng.shuffle(others)
-            for j in others:
-                dot = projected[i] @ original[j]
-                if dot < 0:
-                    projected[i] -= dot / (original[j] @ original[j]) * original[j]
-        combined = grads.sum(dim=0)
-        combined[is_shared] = projected.sum(dim=0)
-        for p, g in zip(params, combined.split([p.numel() for p in params])):
-            p.grad = g.view_as(p).clone()
+        per_task = [torch.autograd.grad(losses[t], params, retain_graph=True, allow_unused=True) for t in self.tasks]
+        reached = [[g[k] is not None for g in per_task] for k in range(len(params))]
+        several = [k for k, by in enumerate(reached) if sum(by) > 1]
+        if several:
+            original = torch.stack(
+                [torch.cat([(torch.zeros_like(params[k]) if g[k] is None else g[k]).reshape(-1) for k in several]) for g in per_task]
+            )
+            projected = original.clone()
+            for i in range(len(self.tasks)):
+                others = [j for j in range(len(self.tasks)) if j != i]
+                self.rng.shuffle(others)
+                for j in others:
+                    dot = projected[i] @ original[j]
+                    if dot < 0:
+                        projected[i] -= dot / (original[j] @ original[j]) * original[j]
+            combined = projected.sum(dim=0).split([params[k].numel() for k in several])
+            for k, g in zip(several, combined):
+                params[k].grad = g.view_as(params[k]).clone()
+        for k, by in enumerate(reached):
+            if sum(by) == 1:
+                params[k].grad = per_task[by.index(True)][k].clone()
         return sum(losses[t] for t in self.tasks).detach()
