@@ -122,7 +122,7 @@ def cmd_validate(args) -> int:
     if searched:
         con.print("train: searched " + "; ".join(f"{k}: {p.describe()}" for k, p in searched.items()))
     s = spec.search
-    con.print(f"search: sampler {s.sampler}, objective {s.objective}{' + ' + s.cost if s.cost else ''}, {plural(s.trials, 'trial')}, concurrency {s.concurrency}, resources {s.resources.model_dump()}")
+    con.print(f"search: sampler {s.sampler}, objective {s.objective}{' + ' + s.cost if s.cost else ''}, delta_m {s.delta_m}, {plural(s.trials, 'trial')}, concurrency {s.concurrency}, resources {s.resources.model_dump()}")
     if s.sampler == "grid":
         con.print(f"grid: {plural(len(grid_points(problem)), 'architecture/training combination')}")
     return 0
@@ -196,7 +196,7 @@ def _print_board(con, board, task_names, rows: int | None = None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from .runs.rank import DELTA_M_CONVENTION
+    from .runs.rank import board_statement
 
     t = Table(title="leaderboard (validation metrics)", title_justify="left")
     cols = ["rank", "trial", "family", "arch", *[f"val.{n}" for n in task_names], "delta_m", "params", "macs", "time_s", "state"]
@@ -206,7 +206,7 @@ def _print_board(con, board, task_names, rows: int | None = None) -> None:
     for _, r in shown.iterrows():
         t.add_row(*[escape(_family_and_role(r) if c == "family" else _cell(r.get(c))) for c in cols])  # summaries hold [brackets], not markup
     con.print(t)
-    con.print(f"[dim]{DELTA_M_CONVENTION}[/]")
+    con.print(f"[dim]{escape(board_statement(board))}[/]")
 
 
 def _family_and_role(row) -> str:

@@ -24,6 +24,14 @@ HIB = {"cls": True, "reg": False}  # accuracy (up), MAE (down)
 BASE = {"cls": 0.9, "reg": 2.0}
 
 
+def _primary_delta_m(metrics, baseline, higher_is_better):
+    """``delta_m`` with one metric per task (the primary convention), values given per task."""
+    def one(values):
+        return {task: {"m": value} for task, value in values.items()}
+
+    return delta_m(one(metrics), one(baseline), one(higher_is_better))
+
+
 # ----------------------------------------------------------------------------- delta_m
 @pytest.mark.parametrize(
     "metrics, expected",
@@ -35,17 +43,17 @@ BASE = {"cls": 0.9, "reg": 2.0}
     ],
 )
 def test_delta_m_by_hand(metrics, expected):
-    assert delta_m(metrics, BASE, HIB) == pytest.approx(expected)
+    assert _primary_delta_m(metrics, BASE, HIB) == pytest.approx(expected)
 
 
 def test_delta_m_known_value_and_sign_of_lower_is_better():
-    assert delta_m({"cls": 0.95, "reg": 1.5}, BASE, HIB) == pytest.approx(15.277777777)
-    assert delta_m({"reg": 1.0}, {"reg": 2.0}, {"reg": False}) == pytest.approx(50.0)  # error halved: +50 %
+    assert _primary_delta_m({"cls": 0.95, "reg": 1.5}, BASE, HIB) == pytest.approx(15.277777777)
+    assert _primary_delta_m({"reg": 1.0}, {"reg": 2.0}, {"reg": False}) == pytest.approx(50.0)  # error halved: +50 %
 
 
 @pytest.mark.parametrize("metrics", [{"cls": float("nan"), "reg": 1.5}, {"reg": 1.5}])
 def test_delta_m_without_a_model_metric_is_nan(metrics):
-    assert math.isnan(delta_m(metrics, BASE, HIB))
+    assert math.isnan(_primary_delta_m(metrics, BASE, HIB))
 
 
 @pytest.mark.parametrize(
@@ -59,7 +67,7 @@ def test_delta_m_without_a_model_metric_is_nan(metrics):
 )
 def test_delta_m_rejects_an_unusable_baseline_naming_the_task(baseline, shown):
     with pytest.raises(RankError, match=shown) as info:
-        delta_m({"cls": 0.95, "reg": 1.5}, baseline, HIB)
+        _primary_delta_m({"cls": 0.95, "reg": 1.5}, baseline, HIB)
     assert isinstance(info.value, ValueError) and isinstance(info.value, ShareSearchError)
     assert "positive" in str(info.value)
 

@@ -139,12 +139,12 @@ def test_with_two_complete_baselines_the_lowest_numbered_is_the_baseline_everywh
     study = _two_baselines(tmp_path)
     records = study_records(study)
     assert baseline_of(reversed(records)).number == 0
-    assert baseline_metrics(records, TASKS) == {"digit": 0.80, "size": 2.0}
+    assert baseline_metrics(records, TASKS) == {"digit": {"accuracy": 0.80}, "size": {"mae": 2.0}}
 
     class Problem:  # what baseline_from_study reads of a problem
         tasks = TASKS
 
-    assert baseline_from_study(study, Problem()) == {"digit": 0.80, "size": 2.0}
+    assert baseline_from_study(study, Problem()) == {"digit": {"accuracy": 0.80}, "size": {"mae": 2.0}}
     board = study_leaderboard(study).set_index("trial")
     assert board.loc[0, "delta_m"] == 0.0
     assert board.loc[2, "delta_m"] == pytest.approx(_by_hand(_val(0.90, 1.0), _val(0.80, 2.0)))  # the stronger one is just a trial

@@ -21,9 +21,9 @@ from ..errors import RunError, ShareSearchError, SpecError
 from ..runs.preflight import check_device, check_folder_can_be_made, nearest_existing
 from ..runs.record import study_records
 from ..runs.run_folder import Run
-from ..runs.study import check_study, create_or_load_study, failed_trials, hide_password, leaderboard_of, mark_interrupted, open_storage, queue_retries, resolve_storage
+from ..runs.study import check_same_delta_m, check_study, create_or_load_study, delta_m_convention_of, failed_trials, hide_password, leaderboard_of, mark_interrupted, open_storage, queue_retries, resolve_storage
 from ..space.spaces import check_grid, grid_points
-from ..spec.model import Spec, load_spec
+from ..spec.model import DELTA_M_ALL_METRICS, Spec, load_spec
 from ..text import plural
 from ..train.problem import Problem, load_problem
 
@@ -84,7 +84,8 @@ def _log_start(spec: Spec, problem: Problem, run_dir: Path, resume: bool) -> Non
     if problem.backbone.weights_note:
         log.info("backbone.weights: %s", problem.backbone.weights_note)
     s = spec.search
-    log.info("search: sampler %s, objective %s, %s, concurrency %d", s.sampler, s.objective, plural(s.trials, "trial"), s.concurrency)
+    log.info("search: sampler %s, objective %s, Δm over %s, %s, concurrency %d", s.sampler, s.objective,
+             "every metric of each task" if s.delta_m == DELTA_M_ALL_METRICS else "each task's primary metric", plural(s.trials, "trial"), s.concurrency)
 
 
 def _refresh_report(study, run_dir: Path, board: pd.DataFrame) -> None:
@@ -118,6 +119,7 @@ def run_search(
         stored = load_spec(run_dir / "spec.resolved.yaml", trust_code=False)  # the given spec's plugins are imported already
         if stored.model_copy(update={"search": spec.search}) != spec:
             raise RunError(f"--resume: the spec differs from the one {run_dir} was started with (only search settings may change)")
+        check_same_delta_m(spec, stored.search.delta_m, str(run_dir))  # before Ray starts; the study is checked again when opened
     check_grid(spec)
     problem = load_problem(spec)
     if spec.search.sampler == "grid":
@@ -186,7 +188,8 @@ def _free_interrupted_frames(stop: KeyboardInterrupt) -> None:
 
 def _rank_and_export(study, problem: Problem, run_dir: Path, spec: Spec) -> tuple[pd.DataFrame, list[Path]]:
     records = study_records(study)
-    board = leaderboard_of(records, problem.tasks)  # the one leaderboard of this run: written, exported, annotated, reported
+    # the one leaderboard of this run: written, exported, annotated, reported; Δm as the study records it
+    board = leaderboard_of(records, problem.tasks, convention=delta_m_convention_of(study))
     board.to_csv(run_dir / "leaderboard.csv", index=False)
     ranked = int(board["rank"].notna().sum())
     log.info("leaderboard: %s, %d ranked (%s)", plural(len(board), "trial"), ranked, run_dir / "leaderboard.csv")

@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 
 from ..arch import ArchConfig
 from ..errors import RunError
+from ..runs.rank import delta_m_terms
 from ..runs.record import baseline_metrics, study_records
 from ..runs.study import enqueue, finished_trials, objective_names, planned_params
 from ..space.spaces import FAMILY_PARAM, ROLE_SINGLE_TASK, SpaceFunction, arch_params, default_train_values, grid_points, reference_archs, train_param_name
@@ -40,7 +41,7 @@ log = logging.getLogger("share_search")
 @dataclass
 class PhaseOutcome:
     ran: int
-    baseline: dict[str, float] | None
+    baseline: dict[str, dict[str, float]] | None
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -214,7 +215,7 @@ def run_phase(
     run_dir: Path,
     name: str,
     n_trials: int,
-    baseline: dict[str, float] | None,
+    baseline: dict[str, dict[str, float]] | None,
     use_scheduler: bool,
     show_progress: bool,
 ) -> PhaseOutcome:
@@ -226,7 +227,8 @@ def run_phase(
     modes = ["max" if d == "maximize" else "min" for d in directions]
     searcher = make_searcher(
         study_name=study.study_name, storage=storage, sampler=make_sampler(problem), space=SpaceFunction(problem),
-        tasks=problem.tasks, objectives=names, modes=modes, baseline=baseline, run_dir=str(run_dir),
+        tasks=problem.tasks, objectives=names, modes=modes, baseline=baseline,
+        delta_m_over=delta_m_terms(problem.tasks, spec.search.delta_m), run_dir=str(run_dir),
     )
     scheduler = None
     if use_scheduler and spec.search.scheduler is not None:
@@ -264,8 +266,8 @@ def run_phase(
     return PhaseOutcome(ran=n_trials, baseline=searcher.baseline, counts=dict(searcher.counts))
 
 
-def baseline_from_study(study: optuna.Study, problem: Problem) -> dict[str, float] | None:
-    """The single-task baseline's primary validation metrics, if that trial completed."""
+def baseline_from_study(study: optuna.Study, problem: Problem) -> dict[str, dict[str, float]] | None:
+    """The single-task baseline's validation metrics (task -> metric -> value), if that trial completed."""
     return baseline_metrics(study_records(study), problem.tasks)
 
 

@@ -19,13 +19,13 @@ import optuna
 from optuna.trial import TrialState
 
 from ..runs.artifacts import attach_trial_artifacts
-from ..runs.rank import delta_m
+from ..runs.rank import DeltaMTerms, delta_m
 from ..runs.record import Cost, Failure, Plan, TrialRecord, baseline_metrics, study_records
 from ..runs.study import ask
 from ..space.spaces import ROLE_SINGLE_TASK
 from ..text import console
 from ..train.tasks import Task
-from .trial import ORIGIN_INTERNAL, ORIGIN_USER, primary_metrics, val_from_result
+from .trial import ORIGIN_INTERNAL, ORIGIN_USER, val_from_result
 
 log = logging.getLogger("share_search")
 
@@ -91,12 +91,12 @@ def make_searcher(**kwargs):
         """
 
         def __init__(self, *, study_name: str, storage, sampler, space: Callable, tasks: Sequence[Task], objectives: list[str],
-                     modes: list[str], baseline: dict[str, float] | None, run_dir: str):
+                     modes: list[str], baseline: dict[str, dict[str, float]] | None, delta_m_over: DeltaMTerms, run_dir: str):
             super().__init__(metric=objectives[0] if len(objectives) == 1 else objectives, mode=modes[0] if len(modes) == 1 else modes)
             self.study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=optuna.pruners.NopPruner())
             self.space = space
             self.tasks = tuple(tasks)
-            self.higher_is_better = {t.name: t.higher_is_better for t in self.tasks}
+            self.delta_m_over = delta_m_over  # what Δm averages (search.delta_m)
             self.run_dir = run_dir
             self.objectives = objectives
             self.baseline = baseline
@@ -177,7 +177,7 @@ def make_searcher(**kwargs):
             if state == TrialState.COMPLETE:
                 if self.needs_baseline:
                     val = val_from_result(self.tasks, result)
-                    result = {**result, "delta_m": delta_m(primary_metrics(self.tasks, val), self.baseline, self.higher_is_better)}
+                    result = {**result, "delta_m": delta_m(val, self.baseline, self.delta_m_over.higher_is_better)}
                 values = [float(result[name]) for name in self.objectives]
             record = trial_record(trial.number, result, state, self.plans.get(trial_id), self.tasks, self.checkpoints.get(trial_id))
             attrs = trial_attrs(record, self.tasks)

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 from ..arch import build_model
 from ..arch._cost import count_macs, count_parameters
 from ..runs.export import TRIAL_FILE, WEIGHTS, save_weights
-from ..runs.rank import delta_m
+from ..runs.rank import delta_m, delta_m_terms
 from ..runs.study import json_safe
 from ..space.spaces import TrialPlan, plan_from_dict
 from ..train.loop import EpochReport, TrainingDiverged, fit
@@ -48,20 +48,17 @@ SCHEDULER_EPOCH = "scheduler_epoch"
 LIBRARY_DIRS = tuple({os.path.abspath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib", "purelib", "platlib")})
 
 
-def primary_metrics(tasks: Sequence[Task], val: dict[str, dict[str, float]]) -> dict[str, float]:
-    return {t.name: val[t.name][t.metric] for t in tasks}
-
-
 def val_from_result(tasks: Sequence[Task], result: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Per-task validation metrics back from a flat Ray result (``<task>.<metric>`` keys)."""
     return {t.name: {m: result[f"{t.name}.{m}"] for m in t.metrics if f"{t.name}.{m}" in result} for t in tasks}
 
 
-def trial_result(problem: Problem, val: dict[str, dict[str, float]], baseline: dict[str, float] | None) -> dict[str, Any]:
-    """Flat Ray result: ``<task>.<metric>`` validation values, and Δm when the baseline is known."""
+def trial_result(problem: Problem, val: dict[str, dict[str, float]], baseline: dict[str, dict[str, float]] | None) -> dict[str, Any]:
+    """Flat Ray result: ``<task>.<metric>`` validation values, and Δm (by the spec's
+    ``search.delta_m``) when the baseline is known."""
     out: dict[str, Any] = {f"{task}.{metric}": value for task, values in val.items() for metric, value in values.items()}
     if baseline is not None:
-        out["delta_m"] = delta_m(primary_metrics(problem.tasks, val), baseline, problem.higher_is_better)
+        out["delta_m"] = delta_m(val, baseline, delta_m_terms(problem.tasks, problem.spec.search.delta_m).higher_is_better)
     return out
 
 
@@ -99,7 +96,15 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def run_trial(config: dict[str, Any], problem: Problem, baseline: dict[str, float] | None) -> None:
+def delta_m_baseline(problem: Problem, baseline: dict[str, dict[str, float]] | None) -> dict[str, dict[str, float]] | None:
+    """The baseline's values of the metrics Δm counts (``search.delta_m``): what ``fit`` selects epochs on."""
+    if baseline is None:
+        return None
+    terms = delta_m_terms(problem.tasks, problem.spec.search.delta_m).higher_is_better
+    return {task: {m: baseline.get(task, {}).get(m) for m in metrics} for task, metrics in terms.items()}
+
+
+def run_trial(config: dict[str, Any], problem: Problem, baseline: dict[str, dict[str, float]] | None) -> None:
     """Ray Tune function trainable: build, train, report every epoch, checkpoint the best weights with the final result."""
     from ray import tune
 
@@ -121,7 +126,7 @@ def run_trial(config: dict[str, Any], problem: Problem, baseline: dict[str, floa
             scheduled = {SCHEDULER_EPOCH: ep.phase_epoch} if ep.last_phase else {}
             tune.report({**info, **trial_result(problem, ep.val, baseline), "epoch": ep.epoch, "train_loss": ep.train_loss, "val_loss": ep.val_loss, **scheduled})
 
-        result = fit(model, problem.data, problem.tasks, plan.train, report=report, baseline=baseline)
+        result = fit(model, problem.data, problem.tasks, plan.train, report=report, baseline=delta_m_baseline(problem, baseline))
         checkpoint = Path(tempfile.mkdtemp(prefix="share-search-ckpt-"))
         save_weights(result.state_dict, checkpoint / WEIGHTS)
         (checkpoint / TRIAL_FILE).write_text(json.dumps({"optuna_trial": number, "epoch": result.best_epoch, "plan": config["plan"]}))

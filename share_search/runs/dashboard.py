@@ -32,7 +32,7 @@ import pandas as pd
 
 from ..errors import RunError
 from .artifacts import artifact_store
-from .rank import DELTA_M_CONVENTION
+from .rank import board_statement
 from .report import on_front, study_tasks
 
 log = logging.getLogger("share_search")
@@ -157,7 +157,7 @@ def note_markdown(board: pd.DataFrame, tasks: Sequence[Any], exports: Sequence[t
                 *(_fmt(r.get(f"val.{t.name}")) for t in tasks), _fmt(_int(r.get("params"))), _fmt(_int(r.get("macs"))),
             ]
             lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", DELTA_M_CONVENTION, ""]
+    lines += ["", board_statement(board), ""]
     if exports:
         lines.append("Exported checkpoints (study artifacts; unzip one, then `share_search.load_model(folder)`):")
         lines += [f"- `{name}`: `{folder}`" for folder, name in exports]

@@ -258,7 +258,7 @@ def _direction(metric: str) -> str:
 
 def model_card(recipe: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
     """A short human-readable card: what the network is, how it was chosen, how it scores."""
-    from .rank import DELTA_M_CONVENTION
+    from .rank import DELTA_M_PRIMARY, delta_m_statement
 
     arch = config_from_dict(recipe["arch"])
     lines = [
@@ -285,7 +285,8 @@ def model_card(recipe: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
         lines += ["", "Classes, in output order (a binary task's one output is the chance of its second class):", ""]
         lines += [f"- {t['name']}: {', '.join(str(n) for n in t['class_names'])}" for t in named]
     if metrics.get("delta_m") is not None:
-        lines += ["", f"Δm (validation) = {metrics['delta_m']:+.2f}%. {DELTA_M_CONVENTION}"]
+        statement = delta_m_statement(metrics.get("delta_m_convention") or DELTA_M_PRIMARY)  # exports made before it was recorded: primary
+        lines += ["", f"Δm (validation) = {metrics['delta_m']:+.2f}%. {statement}"]
     lines += ["", "Load it:", "", "```python", "import share_search as ss", "model = ss.load_model('<this folder>')  # eval-mode nn.Module; model(x) -> {task: output}", "```", ""]
     return "\n".join(lines)
 
@@ -435,7 +436,7 @@ def export_ranked(run_dir: Path, problem, board, records: Sequence[TrialRecord],
     earlier = rank_folders(export_dir)
     for folder in earlier.values():
         check_own_export(folder)
-    ranking = {"rank_by": board.attrs.get("rank_by"), "budget": board.attrs.get("budget")}
+    ranking = {key: board.attrs.get(key) for key in ("rank_by", "budget", "delta_m_convention")}
     by_number = {r.number: r for r in records}
     exports = [_ranked_export(run_dir, problem, row, by_number[int(row["trial"])], ranking) for _, row in ranked.head(top).iterrows()]
     out = [

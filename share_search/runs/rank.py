@@ -1,7 +1,8 @@
 """Rank trials: Δm against the single-task baseline, Pareto fronts, the leaderboard.
 
 Pure functions on a pandas table with one row per trial (``trial``, ``state``,
-``baseline``, ``params``, ``macs``, ``val.<task>``, optionally ``test.<task>``), so the
+``baseline``, ``params``, ``macs``, ``val.<task>`` for each primary metric,
+``val.<task>.<metric>`` for every metric, optionally ``test.<task>``), so the
 ranking is tested without Ray, Optuna or torch. Only validation metrics choose; test
 columns ride along untouched, so no architecture is chosen on its test score.
 """
@@ -16,15 +17,22 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ShareSearchError
-from ..spec.model import RANK_KEYS
-from ..train.selection import relative_change
+from ..spec.model import DELTA_M_ALL_METRICS, DELTA_M_CONVENTIONS, DELTA_M_PRIMARY, RANK_KEYS
+from ..train.selection import metric_value, relative_change
 from .record import ROLE_SEARCHED, ROLE_SINGLE_TASK, TrialRecord, baseline_of
 
-DELTA_M_CONVENTION = (
+DELTA_M_CONVENTION = (  # search.delta_m: primary
     "Δm = 100/T · Σ_t (−1)^l_t (M_m,t − M_b,t) / M_b,t: the mean relative change (in %, higher "
     "is better) of each task's validation metric against the single-task networks b, with "
     "l_t = 1 for lower-is-better metrics (Maninis et al. 2019; Vandenhende et al. 2021)."
 )
+DELTA_M_ALL_METRICS_CONVENTION = (  # search.delta_m: all_metrics
+    "Δm = 100/T · Σ_t 1/M_t · Σ_m (−1)^l_t,m (M_m,t,m − M_b,t,m) / M_b,t,m: the relative change (in %, "
+    "higher is better) of every validation metric of each task (its metric and extra_metrics) "
+    "against the single-task networks b, averaged within each task first, then across the T "
+    "tasks, with l_t,m = 1 for lower-is-better metrics (LibMTL's count_improvement, Lin & Zhang 2023)."
+)
+DELTA_M_STATEMENTS = {DELTA_M_PRIMARY: DELTA_M_CONVENTION, DELTA_M_ALL_METRICS: DELTA_M_ALL_METRICS_CONVENTION}
 BUDGET_COLUMNS = ("params", "macs")
 
 
@@ -38,26 +46,62 @@ class Budget(NamedTuple):
     limit: float
 
 
+class DeltaMTerms(NamedTuple):
+    """What Δm averages: the convention (``search.delta_m``) and, per task, each metric it
+    counts with its direction."""
+
+    convention: str
+    higher_is_better: Mapping[str, Mapping[str, bool]]  # task -> metric -> higher is better
+
+
+def delta_m_terms(tasks: Sequence, convention: str = DELTA_M_PRIMARY) -> DeltaMTerms:
+    """The terms of ``convention`` for ``tasks`` (each with ``name``, ``metric`` and
+    ``metric_directions``, the registry's direction of each of its metrics): the primary
+    metric of each task, or all of its metrics."""
+    if convention not in DELTA_M_CONVENTIONS:
+        raise RankError(f"search.delta_m must be one of {', '.join(DELTA_M_CONVENTIONS)}, but got {convention!r}.")
+    if convention == DELTA_M_PRIMARY:
+        return DeltaMTerms(convention, {t.name: {t.metric: t.metric_directions[t.metric]} for t in tasks})
+    return DeltaMTerms(convention, {t.name: dict(t.metric_directions) for t in tasks})
+
+
+def delta_m_statement(convention: str = DELTA_M_PRIMARY) -> str:
+    """The sentence that says how Δm was computed, for every place that shows a Δm."""
+    return DELTA_M_STATEMENTS[convention]
+
+
+def board_statement(board: pd.DataFrame) -> str:
+    """The Δm sentence of the convention a leaderboard was ranked with (its ``attrs``)."""
+    return delta_m_statement(board.attrs.get("delta_m_convention", DELTA_M_PRIMARY))
+
+
 def delta_m(
-    metrics: Mapping[str, float],
-    baseline: Mapping[str, float],
-    higher_is_better: Mapping[str, bool],
+    metrics: Mapping[str, Mapping[str, float]],
+    baseline: Mapping[str, Mapping[str, float]],
+    higher_is_better: Mapping[str, Mapping[str, bool]],
 ) -> float:
-    """Δm in percent over the tasks of ``higher_is_better`` (see ``DELTA_M_CONVENTION``).
+    """Δm in percent over the tasks and metrics of ``higher_is_better`` (task -> metric ->
+    direction; ``DeltaMTerms.higher_is_better``): each metric's relative change against the
+    baseline, signed by its direction, is averaged within its task, then across tasks. With
+    one metric per task this is ``DELTA_M_CONVENTION``; with several, LibMTL's
+    ``count_improvement`` (``DELTA_M_ALL_METRICS_CONVENTION``). ``metrics`` and ``baseline``
+    are task -> metric -> value, as ``TrialRecord.val``.
 
     A missing or NaN model metric gives NaN (that trial has no Δm); a baseline value that
     is missing, NaN or not positive raises, because every trial's Δm divides by it.
     """
-    if not higher_is_better:
-        raise RankError("Δm needs at least one task, but got an empty `higher_is_better`.")
-    for task in higher_is_better:
-        base = float(baseline.get(task, math.nan))
-        if not (math.isfinite(base) and base > 0):
-            raise RankError(
-                f"Δm divides by the single-task baseline, so it must be a positive number, "
-                f"but task {task!r} has baseline {base!r}; rank by `pareto` or a task name instead."
-            )
+    if not higher_is_better or not all(higher_is_better.values()):
+        raise RankError(f"Δm needs at least one metric for every task, but got {dict(higher_is_better)!r}.")
+    for task, directions in higher_is_better.items():
+        for metric in directions:
+            base = metric_value(baseline, task, metric)
+            if not (math.isfinite(base) and base > 0):
+                raise RankError(
+                    f"Δm divides by the single-task baseline, so it must be a positive number, "
+                    f"but task {task!r} has baseline {base!r} for metric {metric!r}; rank by `pareto` or a task name instead."
+                )
     return relative_change(metrics, baseline, higher_is_better)
+
 
 
 def pareto_fronts(values: np.ndarray | pd.DataFrame, higher_is_better: Sequence[bool]) -> np.ndarray:
@@ -131,11 +175,17 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def metric_column(task: str, metric: str) -> str:
+    """The trials table's column of one validation metric (``val.<task>`` holds the primary one too)."""
+    return f"val.{task}.{metric}"
+
+
 def leaderboard(
     trials: pd.DataFrame,
     higher_is_better: Mapping[str, bool],
     rank_by: str = "delta_m",
     budget: str | None = None,
+    delta_m_over: DeltaMTerms | None = None,
 ) -> pd.DataFrame:
     """Trials with ``rank``, ``delta_m`` and ``pareto_front`` added, best first.
 
@@ -147,19 +197,26 @@ def leaderboard(
     ``rank_by``: ``delta_m`` (descending), ``pareto`` (front, then Δm), or a task name
     (its ``val.<task>`` in its direction). The baseline is ranked like any trial (Δm 0).
     Without a usable baseline only ``delta_m`` ranking fails; otherwise Δm is left NaN.
+
+    ``delta_m_over``: the metrics Δm averages (``delta_m_terms``), read from the
+    ``val.<task>.<metric>`` columns; by default each task's primary metric in ``val.<task>``.
+    The board's ``attrs`` say how it was ranked: ``rank_by``, ``budget``, ``delta_m_convention``.
     """
     tasks = list(higher_is_better)
     if rank_by not in (*RANK_KEYS, *tasks):
         raise RankError(f"`rank_by` must be one of {', '.join((*RANK_KEYS, *tasks))}, but got {rank_by!r}.")
     val = [f"val.{task}" for task in tasks]
     cap = parse_budget(budget) if budget is not None else None
-    _require_columns(trials, ["trial", "state", "baseline", *val, *([cap.column] if cap else [])])
+    terms = delta_m_over or DeltaMTerms(DELTA_M_PRIMARY, {task: {_PRIMARY: higher} for task, higher in higher_is_better.items()})
+    columns = {task: {metric: _column(task, metric) for metric in metrics} for task, metrics in terms.higher_is_better.items()}
+    counted = [column for of_task in columns.values() for column in of_task.values()]
+    _require_columns(trials, ["trial", "state", "baseline", *dict.fromkeys([*val, *counted]), *([cap.column] if cap else [])])
 
     board = trials.reset_index(drop=True)
     ranked = board["state"].eq("COMPLETE") & board[val].notna().all(axis=1)
     if cap is not None:
         ranked &= board[cap.column] <= cap.limit  # a NaN cost cannot prove it fits
-    board["delta_m"] = _delta_m_column(board, higher_is_better, required=rank_by == "delta_m")
+    board["delta_m"] = _delta_m_column(board, terms.higher_is_better, columns, required=rank_by == "delta_m")
     board["pareto_front"] = pd.Series(pd.NA, index=board.index, dtype="Int64")
     board.loc[ranked, "pareto_front"] = pareto_fronts(board.loc[ranked, val], list(higher_is_better.values()))
 
@@ -174,17 +231,29 @@ def leaderboard(
     board.insert(0, "rank", pd.Series(pd.NA, index=board.index, dtype="Int64"))
     board.loc[order, "rank"] = np.arange(1, len(order) + 1)
     board = board.loc[order.append(rest)].reset_index(drop=True)
-    board.attrs = {**board.attrs, "rank_by": rank_by, "budget": budget}  # how it was ranked, for the exports' metrics.json
+    # how it was ranked, for the exports' metrics.json and every statement of the Δm convention
+    board.attrs = {**board.attrs, "rank_by": rank_by, "budget": budget, "delta_m_convention": terms.convention}
     return board
 
 
-def _delta_m_column(board: pd.DataFrame, higher_is_better: Mapping[str, bool], required: bool) -> pd.Series:
+_PRIMARY = "primary metric"  # the metric of ``val.<task>``, for a table that names no metrics (no ``delta_m_over``)
+
+
+def _column(task: str, metric: str) -> str:
+    return f"val.{task}" if metric == _PRIMARY else metric_column(task, metric)
+
+
+def _delta_m_column(
+    board: pd.DataFrame, higher_is_better: Mapping[str, Mapping[str, bool]], columns: Mapping[str, Mapping[str, str]], required: bool,
+) -> pd.Series:
     """Δm of every row that has metrics; NaN throughout when no baseline and not ``required``."""
+
+    def metrics_of(row) -> dict[str, dict[str, float]]:
+        return {task: {metric: row[column] for metric, column in of_task.items()} for task, of_task in columns.items()}
+
     try:
-        base = select_baseline(board)
-        reference = {task: base[f"val.{task}"] for task in higher_is_better}
-        rows = board[[f"val.{task}" for task in higher_is_better]].set_axis(list(higher_is_better), axis=1)
-        values = [delta_m(row, reference, higher_is_better) for row in rows.to_dict("records")]
+        reference = metrics_of(select_baseline(board))
+        values = [delta_m(metrics_of(row), reference, higher_is_better) for row in board.to_dict("records")]
     except RankError:
         if required:
             raise

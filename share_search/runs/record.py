@@ -22,10 +22,14 @@ FAIL_ORIGINS = ("user", "internal")  # user code (backbone, data, a NaN loss) or
 
 
 class TaskLike(Protocol):
-    """What the record needs of a task: its name and primary metric (``Task``, ``TaskInfo``)."""
+    """What the record needs of a task: its name, primary metric and every metric, primary
+    first (``Task``, ``TaskInfo``)."""
 
     name: str
     metric: str
+
+    @property
+    def metrics(self) -> Sequence[str]: ...
 
 
 @dataclass(frozen=True)
@@ -95,11 +99,12 @@ class TrialRecord:
 
     def metric(self, task: TaskLike) -> float:
         """The task's primary validation metric; NaN when not recorded."""
-        value = ((self.val or {}).get(task.name) or {}).get(task.metric)
-        return math.nan if value is None else float(value)
+        return self.value(task.name, task.metric)
 
-    def primary(self, tasks: Sequence[TaskLike]) -> dict[str, float]:
-        return {t.name: self.metric(t) for t in tasks}
+    def value(self, task: str, metric: str) -> float:
+        """One validation metric of a task; NaN when not recorded."""
+        value = ((self.val or {}).get(task) or {}).get(metric)
+        return math.nan if value is None else float(value)
 
     # ----------------------------------------------------------------------- the study
     def to_user_attrs(self, tasks: Sequence[TaskLike] = ()) -> dict[str, Any]:
@@ -186,10 +191,11 @@ def baseline_of(records: Iterable[TrialRecord]) -> TrialRecord | None:
     return min(done, key=lambda r: r.number, default=None)
 
 
-def baseline_metrics(records: Iterable[TrialRecord], tasks: Sequence[TaskLike]) -> dict[str, float] | None:
-    """The baseline's primary validation metric per task; None without a baseline."""
+def baseline_metrics(records: Iterable[TrialRecord], tasks: Sequence[TaskLike]) -> dict[str, dict[str, float]] | None:
+    """The baseline's validation metrics, task -> metric -> value, every metric of each task
+    (NaN where not recorded), so Δm has what either convention needs; None without a baseline."""
     base = baseline_of(records)
-    return None if base is None else base.primary(tasks)
+    return None if base is None else {t.name: {m: base.value(t.name, m) for m in t.metrics} for t in tasks}
 
 
 # --------------------------------------------------------------------------- drawings

@@ -21,7 +21,7 @@ from ..arch.layout import ArchDrawing, layout
 from ..errors import RunError
 from ..text import plural
 from . import drawing
-from .rank import DELTA_M_CONVENTION
+from .rank import board_statement, metric_column
 from .record import TrialRecord, stage_count, study_records
 
 DEFAULT_TOP = 3
@@ -36,6 +36,17 @@ class TaskInfo(NamedTuple):
     metric: str
     higher_is_better: bool
     class_names: tuple[str, ...] = ()
+    directions: tuple[tuple[str, bool], ...] = ()  # (metric, higher is better) for every metric, primary first
+
+    @property
+    def metric_directions(self) -> dict[str, bool]:
+        """Every metric's direction as the study recorded it (a study made before it recorded
+        them has the primary metric's only)."""
+        return dict(self.directions) if self.directions else {self.metric: self.higher_is_better}
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return tuple(self.metric_directions)
 
     @property
     def axis_title(self) -> str:
@@ -115,15 +126,20 @@ def study_tasks(study) -> tuple[TaskInfo, ...]:
     raw = study.user_attrs.get("tasks")
     if not raw:
         raise RunError(f"study {study.study_name!r} has no `tasks` user attribute; it was not written by share-search run")
-    return tuple(TaskInfo(t["name"], t["metric"], bool(t["higher_is_better"]), tuple(t.get("class_names") or ())) for t in raw)
+    return tuple(
+        TaskInfo(t["name"], t["metric"], bool(t["higher_is_better"]), tuple(t.get("class_names") or ()),
+                 tuple((str(m), bool(h)) for m, h in (t.get("metrics") or {}).items()))
+        for t in raw
+    )
 
 
 def study_leaderboard(study, rank_by: str = "delta_m", budget: str | None = None) -> pd.DataFrame:
-    """The leaderboard from the study alone (its ``tasks`` user attribute): no data is
-    loaded and nothing a run folder names is imported, so it is safe on any run folder."""
-    from .study import leaderboard_of
+    """The leaderboard from the study alone (its ``tasks`` user attribute, and the Δm
+    convention of the spec it keeps): no data is loaded and nothing a run folder names is
+    imported, so it is safe on any run folder."""
+    from .study import delta_m_convention_of, leaderboard_of
 
-    return leaderboard_of(study_records(study), study_tasks(study), rank_by=rank_by, budget=budget)
+    return leaderboard_of(study_records(study), study_tasks(study), rank_by=rank_by, budget=budget, convention=delta_m_convention_of(study))
 
 
 def _num(value: Any) -> float | None:
@@ -167,9 +183,9 @@ def report_data(study, top: int = DEFAULT_TOP, rank_by: str = "delta_m", board: 
     tasks = study_tasks(study)
     records = {r.number: r for r in study_records(study)}
     if board is None:
-        from .study import leaderboard_of
+        from .study import delta_m_convention_of, leaderboard_of
 
-        board = leaderboard_of(list(records.values()), tasks, rank_by=rank_by)
+        board = leaderboard_of(list(records.values()), tasks, rank_by=rank_by, convention=delta_m_convention_of(study))
     rank_by = board.attrs.get("rank_by", rank_by)
     has_delta_m = bool(board["delta_m"].notna().any())
     n_stages = stage_count(study.user_attrs, records.values())
@@ -350,6 +366,9 @@ def _header(column: str, tasks: Sequence[TaskInfo]) -> str:
     for t in tasks:
         if column == f"val.{t.name}":
             return f"{t.name} {t.metric} {'↑' if t.higher_is_better else '↓'}"
+        for m, higher in t.metric_directions.items():
+            if column == metric_column(t.name, m):
+                return f"{t.name} {m} {'↑' if higher else '↓'}"
     return {"delta_m": "Δm (%) ↑", "pareto_front": "front", "time_s": "time (s)", "best_epoch": "best epoch", "fail_reason": "failure"}.get(column, column)
 
 
@@ -369,7 +388,8 @@ def _cell(value: Any, column: str) -> tuple[str, str, bool]:
 
 def leaderboard_html(board: pd.DataFrame, tasks: Sequence[TaskInfo]) -> str:
     """The leaderboard as an HTML table sorted by clicking a header (each cell carries its sort value)."""
-    columns = [c for c in _TABLE_COLUMNS[:5] if c in board] + [f"val.{t.name}" for t in tasks] + [c for c in _TABLE_COLUMNS[5:] if c in board]
+    extra = [metric_column(t.name, m) for t in tasks for m in t.metrics[1:] if metric_column(t.name, m) in board]  # extra_metrics
+    columns = [c for c in _TABLE_COLUMNS[:5] if c in board] + [f"val.{t.name}" for t in tasks] + extra + [c for c in _TABLE_COLUMNS[5:] if c in board]
     head = "".join(f'<th title="click to sort">{html.escape(_header(c, tasks))}</th>' for c in columns)
     rows = []
     for _, r in board.iterrows():
@@ -400,7 +420,7 @@ def render_html(data: ReportData) -> str:
         f"<p>{plural(len(data.board), 'trial')} ({e(counts)}); tasks: "
         + "; ".join(e(t.described) for t in data.tasks)
         + f"; objectives: {e(', '.join(data.objectives) or '-')}; ranked by {e(data.rank_by)}.</p>",
-        f'<p class="convention" id="delta-m-convention">{e(DELTA_M_CONVENTION)}</p>',
+        f'<p class="convention" id="delta-m-convention">{e(board_statement(data.board))}</p>',
         *(f"<p><em>{e(n)}</em></p>" for n in data.notes),
         "<h2>Leaderboard</h2><p>Validation metrics; click a column header to sort. Bold ranks are on the Pareto front.</p>",
         leaderboard_html(data.board, data.tasks),

@@ -81,7 +81,7 @@ class Run:
         from .dashboard import annotate_study
         from .export import export_ranked
         from .record import study_records
-        from .study import leaderboard_of
+        from .study import delta_m_convention_of, leaderboard_of
 
         if isinstance(top, bool) or not isinstance(top, int) or top < 1:
             raise RunError(f"top must be an integer >= 1, got {top!r}")
@@ -89,7 +89,7 @@ class Run:
             self._open(trust_code=True)  # the spec's plugins register what export rebuilds
         problem = self._problem(trust_code)
         records = study_records(self.study)
-        board = leaderboard_of(records, problem.tasks, rank_by=rank_by, budget=budget)
+        board = leaderboard_of(records, problem.tasks, rank_by=rank_by, budget=budget, convention=delta_m_convention_of(self.study))
         exported = export_ranked(self.path, problem, board, records, top)
         annotate_study(self.study, self.path, board, exported)  # keep the study note and export artifacts in step
         return exported

@@ -18,9 +18,9 @@ from optuna.trial import TrialState
 
 from ..errors import RunError, SpecError
 from ..train.problem import Problem
-from .rank import leaderboard
+from .rank import delta_m_terms, leaderboard, metric_column
 from .record import ROLE_SEARCHED, ROLE_SINGLE_TASK, TrialRecord, json_safe  # noqa: F401 (json_safe: the searcher and trial import it from here)
-from ..spec.model import TRIAL_COLUMNS, Spec
+from ..spec.model import DELTA_M_CONVENTIONS, DELTA_M_PRIMARY, TRIAL_COLUMNS, Spec
 from ..train.tasks import Task
 
 SQLITE_TIMEOUT_S = 30  # a dashboard reading the file must never make a write fail
@@ -174,12 +174,30 @@ def check_study(spec: Spec, problem: Problem, storage, resume: bool) -> bool:
         study = optuna.load_study(study_name=spec.name, storage=storage)
         if list(study.directions) != [optuna.study.StudyDirection[d.upper()] for d in directions]:
             raise RunError(f"study {spec.name!r} has other objectives than the spec ({', '.join(names)}); it cannot be resumed with this spec")
+        check_same_delta_m(spec, delta_m_convention_of(study), f"study {spec.name!r}")
     return exists
+
+
+def check_same_delta_m(spec: Spec, recorded: str, where: str) -> None:
+    """A run resumes with the Δm convention it started with: its trials' Δm (and a search's
+    objective values) would otherwise mix two conventions."""
+    if recorded != spec.search.delta_m:
+        raise RunError(f"search.delta_m: a run resumes with the Δm convention it started with ({recorded!r} for {where}), got {spec.search.delta_m!r}")
+
+
+def delta_m_convention_of(study: optuna.Study) -> str:
+    """The ``search.delta_m`` a study's trials were ranked with, from the spec it keeps (a
+    study made before the setting existed used ``primary``): a leaderboard read again later
+    uses the run's convention, never the one of a spec at hand."""
+    convention = ((study.user_attrs.get("spec") or {}).get("search") or {}).get("delta_m", DELTA_M_PRIMARY)
+    if convention not in DELTA_M_CONVENTIONS:
+        raise RunError(f"study {study.study_name!r} records search.delta_m {convention!r}, which is none of {', '.join(DELTA_M_CONVENTIONS)}")
+    return convention
 
 
 def _task_attr(task) -> dict:
     """What the report needs of a task; class names only where the data named its classes."""
-    attr = {"name": task.name, "metric": task.metric, "higher_is_better": task.higher_is_better}
+    attr = {"name": task.name, "metric": task.metric, "higher_is_better": task.higher_is_better, "metrics": task.metric_directions}
     return {**attr, "class_names": list(task.class_names)} if task.class_names else attr
 
 
@@ -290,18 +308,24 @@ def trials_frame(records: Sequence[TrialRecord], tasks: Sequence[Task]) -> pd.Da
             "best_epoch": r.best_epoch,
             "fail_reason": r.failure.reason if r.failure else "",
             **{f"val.{t.name}": r.metric(t) for t in tasks},
+            **{metric_column(t.name, m): r.value(t.name, m) for t in tasks for m in t.metrics},
         })
-    return pd.DataFrame(rows, columns=[*TRIAL_COLUMNS, *(f"val.{t.name}" for t in tasks)])
+    every_metric = [metric_column(t.name, m) for t in tasks for m in t.metrics]
+    return pd.DataFrame(rows, columns=[*TRIAL_COLUMNS, *(f"val.{t.name}" for t in tasks), *every_metric])
 
 
-def leaderboard_of(records: Sequence[TrialRecord], tasks: Sequence, rank_by: str = "delta_m", budget: str | None = None) -> pd.DataFrame:
-    """The leaderboard of a study's trials; ranked by Pareto front instead of Δm when the
-    study has no single-task baseline (``search.baselines: false``). ``tasks``: each with
-    ``name``, ``metric`` and ``higher_is_better`` (a ``Task`` or the report's ``TaskInfo``)."""
+def leaderboard_of(
+    records: Sequence[TrialRecord], tasks: Sequence, rank_by: str = "delta_m", budget: str | None = None, convention: str = DELTA_M_PRIMARY,
+) -> pd.DataFrame:
+    """The leaderboard of a study's trials, Δm by ``convention`` (``search.delta_m``); ranked
+    by Pareto front instead of Δm when the study has no single-task baseline
+    (``search.baselines: false``). ``tasks``: each with ``name``, ``metric``,
+    ``higher_is_better``, ``metrics`` and ``metric_directions`` (a ``Task`` or the report's ``TaskInfo``)."""
     frame = trials_frame(records, tasks)
     if rank_by == "delta_m" and not frame["baseline"].any():
         rank_by = "pareto"  # Δm is undefined without the single-task networks
-    return leaderboard(frame, {t.name: t.higher_is_better for t in tasks}, rank_by=rank_by, budget=budget)
+    return leaderboard(frame, {t.name: t.higher_is_better for t in tasks}, rank_by=rank_by, budget=budget,
+                       delta_m_over=delta_m_terms(tasks, convention))
 
 
 def load_run_study(run_dir: str | Path, trust_code: bool = False) -> tuple[optuna.Study, Spec]:

@@ -376,6 +376,7 @@ class SchedulerSpec(_Section):
 class SearchSpec(_Section):
     sampler: str = "tpe"
     objective: Literal["delta_m", "per_task"] = "delta_m"
+    delta_m: Literal["primary", "all_metrics"] = "primary"  # which metrics Δm averages: DELTA_M_CONVENTIONS
     cost: Optional[Literal["params", "macs"]] = None
     trials: int = Field(20, gt=0)
     concurrency: int = Field(2, gt=0)
@@ -529,6 +530,9 @@ def name_problem(name: str) -> str | None:
 
 
 RANK_KEYS = ("delta_m", "pareto")  # plus every task name
+# ``search.delta_m``: Δm over each task's primary metric, or over all its metrics (averaged within the task first)
+DELTA_M_PRIMARY, DELTA_M_ALL_METRICS = "primary", "all_metrics"
+DELTA_M_CONVENTIONS = (DELTA_M_PRIMARY, DELTA_M_ALL_METRICS)
 # the leaderboard's names, here because a task may not take one. The trials table (``study.trials_frame`` builds it) and what ``leaderboard`` adds; a task's
 # column is ``val.<task>``, shown as ``<task>`` beside these, so no task may take one of these names
 TRIAL_COLUMNS = ("trial", "state", "family", "arch", "role", "baseline", "params", "macs", "time_s", "best_epoch", "fail_reason")

@@ -103,11 +103,11 @@ def fit(
     tasks: Sequence[Task],
     config: TrainConfig = TrainConfig(),
     report: Callable[[EpochReport], None] | None = None,
-    baseline: Mapping[str, float] | None = None,
+    baseline: Mapping[str, Mapping[str, float]] | None = None,
 ) -> FitResult:
     """Train ``model`` phase by phase and return its metrics at the weights chosen on validation.
 
-    ``baseline`` (task -> the single-task baseline's primary validation metric), when known,
+    ``baseline`` (task -> metric -> the single-task baseline's validation value, for the metrics Δm counts), when known,
     makes the selection score the trial's Δm (``selection.py``). Global random state is
     reset from ``config.seed`` first, so the same inputs give the same result on the CPU
     however many fits ran before in this process. ``model`` is left holding the selected

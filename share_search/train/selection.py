@@ -4,7 +4,8 @@ Trials are ranked by Δm of their validation metrics against the single-task bas
 (README, "Ranking"), so ``fit`` selects on that, phase by phase:
 
 - **several tasks, baseline known** (every searched trial): Δm of the phase's tasks'
-  primary validation metrics against the baseline's, the number the leaderboard ranks by.
+  validation metrics against the baseline's (the metrics ``search.delta_m`` counts), the
+  number the leaderboard ranks by.
 - **several tasks, no baseline yet** (hard sharing among the references, or
   ``search.baselines: false``): the same formula against the phase's *first* epoch, i.e. the
   mean relative improvement of each task's primary metric since epoch 1 (a first-epoch
@@ -30,15 +31,30 @@ if TYPE_CHECKING:  # no torch at import: ``runs.rank`` reads ``relative_change``
     from .tasks import Task
 
 
-def relative_change(metrics: Mapping[str, float], reference: Mapping[str, float], higher_is_better: Mapping[str, bool]) -> float:
-    """``100/T · Σ_t ±(m_t − r_t) / |r_t|`` over the tasks of ``higher_is_better`` (minus where lower
-    is better): Δm's formula (``runs.rank.delta_m`` checks its baseline, then calls this)."""
+def relative_change(
+    metrics: Mapping[str, Mapping[str, float]],
+    reference: Mapping[str, Mapping[str, float]],
+    higher_is_better: Mapping[str, Mapping[str, bool]],
+) -> float:
+    """Δm's formula: each metric's relative change ``±(m − r) / |r|`` (minus where lower is
+    better) averaged within its task, then ``100/T`` times the sum over the tasks of
+    ``higher_is_better`` (task -> metric -> direction); ``runs.rank.delta_m`` checks its
+    baseline, then calls this. A reference of 0 or below counts by its size, floored at 1e-12."""
     total = 0.0
-    for task, higher in higher_is_better.items():
-        base = float(reference.get(task, math.nan))
-        change = (float(metrics.get(task, math.nan)) - base) / max(abs(base), 1e-12)
-        total += change if higher else -change
+    for task, directions in higher_is_better.items():
+        task_total = 0.0
+        for metric, higher in directions.items():
+            base = metric_value(reference, task, metric)
+            change = (metric_value(metrics, task, metric) - base) / max(abs(base), 1e-12)
+            task_total += change if higher else -change
+        total += task_total / len(directions)
     return 100.0 * total / len(higher_is_better)
+
+
+def metric_value(values: Mapping[str, Mapping[str, float]], task: str, metric: str) -> float:
+    """``values[task][metric]`` as a float, NaN when it is missing."""
+    value = (values.get(task) or {}).get(metric)
+    return math.nan if value is None else float(value)
 
 
 def primary(tasks: Sequence[Task], val: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
@@ -61,10 +77,11 @@ class _Part:
 class EpochSelection:
     """One phase's selection: after each epoch ``update``; at the end ``restore`` the chosen weights."""
 
-    def __init__(self, model: nn.Module, tasks: Sequence[Task], baseline: Mapping[str, float] | None,
+    def __init__(self, model: nn.Module, tasks: Sequence[Task], baseline: Mapping[str, Mapping[str, float]] | None,
                  columns: Mapping[str, Sequence[str]] | None):
-        self.baseline = None if baseline is None else dict(baseline)
-        self.reference: dict[str, float] | None = None  # the phase's first epoch, when no baseline
+        # task -> metric -> the baseline's value, for the metrics Δm counts (search.delta_m)
+        self.baseline = None if baseline is None else {t: dict(m) for t, m in baseline.items()}
+        self.reference: dict[str, dict[str, float]] | None = None  # the phase's first epoch, when no baseline
         keys = list(model.state_dict())
         if columns is not None and len(tasks) > 1:
             self.parts = [_Part([k for k in keys if k.startswith(tuple(columns[t.name]))], (t,)) for t in tasks]
@@ -76,14 +93,21 @@ class EpochSelection:
 
     def score(self, tasks: Sequence[Task], val: Mapping[str, Mapping[str, float]]) -> float:
         """Higher is better: see the module docstring."""
-        metrics = primary(tasks, val)
         if len(tasks) == 1:
             (task,) = tasks
-            value = metrics[task.name]
+            value = primary(tasks, val)[task.name]
             return value if task.higher_is_better else -value
+        directions = {t.name: self._counted(t) for t in tasks}
+        metrics = {t.name: {m: metric_value(val, t.name, m) for m in directions[t.name]} for t in tasks}
         if self.baseline is None:
             self.reference = self.reference or metrics
-        return relative_change(metrics, self.baseline or self.reference, {t.name: t.higher_is_better for t in tasks})
+        return relative_change(metrics, self.baseline or self.reference, directions)
+
+    def _counted(self, task: Task) -> dict[str, bool]:
+        """The metrics of ``task`` the score counts, with their directions: those the baseline
+        holds (the engine gives Δm's terms), the primary one when there is no baseline."""
+        names = [m for m in task.metrics if m in self.baseline.get(task.name, {})] if self.baseline else []
+        return {m: task.metric_directions[m] for m in names} or {task.metric: task.higher_is_better}
 
     def update(self, model: nn.Module, epoch: int, val: Mapping[str, Mapping[str, float]]) -> bool:
         """Score the epoch the model holds; keep the weights of every part it improves. True when one improved."""

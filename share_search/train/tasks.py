@@ -52,6 +52,11 @@ class Task:
     def metrics(self) -> tuple[str, ...]:
         return (self.metric,) + tuple(m for m in self.extra_metrics if m != self.metric)
 
+    @property
+    def metric_directions(self) -> dict[str, bool]:
+        """Each metric's direction (higher is better?), primary first, from the metric registry."""
+        return {m: METRICS[m].higher_is_better for m in self.metrics}
+
     def mask(self, target: torch.Tensor) -> torch.Tensor:
         """Rows that carry a label for this task (any labelled output for regression)."""
         import torch

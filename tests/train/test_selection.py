@@ -28,7 +28,7 @@ from share_search.train.loop import TrainConfig, fit
 from tests.test_train import TASKS, digits  # noqa: F401  (digits: the module's fixture)
 
 NAMES = [t.name for t in TASKS]
-HIGHER = {t.name: t.higher_is_better for t in TASKS}
+HIGHER = {t.name: {t.metric: t.higher_is_better} for t in TASKS}  # Δm over the primary metrics
 CONFIG = TrainConfig(lr=0.01, epochs=5, batch_size=32, device="cpu")
 
 
@@ -50,8 +50,8 @@ def first_best(values: list[float]) -> int:
     return int(np.argmax(values)) + 1
 
 
-def primary_row(row: dict, tasks=TASKS) -> dict[str, float]:
-    return {t.name: row[f"{t.name}.{t.metric}"] for t in tasks}
+def primary_row(row: dict, tasks=TASKS) -> dict[str, dict[str, float]]:
+    return {t.name: {t.metric: row[f"{t.name}.{t.metric}"]} for t in tasks}
 
 
 def test_independent_columns_each_keep_their_own_best_epoch(odd_unlearnable):
@@ -77,7 +77,7 @@ def _improves(history: list[dict], epoch: int) -> bool:
     )
 
 
-@pytest.mark.parametrize("baseline", [{"digit": 0.01, "odd": 1.0}, {"digit": 1.0, "odd": 0.01}])
+@pytest.mark.parametrize("baseline", [{"digit": {"accuracy": 0.01}, "odd": {"accuracy": 1.0}}, {"digit": {"accuracy": 1.0}, "odd": {"accuracy": 0.01}}])
 def test_with_a_baseline_several_tasks_keep_the_epoch_of_the_best_delta_m(odd_unlearnable, baseline):
     result = fit(tree(TreeConfig.hard_sharing(NAMES, 2)), odd_unlearnable, TASKS, CONFIG, baseline=baseline)
     scores = [delta_m(primary_row(row), baseline, HIGHER) for row in result.history]
@@ -86,12 +86,12 @@ def test_with_a_baseline_several_tasks_keep_the_epoch_of_the_best_delta_m(odd_un
     # digit weighs 100 times more under the first baseline, odd under the second: they pick apart
     digit_best = first_best([row["digit.accuracy"] for row in result.history])
     odd_best = first_best([row["odd.accuracy"] for row in result.history])
-    assert result.best_epoch == (digit_best if baseline["digit"] < baseline["odd"] else odd_best)
+    assert result.best_epoch == (digit_best if baseline["digit"]["accuracy"] < baseline["odd"]["accuracy"] else odd_best)
 
 
 def test_without_a_baseline_several_tasks_keep_the_best_mean_relative_change_since_epoch_1(odd_unlearnable):
     result = fit(tree(TreeConfig.hard_sharing(NAMES, 2)), odd_unlearnable, TASKS, CONFIG)
-    first = primary_row(result.history[0])
+    first = {t: result.history[0][f"{t}.accuracy"] for t in NAMES}
     by_hand = [np.mean([(row[f"{t}.accuracy"] - first[t]) / first[t] for t in NAMES]) for row in result.history]
     assert by_hand[0] == 0.0
     assert result.best_epoch == first_best(by_hand)
@@ -145,7 +145,7 @@ def test_a_search_selects_every_trial_as_it_is_ranked(tmp_path, ray_session):
     searched = [r for r in records if r.role == ROLE_SEARCHED]
     assert searched
     for r in searched:
-        scores = [delta_m(primary_row(row), base.primary(TASKS), HIGHER) for row in r.history]
+        scores = [delta_m(primary_row(row), base.val, HIGHER) for row in r.history]
         assert r.best_epoch == first_best(scores), r.arch
         assert r.best_epochs == {t: r.best_epoch for t in NAMES}
     assert {r.role for r in records} >= {ROLE_SINGLE_TASK, ROLE_SEARCHED}

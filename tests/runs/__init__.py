@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import optuna
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # digits, two tasks, a one-stage MLP, one epoch: a trial trains in well under a second
 SMALL = {
