@@ -125,7 +125,7 @@ def run_search(
     if spec.search.sampler == "grid":
         log.info("grid: %d architectures", len(grid_points(problem)))
     if address is None:  # trials train on this machine; a cluster's nodes may have devices this one lacks
-        check_device(spec.train.device)
+        check_device(spec.train.device, spec.train.precision)
     storage = open_storage(url) if spec.search.storage else None
     if storage is not None:  # a shared database: its study is checked before anything is written
         check_study(spec, problem, storage, resume)

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 from ..arch import build_model
 from ..arch._cost import count_macs, count_parameters
+from ..errors import SpecError
 from ..runs.export import TRIAL_FILE, WEIGHTS, save_weights
 from ..runs.rank import delta_m, delta_m_terms
 from ..runs.study import json_safe
@@ -43,7 +44,9 @@ PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # sha
 # training phase, reported only in that phase. A progressive network trains one column per
 # phase; before its last column trains, tasks it has not trained yet sit at chance, and the
 # scheduler would stop it for that. In its last phase every earlier column is finished, so
-# its k-th epoch there compares with another family's k-th epoch.
+# its k-th epoch there compares with another family's k-th epoch. A validation within an
+# epoch (``train.eval_every``) reports its Δm (Optuna's intermediate values count every
+# report) but no scheduler epoch, so ASHA's clock stays in whole epochs.
 SCHEDULER_EPOCH = "scheduler_epoch"
 LIBRARY_DIRS = tuple({os.path.abspath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib", "purelib", "platlib")})
 
@@ -63,12 +66,13 @@ def trial_result(problem: Problem, val: dict[str, dict[str, float]], baseline: d
 
 
 def failure_origin(exc: BaseException) -> str:
-    """``user`` or ``internal``: a diverged loss or an out-of-memory error is the user's (their
-    values, their data, their machine); otherwise the innermost frame of the traceback that is
+    """``user`` or ``internal``: a diverged loss, an out-of-memory error or a spec value the
+    trial's machine cannot honour (fp16 on a node without CUDA) is the user's (their values,
+    their data, their machine); otherwise the innermost frame of the traceback that is
     either share-search's or the user's decides. Frames of Python and of installed libraries
     (torch, numpy, ...) are passed over: torch raising inside a user backbone's ``forward`` is
     the backbone's fault, torch raising on what share-search handed it is share-search's."""
-    if isinstance(exc, (TrainingDiverged, MemoryError)) or type(exc).__name__ == "OutOfMemoryError":
+    if isinstance(exc, (TrainingDiverged, MemoryError, SpecError)) or type(exc).__name__ == "OutOfMemoryError":
         return ORIGIN_USER
     for frame, _ in reversed(list(traceback.walk_tb(exc.__traceback__))):
         path = os.path.abspath(frame.f_code.co_filename)
@@ -123,7 +127,7 @@ def run_trial(config: dict[str, Any], problem: Problem, baseline: dict[str, dict
         info["macs"] = count_macs(model, problem.backbone.input_shape)
 
         def report(ep: EpochReport) -> None:
-            scheduled = {SCHEDULER_EPOCH: ep.phase_epoch} if ep.last_phase else {}
+            scheduled = {SCHEDULER_EPOCH: ep.phase_epoch} if ep.last_phase and ep.epoch_end else {}  # ASHA counts whole epochs
             tune.report({**info, **trial_result(problem, ep.val, baseline), "epoch": ep.epoch, "train_loss": ep.train_loss, "val_loss": ep.val_loss, **scheduled})
 
         result = fit(model, problem.data, problem.tasks, plan.train, report=report, baseline=delta_m_baseline(problem, baseline))

@@ -49,8 +49,9 @@ def _check_writable_place(target: Path, base: Path, flag: str, what: str) -> Non
         raise ShareSearchError(f"{flag}: {target} {what}: no write access to {base} ({exc.strerror or type(exc).__name__})") from None
 
 
-def check_device(name: str) -> None:
-    """The trials' ``train.device`` exists on this machine (a local run trains here)."""
+def check_device(name: str, precision: str = "fp32") -> None:
+    """The trials' ``train.device`` exists on this machine (a local run trains here) and takes ``train.precision``."""
     from ..train.loop import resolve_device
+    from ..train.precision import check_precision
 
-    resolve_device(name)  # raises naming train.device when PyTorch cannot see it
+    check_precision(precision, resolve_device(name))  # each raises naming its key

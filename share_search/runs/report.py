@@ -85,7 +85,7 @@ class Curve:
     trial: int
     arch: str
     family: str
-    epochs: list[int]
+    epochs: list[float]  # whole epochs; fractions where a trial also validated within epochs (train.eval_every)
     phases: list[str]
     values: dict[str, list[float | None]]  # task -> one value per epoch
 
@@ -172,7 +172,7 @@ def curve_of(rank: int, record: TrialRecord, tasks: Sequence[TaskInfo]) -> Curve
     history = record.history or []
     return Curve(
         rank=rank, trial=record.number, arch=record.arch or "", family=record.family or "",
-        epochs=[int(row["epoch"]) for row in history], phases=[str(row.get("phase", "")) for row in history],
+        epochs=[float(row["at_epoch"]) if "at_epoch" in row else int(row["epoch"]) for row in history], phases=[str(row.get("phase", "")) for row in history],
         values={t.name: [_num(row.get(f"{t.name}.{t.metric}")) for row in history] for t in tasks},
     )
 

@@ -332,6 +332,10 @@ class BackboneSpec(_Section):
     weights: Optional[str] = None  # a local .safetensors or PyTorch state dict the stages start from; never downloaded
 
 
+DEFAULT_LR_GAMMA = 0.1  # lr_schedule step: the usual tenfold decay
+DEFAULT_LR_POWER = 0.9  # lr_schedule poly: DeepLab's
+
+
 class TrainSpec(_Section):
     optimizer: Annotated[Param, searchable("str", allowed=OPTIMIZERS), PlainSerializer(param_to_yaml)] = Param("fixed", value="adam")
     lr: Annotated[Param, searchable("float", positive=True), PlainSerializer(param_to_yaml)] = Param("fixed", value=1e-3)
@@ -346,6 +350,44 @@ class TrainSpec(_Section):
     patience: Optional[int] = Field(None, gt=0)
     threads: int = Field(1, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # real networks (train/precision.py, train/schedule.py): all off by default, so results stay as they were
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast dtype; fp16 adds a GradScaler and needs CUDA
+    lr_schedule: Literal["constant", "cosine", "step", "poly"] = "constant"  # per optimizer step, restarted each phase
+    warmup_epochs: float = Field(0.0, ge=0, allow_inf_nan=False)  # linear warm-up, in epochs (fractions allowed)
+    lr_step_epochs: Optional[int] = Field(None, gt=0)  # step: epochs between decays (required there)
+    lr_gamma: Optional[float] = Field(None, gt=0, le=1, allow_inf_nan=False)  # step: the decay factor (default DEFAULT_LR_GAMMA)
+    lr_power: Optional[float] = Field(None, gt=0, allow_inf_nan=False)  # poly: the power (default DEFAULT_LR_POWER)
+    grad_clip: Optional[float] = Field(None, gt=0, allow_inf_nan=False)  # max L2 norm of the phase's gradients
+    channels_last: bool = Field(False, strict=True)  # convolutional models: NHWC memory format
+    eval_every: Optional[int] = Field(None, gt=0)  # also validate every this many optimizer steps within an epoch
+
+    @model_validator(mode="after")
+    def _training_features_fit(self):
+        """Settings that only mean something together: a clear error rather than a silent no-op."""
+        if self.precision == "fp16" and self.device == "cpu":
+            raise SpecError("train.precision", "fp16 needs a CUDA device (float16 autocast with a GradScaler), but train.device is cpu; use bf16 or fp32 on the CPU")
+        for key, schedule in (("lr_step_epochs", "step"), ("lr_gamma", "step"), ("lr_power", "poly")):
+            if getattr(self, key) is not None and self.lr_schedule != schedule:
+                raise SpecError(f"train.{key}", f"applies to lr_schedule: {schedule} only, but lr_schedule is {self.lr_schedule}")
+        if self.lr_schedule == "step" and self.lr_step_epochs is None:
+            raise SpecError("train.lr_step_epochs", "lr_schedule: step needs the epochs between decays, e.g. lr_step_epochs: 10")
+        fewest = min(self.epochs.grid_values()) if self.epochs.kind != "range" else self.epochs.low
+        if self.warmup_epochs >= fewest:
+            raise SpecError("train.warmup_epochs", f"the warm-up must end before training does: it must be < train.epochs ({fewest} at the fewest), got {self.warmup_epochs}")
+        return self
+
+    def features(self) -> str:
+        """One line for ``validate``: precision, schedule, clipping, memory format, validation steps."""
+        schedule = self.lr_schedule
+        if self.lr_schedule == "step":
+            schedule += f" (x{self.lr_gamma or DEFAULT_LR_GAMMA} every {self.lr_step_epochs} epochs)"
+        elif self.lr_schedule == "poly":
+            schedule += f" (power {self.lr_power or DEFAULT_LR_POWER})"
+        return (
+            f"precision {self.precision}, lr_schedule {schedule} per step, warmup_epochs {self.warmup_epochs:g}, "
+            f"grad_clip {self.grad_clip or 'off'}, channels_last {str(self.channels_last).lower()}, "
+            f"eval_every {f'{self.eval_every} steps' if self.eval_every else 'epoch ends only'}"
+        )
 
     def searched(self) -> dict[str, Param]:
         """The parameters Optuna samples (ranges and choice lists), by name."""
@@ -822,9 +864,24 @@ class TrainConfig:
     patience: int | None = _spec_default("patience")  # stop a phase after this many epochs without a better score
     threads: int = _spec_default("threads")
     device: str = _spec_default("device")  # "auto" (cuda when available) | "cpu" | "cuda"
+    precision: str = _spec_default("precision")  # "fp32" | "bf16" | "fp16"
+    lr_schedule: str = _spec_default("lr_schedule")  # "constant" | "cosine" | "step" | "poly"
+    warmup_epochs: float = _spec_default("warmup_epochs")
+    lr_step_epochs: int | None = _spec_default("lr_step_epochs")
+    lr_gamma: float | None = _spec_default("lr_gamma")
+    lr_power: float | None = _spec_default("lr_power")
+    grad_clip: float | None = _spec_default("grad_clip")  # None: no clipping
+    channels_last: bool = _spec_default("channels_last")
+    eval_every: int | None = _spec_default("eval_every")  # optimizer steps; None: at epoch ends only
     seed: int = _spec_default("seed")
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in ("precision", "lr_schedule"):  # the spec checks these; a TrainConfig made in code is checked here
+            allowed = TrainSpec.model_fields[name].annotation.__args__
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"train.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(f"train.warmup_epochs must be >= 0 and < train.epochs ({self.epochs}), got {self.warmup_epochs!r}")

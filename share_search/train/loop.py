@@ -11,10 +11,20 @@ independent single-task columns are each kept at their own best epoch. At the en
 phase the model goes back to the selected weights, so each progressive column keeps its
 own best weights and later columns train on top of them. Test metrics are computed once,
 at the selected weights.
+
+Features real networks need, all off by default: ``train.precision`` (``precision.py``),
+``train.lr_schedule`` with warm-up (``schedule.py``, per step, restarted each phase),
+``train.grad_clip`` (the joint L2 norm of the phase's parameters, after fp16 unscaling),
+``train.channels_last`` (model and 4-D inputs in NHWC memory format) and
+``train.eval_every``: validate every n optimizer steps of a phase too. Each such validation
+is a selection point, a history row (with its ``step``) and a report (``epoch_end`` false);
+``patience`` counts validations and is checked at epoch ends.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -29,6 +39,8 @@ from ..data._base import Dataset, Split
 from ..errors import DataError, ShareSearchError, SpecError
 from ..spec.model import TrainConfig
 from ..spec.registry import create_optimizer
+from .precision import Precision
+from .schedule import make_scheduler
 from .selection import EpochSelection
 from .tasks import Task
 from .weighting import Weighting, make_weighting
@@ -64,6 +76,8 @@ class EpochReport:
     model: nn.Module
     phase_epoch: int = 0  # 1-based, counted within the phase
     last_phase: bool = True  # every earlier phase (progressive: column) has finished training
+    epoch_end: bool = True  # False: a validation within the epoch (train.eval_every)
+    step: int = 0  # optimizer steps taken in the phase so far
 
 
 @dataclass
@@ -119,7 +133,10 @@ def fit(
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
+    precision = Precision(config.precision, device)
     model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
     by_name = {t.name: t for t in tasks}
     splits = {name: _to_tensors(data, name, tasks, device) for name in ("train", "val", "test")}
     shuffle = torch.Generator().manual_seed(config.seed)
@@ -142,29 +159,40 @@ def fit(
             shared = [p for p in params if id(p) in shared_ids]
             phase_tasks = [by_name[name] for name in phase.tasks]
             weighting = make_weighting(config.weighting, phase.tasks, config).to(device)
+            weighting.loss_scale = precision.loss_scale
             optimizer = _make_optimizer(phase, weighting, config)
+            per_epoch = _steps_per_epoch(splits["train"], config.batch_size)
+            steps = _Steps(per_epoch, config.eval_every, make_scheduler(optimizer, config, per_epoch))
             frozen = [*phase.frozen, *user_frozen]
 
             selection = EpochSelection(model, phase_tasks, baseline, columns)
-            for phase_epoch in range(1, config.epochs + 1):
-                epoch += 1
-                train_losses = _train_epoch(
-                    model, splits["train"], phase_tasks, weighting, optimizer, params, shared, frozen, config, shuffle, epoch, phase.name
-                )
-                weighting.end_epoch(train_losses)
-                val_losses, val_metrics = _evaluate(model, splits["val"], tasks, config.batch_size)
+
+            def validate(train_losses: Mapping[str, float], phase_epoch: int, epoch_end: bool) -> None:
+                """Score the weights the model holds now: selection, history row, report."""
+                val_losses, val_metrics = _evaluate(model, splits["val"], tasks, config.batch_size, precision, config.channels_last)
                 is_best = selection.update(model, epoch, val_metrics)
                 if is_best:
                     weighting_state[phase.name] = weighting.state()
                 train_loss = sum(train_losses.values())
                 val_loss = sum(val_losses[t] for t in phase.tasks)
+                within = {} if config.eval_every is None else {"step": steps.taken, "at_epoch": epoch - 1 + steps.in_epoch / per_epoch}
                 history.append(
                     {"epoch": epoch, "phase": phase.name, "train_loss": train_loss, "val_loss": val_loss, "is_best": is_best}
+                    | within
                     | {f"{task}.{metric}": value for task, values in val_metrics.items() for metric, value in values.items()}
                 )
                 if report is not None:
                     last = index == len(phases) - 1
-                    report(EpochReport(epoch, phase.name, train_loss, val_loss, val_metrics, is_best, model, phase_epoch, last))
+                    report(EpochReport(epoch, phase.name, train_loss, val_loss, val_metrics, is_best, model, phase_epoch, last, epoch_end, steps.taken))
+
+            for phase_epoch in range(1, config.epochs + 1):
+                epoch += 1
+                train_losses = _train_epoch(
+                    model, splits["train"], phase_tasks, weighting, optimizer, params, shared, frozen, config, shuffle, epoch, phase.name,
+                    precision, steps, lambda partial: validate(partial, phase_epoch, epoch_end=False),
+                )
+                weighting.end_epoch(train_losses)
+                validate(train_losses, phase_epoch, epoch_end=True)
                 if config.patience is not None and selection.since_best >= config.patience:
                     break
             selection.restore(model)
@@ -173,14 +201,16 @@ def fit(
         for p, flag in trainable.items():
             p.requires_grad_(flag)
 
-    _, val = _evaluate(model, splits["val"], tasks, config.batch_size)
-    _, test = _evaluate(model, splits["test"], tasks, config.batch_size)
+    _, val = _evaluate(model, splits["val"], tasks, config.batch_size, precision, config.channels_last)
+    _, test = _evaluate(model, splits["test"], tasks, config.batch_size, precision, config.channels_last)
+    if config.channels_last:  # the caller (export, safetensors) gets the usual contiguous layout back
+        model.to(memory_format=torch.contiguous_format)
     return FitResult(
         best_epoch=max(best_epochs.values(), default=0),
         val=val,
         test=test,
         history=history,
-        state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        state_dict={k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()},
         wall_time_s=time.perf_counter() - started,
         weighting_state=weighting_state,
         best_epochs=best_epochs,
@@ -244,6 +274,35 @@ def _make_optimizer(phase: Phase, weighting: Weighting, config: TrainConfig) -> 
     return create_optimizer(config.optimizer, groups, config)
 
 
+class _Steps:
+    """A phase's optimizer steps: the learning-rate schedule moves with them, and validations
+    within an epoch fall on every ``eval_every``-th of them (counted over the phase)."""
+
+    def __init__(self, per_epoch: int, eval_every: int | None, scheduler: torch.optim.lr_scheduler.LRScheduler | None):
+        self.per_epoch, self.eval_every, self.scheduler = per_epoch, eval_every, scheduler
+        self.taken = 0  # in the phase
+        self.in_epoch = 0
+
+    def count(self) -> bool:
+        """One optimizer step was taken; True when a validation falls on it. The epoch's last
+        step is left to the validation at the end of the epoch."""
+        self.taken += 1
+        self.in_epoch += 1
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return self.eval_every is not None and self.taken % self.eval_every == 0 and self.in_epoch < self.per_epoch
+
+
+def _steps_per_epoch(split: _Tensors, batch_size: int) -> int:
+    return math.ceil(len(split.x) / batch_size)
+
+
+def _train_mode(model: nn.Module, frozen: Sequence[nn.Module]) -> None:
+    model.train()
+    for m in frozen:  # frozen modules keep their BatchNorm statistics
+        m.eval()
+
+
 def _train_epoch(
     model: nn.Module,
     split: _Tensors,
@@ -257,28 +316,45 @@ def _train_epoch(
     shuffle: torch.Generator,
     epoch: int,
     phase: str,
+    precision: Precision,
+    steps: _Steps,
+    validate: Callable[[Mapping[str, float]], None],
 ) -> dict[str, float]:
-    """One pass over the shuffled training split; returns each task's mean batch loss."""
-    model.train()
-    for m in frozen:  # frozen modules keep their BatchNorm statistics
-        m.eval()
+    """One pass over the shuffled training split; returns each task's mean batch loss.
+
+    ``validate`` is called with the mean batch losses so far wherever ``steps`` says a
+    validation falls within the epoch."""
+    _train_mode(model, frozen)
     order = torch.randperm(len(split.x), generator=shuffle).to(split.x.device)
     sums = dict.fromkeys((t.name for t in tasks), 0.0)
     batches = range(0, len(order), config.batch_size)
+    steps.in_epoch = 0
     for start in batches:
         rows = order[start : start + config.batch_size]
-        outputs = model(split.x[rows])
-        losses = {t.name: t.loss(outputs[t.name], split.y[t.name][rows]) for t in tasks}
+        with precision.autocast():
+            outputs = _forward(model, split.x[rows], config.channels_last)
+            losses = {t.name: t.loss(outputs[t.name], split.y[t.name][rows]) for t in tasks}
         values = dict(zip(losses, torch.stack(list(losses.values())).tolist()))
         _check_finite(values, epoch, phase)
         optimizer.zero_grad(set_to_none=True)
         total = weighting.backward(losses, params, shared)
         _check_finite({f"weighted total ({weighting.name})": total.item()}, epoch, phase)
-        optimizer.step()
+        precision.step(optimizer, params, config.grad_clip)
         weighting.after_step()
         for name, value in values.items():
             sums[name] += value
+        if steps.count():
+            validate({name: value / steps.in_epoch for name, value in sums.items()})
+            _train_mode(model, frozen)
     return {name: value / len(batches) for name, value in sums.items()}
+
+
+def _forward(model: nn.Module, x: Tensor, channels_last: bool) -> dict[str, Tensor]:
+    """The model's outputs in float32 (losses and metrics are computed in float32 under any
+    precision), from inputs in NHWC memory format when ``channels_last`` and they are images."""
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return {name: out.float() for name, out in model(x).items()}
 
 
 def _check_finite(values: Mapping[str, float], epoch: int, phase: str) -> None:
@@ -289,11 +365,12 @@ def _check_finite(values: Mapping[str, float], epoch: int, phase: str) -> None:
 
 @torch.no_grad()
 def _evaluate(
-    model: nn.Module, split: _Tensors, tasks: Sequence[Task], batch_size: int
+    model: nn.Module, split: _Tensors, tasks: Sequence[Task], batch_size: int, precision: Precision | None = None, channels_last: bool = False
 ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Per-task loss and metrics over a whole split, predicted in eval mode in batches."""
+    """Per-task loss and metrics over a whole split, predicted in eval mode in batches (under the fit's precision)."""
     model.eval()
-    chunks = [model(split.x[start : start + batch_size]) for start in range(0, len(split.x), batch_size)]
+    with contextlib.nullcontext() if precision is None else precision.autocast():
+        chunks = [_forward(model, split.x[start : start + batch_size], channels_last) for start in range(0, len(split.x), batch_size)]
     outputs = {t.name: torch.cat([c[t.name] for c in chunks]) for t in tasks}
     losses = {t.name: t.loss(outputs[t.name], split.y[t.name]).item() for t in tasks}
     metrics = {t.name: t.evaluate(outputs[t.name].cpu().numpy(), split.y[t.name].cpu().numpy()) for t in tasks}

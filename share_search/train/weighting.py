@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..spec.registry import WEIGHTINGS, create_weighting, register_weighting  # noqa: F401  (re-exported)
+from .precision import LossScale
 
 if TYPE_CHECKING:
     from ..spec.model import TrainConfig
@@ -37,6 +38,12 @@ class Weighting(nn.Module):
     ``MultiTaskModel.shared_parameters`` names (a tree's deepest node shared by all tasks),
     where GradNorm measures gradient norms. PCGrad finds for itself every parameter that
     more than one task's loss reaches.
+
+    Gradients go through ``self.loss_scale`` (``precision.LossScale``, set by the trainer):
+    ``loss_scale.backward(total)`` for ``total.backward()``, ``loss_scale.grads(loss, params)``
+    for per-task gradients in true units (unscaled under fp16 before anything compares
+    them), ``loss_scale.set_grad(p, g)`` to store a combined one. Under fp32 and bf16 they
+    are the plain calls; a weighting calling ``total.backward()`` itself still trains right.
     """
 
     name: ClassVar[str] = ""
@@ -44,6 +51,7 @@ class Weighting(nn.Module):
     def __init__(self, tasks: Sequence[str], config: "TrainConfig"):
         super().__init__()
         self.tasks = tuple(tasks)
+        self.loss_scale = LossScale()  # the trainer sets the fit's own (precision.py)
 
     def backward(self, losses: Mapping[str, Tensor], params: Sequence[nn.Parameter], shared: Sequence[nn.Parameter]) -> Tensor:
         raise NotImplementedError
@@ -68,11 +76,11 @@ def _weighted_sum(losses: Mapping[str, Tensor], tasks: Sequence[str], weights) -
     return sum(w * losses[t] for t, w in zip(tasks, weights))
 
 
-def _flat_grad(loss: Tensor, params: Sequence[nn.Parameter]) -> Tensor:
-    """d loss / d params as one vector, zeros for unused parameters; keeps the graph."""
+def _flat_grad(loss: Tensor, params: Sequence[nn.Parameter], loss_scale: LossScale) -> Tensor:
+    """d loss / d params as one vector in true units, zeros for unused parameters; keeps the graph."""
     if not params:
         return loss.new_zeros(0)
-    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    grads = loss_scale.grads(loss, params)
     return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, grads)])
 
 
@@ -83,7 +91,7 @@ class Equal(Weighting):
 
     def backward(self, losses, params, shared):
         total = _weighted_sum(losses, self.tasks, [1.0] * len(self.tasks))
-        total.backward()
+        self.loss_scale.backward(total)
         return total.detach()
 
 
@@ -106,7 +114,7 @@ class Uncertainty(Weighting):
     def backward(self, losses, params, shared):
         s = self.log_vars
         total = sum(torch.exp(-s[i]) * losses[t] + s[i] for i, t in enumerate(self.tasks))
-        total.backward()
+        self.loss_scale.backward(total)
         return total.detach()
 
     def state(self):
@@ -131,7 +139,7 @@ class DWA(Weighting):
 
     def backward(self, losses, params, shared):
         total = _weighted_sum(losses, self.tasks, self.weights)
-        total.backward()
+        self.loss_scale.backward(total)
         return total.detach()
 
     def end_epoch(self, epoch_losses):
@@ -167,9 +175,9 @@ class GradNorm(Weighting):
     def backward(self, losses, params, shared):
         task_losses = torch.stack([losses[t] for t in self.tasks])
         # ||d(w_t L_t)/dW|| = w_t ||dL_t/dW||, so only the plain norms need autograd.
-        norms = torch.stack([_flat_grad(losses[t], shared).norm() for t in self.tasks])
+        norms = torch.stack([_flat_grad(losses[t], shared, self.loss_scale).norm() for t in self.tasks])
         total = (self.weights.detach() * task_losses).sum()
-        total.backward()
+        self.loss_scale.backward(total)
         with torch.no_grad():
             current = task_losses.detach()
             unset = torch.isnan(self.initial_losses) & (current > 0)
@@ -177,7 +185,7 @@ class GradNorm(Weighting):
             ratios = torch.nan_to_num(current / self.initial_losses, nan=1.0)
             target = (self.weights * norms).mean() * (ratios / ratios.mean()) ** self.alpha
         grad_loss = (self.weights * norms - target).abs().sum()
-        self.weights.grad = torch.autograd.grad(grad_loss, self.weights)[0]
+        self.loss_scale.set_grad(self.weights, torch.autograd.grad(grad_loss, self.weights)[0])
         return total.detach()
 
     def after_step(self):
@@ -210,25 +218,29 @@ class PCGrad(Weighting):
         self.rng = random.Random(config.seed)
 
     def backward(self, losses, params, shared):
-        per_task = [torch.autograd.grad(losses[t], params, retain_graph=True, allow_unused=True) for t in self.tasks]
+        per_task = [self.loss_scale.grads(losses[t], params) for t in self.tasks]
         reached = [[g[k] is not None for g in per_task] for k in range(len(params))]
         several = [k for k, by in enumerate(reached) if sum(by) > 1]
         if several:
             original = torch.stack(
                 [torch.cat([(torch.zeros_like(params[k]) if g[k] is None else g[k]).reshape(-1) for k in several]) for g in per_task]
             )
-            projected = original.clone()
-            for i in range(len(self.tasks)):
-                others = [j for j in range(len(self.tasks)) if j != i]
-                self.rng.shuffle(others)
-                for j in others:
-                    dot = projected[i] @ original[j]
-                    if dot < 0:
-                        projected[i] -= dot / (original[j] @ original[j]) * original[j]
-            combined = projected.sum(dim=0).split([params[k].numel() for k in several])
+            combined = self.project(original).split([params[k].numel() for k in several])
             for k, g in zip(several, combined):
-                params[k].grad = g.view_as(params[k]).clone()
+                self.loss_scale.set_grad(params[k], g.view_as(params[k]))
         for k, by in enumerate(reached):
             if sum(by) == 1:
-                params[k].grad = per_task[by.index(True)][k].clone()
+                self.loss_scale.set_grad(params[k], per_task[by.index(True)][k])
         return sum(losses[t] for t in self.tasks).detach()
+
+    def project(self, original: Tensor) -> Tensor:
+        """Algorithm 1 on the tasks' gradients (one row each, in true units): their projected sum."""
+        projected = original.clone()
+        for i in range(len(self.tasks)):
+            others = [j for j in range(len(self.tasks)) if j != i]
+            self.rng.shuffle(others)
+            for j in others:
+                dot = projected[i] @ original[j]
+                if dot < 0:
+                    projected[i] -= dot / (original[j] @ original[j]) * original[j]
+        return projected.sum(dim=0)
