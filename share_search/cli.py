@@ -77,18 +77,23 @@ def cmd_validate(args) -> int:
     con.print(f"[bold]{spec.name}[/]: spec is valid (seed {spec.seed})")
     d = problem.data
     sizes = d.sizes
-    if Path(spec.data.source).is_absolute():  # a file; relative paths start from the spec's folder
+    if Path(spec.data.source).is_absolute() and problem.data.manifest is None:  # a file; relative paths start from the spec's folder
         con.print(f"data file: {spec.data.source}")
     con.print(f"data [bold]{d.name}[/]: input shape {d.input_shape}; train {sizes['train']}, val {sizes['val']}, test {sizes['test']}")
+    if d.manifest is not None:
+        _print_manifest(con, d.manifest)
     t = Table(title="tasks", title_justify="left")
     for col in ("task", "label", "type", "outputs", "metric", "direction", "labelled (train)"):
         t.add_column(col)
     import numpy as np
 
     for task in problem.tasks:
-        y = d.train.y[task.label]
-        labelled = int((~np.isnan(y)).reshape(len(y), -1).any(axis=1).sum())
-        t.add_row(task.name, task.label, task.type, str(task.n_outputs), ", ".join(task.metrics), "higher is better" if task.higher_is_better else "lower is better", f"{labelled}/{len(y)}")
+        if hasattr(d.train, "y"):
+            y = d.train.y[task.label]
+            labelled = f"{int((~np.isnan(y)).reshape(len(y), -1).any(axis=1).sum())}/{len(y)}"
+        else:
+            labelled = "streamed, not counted"
+        t.add_row(task.name, task.label, task.type, str(task.n_outputs), ", ".join(task.metrics), "higher is better" if task.higher_is_better else "lower is better", labelled)
     con.print(t)
     b = problem.backbone
     t = Table(title=f"backbone {b.name} ({plural(b.n_stages, 'stage')})", title_justify="left")
@@ -115,6 +120,28 @@ def cmd_validate(args) -> int:
     if s.sampler == "grid":
         con.print(f"grid: {plural(len(grid_points(problem)), 'architecture/training combination')}")
     return 0
+
+
+def _print_manifest(con, manifest) -> None:
+    """A folder source as the manifest pass found it: splits with their origin, fields with their kind."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    con.print(f"data folder: {escape(manifest.root)}")
+    t = Table(title="splits", title_justify="left")
+    for col in ("split", "samples", "from"):
+        t.add_column(col)
+    for split in manifest.splits:
+        t.add_row(split.name, str(split.count), escape(split.origin))
+    con.print(t)
+    t = Table(title="fields", title_justify="left")
+    for col in ("field", "kind", "stored", "read as", "dtype", "files"):
+        t.add_column(col)
+    for info in manifest.fields.values():
+        kind = info.kind + (" (input)" if info.name == manifest.input else "") + (f", {info.classes} classes" if info.classes else "")
+        t.add_row(info.name, kind, str(info.stored_shape), str(info.shape), info.dtype, f"*{info.suffix}")
+    con.print(t)
+    con.print(f"data held: {escape(manifest.memory)}")
 
 
 # --------------------------------------------------------------------------- run

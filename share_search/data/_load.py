@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from pathlib import Path
 from typing import Callable
 
 from ..errors import SpecError
 from ..spec.model import DataSpec
-from ..spec.model import is_file_source, is_module_source
+from ..spec.model import is_file_source, is_folder_source, is_module_source
 from ._base import Dataset
 from ._builtin import BUILTIN_SOURCES
 from ._files import load_file, load_module
@@ -25,7 +26,7 @@ def _loader(source: str) -> Callable[[DataSpec, int, Collection[str] | None], Da
     raise SpecError(
         "data.source",
         f"unknown data source {source!r} (known: {', '.join(BUILTIN_SOURCES)}, "
-        "or a .npz/.csv/.parquet file, or module:function)",
+        "or a .npz/.csv/.parquet file, module:function, or a folder path such as ./nyuv2)",
     )
 
 
@@ -35,4 +36,10 @@ def load_data(spec: DataSpec, seed: int, labels: Collection[str] | None = None) 
     ``labels``: the label names the tasks use; a user file's other columns are neither read
     nor checked (None: every label, as tools and tests inspecting a file want).
     """
+    if spec.source not in BUILTIN_SOURCES and (is_folder_source(spec.source) or Path(spec.source).is_dir()):
+        from .folder import load_folder  # imports torch
+
+        return load_folder(spec, seed, labels)  # cut to max_samples before anything is read
+    if spec.in_memory is False:
+        raise SpecError("data.in_memory", f"false streams a folder source only; data.source {spec.source!r} is read whole")
     return subsample(_loader(spec.source)(spec, seed, labels), spec.max_samples, seed)

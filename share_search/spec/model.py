@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Collection, Literal, Mapping, Optional
+from typing import Annotated, Any, Collection, Literal, Mapping, Optional, Union
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, ValidationInfo, field_validator, model_validator
@@ -167,8 +167,38 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
 
+FIELD_KINDS = ("image", "mask", "depth", "normals", "vector")  # what a folder source's per-sample field holds
+
+
+class FieldSpec(_Section):
+    """A folder source's field as declared: ``data.fields.<name>: mask`` or ``{kind: mask, classes: 13}``."""
+
+    kind: Literal["image", "mask", "depth", "normals", "vector"]
+    classes: Optional[int] = Field(None, gt=0)  # a mask's class count: values 0..classes-1, or ``ignore``
+    ignore: int = -1  # a mask's "no label" value (MTAN and LibMTL use -1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_alone(cls, v):
+        return {"kind": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _classes_of_a_mask(self):
+        if self.classes is not None and self.kind != "mask":
+            raise ValueError(f"only a mask has classes, this field is kind {self.kind!r}")
+        return self
+
+
+class LoaderSpec(_Section):
+    """How a streamed split is read: torch DataLoader settings (``data.loader``)."""
+
+    num_workers: int = Field(0, ge=0)  # loader processes per trial, each besides the trial's own
+    pin_memory: bool = True  # used only when a trial trains on a GPU
+    persistent_workers: bool = True  # keep the workers between epochs (with num_workers > 0)
+
+
 class DataSpec(_Section):
-    """Where the data comes from; built-in name, a .npz/.csv/.parquet file, or module:function."""
+    """Where the data comes from; built-in name, a .npz/.csv/.parquet file, module:function, or a folder."""
 
     source: str
     inputs: Optional[list[str]] = None
@@ -177,6 +207,14 @@ class DataSpec(_Section):
     max_samples: Optional[int] = Field(None, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)
     cache_dir: Optional[str] = None
+    # a folder source: fields declared (else inferred), held in memory or streamed, how it streams
+    fields: dict[str, FieldSpec] = Field(default_factory=dict)
+    in_memory: Union[Literal["auto"], bool] = "auto"
+    in_memory_max_mb: Optional[float] = Field(None, gt=0, allow_inf_nan=False)  # auto's bound; default 1/8 of the machine's memory
+    loader: LoaderSpec = Field(default_factory=LoaderSpec)
+
+
+REDUCE_TYPES = {"mean": "regression", "mode": "multiclass"}  # a folder field reduced to one label per sample
 
 
 class TaskSpec(_Section):
@@ -184,6 +222,21 @@ class TaskSpec(_Section):
     type: Optional[Literal["multiclass", "binary", "regression"]] = None
     metric: Optional[str] = None
     extra_metrics: list[str] = Field(default_factory=list)
+    # a per-pixel folder field made one label per sample: mean (regression over valid pixels)
+    # or mode (the most frequent valid class, multiclass); until dense tasks exist
+    reduce: Optional[Literal["mean", "mode"]] = None
+
+    @model_validator(mode="after")
+    def _reduce_fits_type(self):
+        if self.reduce is not None and self.type not in (None, REDUCE_TYPES[self.reduce]):
+            raise ValueError(f"reduce: {self.reduce} makes a {REDUCE_TYPES[self.reduce]} label, but type is {self.type!r}")
+        return self
+
+    def data_label(self, name: str) -> str:
+        """The label this task reads from the data: ``label`` (or the task's name), with
+        ``:<reduce>`` for a reduced folder field (two tasks may reduce one field two ways)."""
+        label = self.label or name
+        return f"{label}:{self.reduce}" if self.reduce else label
 
     @field_validator("metric")
     @classmethod
@@ -342,6 +395,18 @@ class Spec(_Section):
         if len(v) < 2:
             raise ValueError(f"multi-task search needs at least 2 tasks, got {len(v)}")
         return v
+
+    @model_validator(mode="after")
+    def _cpus_cover_loader_workers(self):
+        """A streamed split's loader processes run beside the trial's own: Ray must count them."""
+        workers, cpu = self.data.loader.num_workers, self.search.resources.cpu
+        if workers and self.data.in_memory is not True and cpu < workers + 1:
+            raise SpecError(
+                "search.resources.cpu",
+                f"a trial that streams its data runs data.loader.num_workers={workers} loader process(es) beside "
+                f"its own, so it needs search.resources.cpu >= {workers + 1}, got {cpu:g} (or set data.in_memory: true)",
+            )
+        return self
 
     @field_validator("families", mode="before")
     @classmethod
@@ -565,6 +630,12 @@ def is_module_source(source: str) -> bool:
     return MODULE_FUNCTION.fullmatch(source) is not None
 
 
+def is_folder_source(source: str) -> bool:
+    """A folder of per-sample files is named by a path with a ``/`` (``./nyuv2``, ``~/data/nyuv2``),
+    so it never reads as a built-in's name."""
+    return not is_file_source(source) and not is_module_source(source) and ("/" in source or os.sep in source)
+
+
 def _paths_from(spec: Spec, folder: Path) -> Spec:
     """``spec`` with relative data file paths made absolute from ``folder``, as config files are read.
 
@@ -575,7 +646,7 @@ def _paths_from(spec: Spec, folder: Path) -> Spec:
         return p if os.path.isabs(p) else os.path.abspath(os.path.join(folder, p))
 
     changes = {}
-    if is_file_source(spec.data.source):
+    if is_file_source(spec.data.source) or is_folder_source(spec.data.source):
         changes["source"] = absolute(spec.data.source)
     if spec.data.cache_dir is not None:
         changes["cache_dir"] = absolute(spec.data.cache_dir)
