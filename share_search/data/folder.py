@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import warnings
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -188,10 +189,12 @@ def read_stored(path: Path) -> np.ndarray:
             return np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
             raise DataError(f"{path}: cannot read as .npy: {str(exc).splitlines()[0][:200]}") from None
-    from torchvision.io import decode_image
-
     try:
-        image = decode_image(str(path))
+        with warnings.catch_warnings():  # torchvision 0.29 deprecates its image decoding (for TorchCodec), on every call
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from torchvision.io import decode_image
+
+            image = decode_image(str(path))
     except (RuntimeError, ValueError, OSError) as exc:
         raise DataError(f"{path}: cannot decode as an image: {str(exc).splitlines()[0][:200]}") from None
     return image.permute(1, 2, 0).numpy()
@@ -497,7 +500,7 @@ def machine_memory() -> int | None:
 
 
 def _mb(n: float) -> str:
-    return f"{n / 2**20:,.0f} MB" if n >= 2**20 else f"{n / 2**20:.2f} MB"
+    return f"{n / 2**20:,.0f} MB" if n >= 10 * 2**20 else f"{n / 2**20:.2f} MB"
 
 
 def keep_in_memory(spec: DataSpec, nbytes: int) -> tuple[bool, str]:
@@ -572,7 +575,7 @@ def load_folder(
         name: FolderSplit(str(root), folder, idx, read, input_name, derived, spec.loader, train_transform if name == "train" else None)
         for name, (folder, idx, _) in splits.items()
     }
-    per_sample = math.prod(fields[input_name].shape) + sum(info.n_outputs for info in infos.values())
+    per_sample = math.prod(fields[input_name].shape) + sum(info.n_outputs if info.kind == "regression" else 1 for info in infos.values())
     in_memory, why = keep_in_memory(spec, FLOAT_BYTES * per_sample * sum(len(s) for s in streamed.values()))
     manifest = Manifest(
         root=str(root),
