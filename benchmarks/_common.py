@@ -190,3 +190,23 @@ class TreeCpu:
         self._thread.join()
         self.last.update(_tree_cpu(self.root))
         self.seconds = sum(v - self.base.get(pid, 0.0) for pid, v in self.last.items())
+
+
+def package_attr(name: str, *modules: str) -> Any:
+    """``name`` from the first of ``modules`` that the imported share-search's own folder holds.
+
+    Revision benchmarks run this checkout's measuring code on older revisions too, whose
+    package may be flat (``share_search.runner``) instead of layered (``share_search.engine.runner``).
+    The check is by file, not by trying the import: an editable install's finder would
+    otherwise serve a module the revision lacks from the installed checkout.
+    """
+    import importlib
+
+    import share_search
+
+    root = Path(share_search.__file__).parent
+    for module in modules:
+        rel = Path(*module.split(".")[1:])
+        if (root / rel).with_suffix(".py").is_file() or (root / rel / "__init__.py").is_file():
+            return getattr(importlib.import_module(module), name)
+    raise ImportError(f"{name} is in none of {', '.join(modules)} under {root}")

@@ -56,7 +56,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import TreeCpu, median, print_table, spread, write_json
+from _common import TreeCpu, median, package_attr, print_table, spread, write_json
 
 TASKS = ("left", "right", "left_odd")  # 3 tasks x 3 stages: 12 trees
 
@@ -91,8 +91,7 @@ def point_key(arch: str, params: dict) -> str:
     """A grid point's name: its tree, and its learning rate when the grid searches one (only
     then is it a parameter). The bare loop reads the grid point, the search its study trial's
     params, which hold the same point."""
-    from share_search.space.spaces import train_param_name
-
+    train_param_name = package_attr("train_param_name", "share_search.space.spaces", "share_search.spaces")
     lr = params.get(train_param_name("lr"))
     return arch if lr is None else f"{arch} @ lr {lr:g}"
 
@@ -151,9 +150,9 @@ def _warm(_):
 def search_run(quick: bool, concurrency: int, gpu: float = 0.0, epochs: int | None = None, lrs: tuple[float, ...] = (0.003,)) -> tuple[float, float, dict[str, float], int, dict[str, float]]:
     """(b)/(c): one ``run_search`` into a fresh folder: wall time, CPU seconds of the driver and
     every Ray process, the study's ``time_s`` per tree, completed trials, and the timeline."""
-    from share_search.engine.runner import run_search
-    from share_search.spec.model import parse_spec
-    from share_search.runs.study import load_run_study
+    run_search = package_attr("run_search", "share_search.engine.runner", "share_search.runner")
+    parse_spec = package_attr("parse_spec", "share_search.spec.model", "share_search.spec")
+    load_run_study = package_attr("load_run_study", "share_search.runs.study", "share_search.study")
 
     spec = parse_spec(spec_dict(quick, concurrency, gpu, epochs, lrs))
     out = Path(tempfile.mkdtemp(prefix="b1-")) / "run"

@@ -27,7 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import HERE, alternating, median_range, print_table, write_json
+from _common import HERE, alternating, median_range, package_attr, print_table, write_json
 
 REPO = HERE.parent
 MARK = "RESULT "
@@ -41,7 +41,7 @@ def one_search(quick: bool, epochs: int | None) -> dict:
     if not Path(share_search.__file__).resolve().is_relative_to(Path.cwd().resolve()):
         raise SystemExit(f"imported {share_search.__file__}, not the revision's checkout in {os.getcwd()}")
     from b1_executor import search_run
-    from share_search.engine.search import start_ray
+    start_ray = package_attr("start_ray", "share_search.engine.search", "share_search.search")
 
     os.environ["RAY_worker_niceness"] = str(os.nice(0))  # as b1_executor: trials compete like the driver
     start_ray(None)

@@ -63,6 +63,13 @@ def _yaml_name(name: str) -> str:
     return name if read_yaml(f"name: {name}") == {"name": name} else f'"{name}"'
 
 
+def _data_file_lines(source) -> list[str]:
+    """One line per data file the spec names, as read (a spec's relative paths start from its folder)."""
+    if isinstance(source, dict):  # one file per split
+        return [f"data file ({split}): {file}" for split, file in source.items()]
+    return [f"data file: {source}"] if Path(source).is_absolute() else []
+
+
 def cmd_validate(args) -> int:
     from rich.table import Table
 
@@ -77,9 +84,12 @@ def cmd_validate(args) -> int:
     con.print(f"[bold]{spec.name}[/]: spec is valid (seed {spec.seed})")
     d = problem.data
     sizes = d.sizes
-    if Path(spec.data.source).is_absolute() and problem.data.manifest is None:  # a file; relative paths start from the spec's folder
-        con.print(f"data file: {spec.data.source}")
+    if d.manifest is None:
+        for line in _data_file_lines(spec.data.source):
+            con.print(line, markup=False, highlight=False)
     con.print(f"data [bold]{d.name}[/]: input shape {d.input_shape}; train {sizes['train']}, val {sizes['val']}, test {sizes['test']}")
+    for split, origin in d.split_origin.items():
+        con.print(f"  {split}: {origin}", markup=False, highlight=False)
     if d.manifest is not None:
         _print_manifest(con, d.manifest)
     t = Table(title="tasks", title_justify="left")
@@ -103,6 +113,8 @@ def cmd_validate(args) -> int:
     for i, (stage, shape) in enumerate(zip(b.build_stages(), b.stage_shapes)):
         t.add_row(str(i), str(shape), f"{sum(p.numel() for p in stage.parameters()):,}")
     con.print(t)
+    if b.weights_note:
+        con.print(f"backbone.weights: {b.weights_note}", soft_wrap=True)
     t = Table(title="sharing families", title_justify="left")
     t.add_column("family")
     t.add_column("architectures")
@@ -123,17 +135,11 @@ def cmd_validate(args) -> int:
 
 
 def _print_manifest(con, manifest) -> None:
-    """A folder source as the manifest pass found it: splits with their origin, fields with their kind."""
+    """A folder source as the manifest pass found it: its fields with their kinds, in memory or streamed."""
     from rich.markup import escape
     from rich.table import Table
 
     con.print(f"data folder: {escape(manifest.root)}")
-    t = Table(title="splits", title_justify="left")
-    for col in ("split", "samples", "from"):
-        t.add_column(col)
-    for split in manifest.splits:
-        t.add_row(split.name, str(split.count), escape(split.origin))
-    con.print(t)
     t = Table(title="fields", title_justify="left")
     for col in ("field", "kind", "stored", "read as", "dtype", "files"):
         t.add_column(col)

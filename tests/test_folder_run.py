@@ -48,10 +48,9 @@ def test_validate_prints_the_manifest_and_where_each_split_came_from(spec_file, 
     assert main(["validate", str(spec_file)]) == 0
     out = capsys.readouterr().out
     assert f"data folder: {spec_file.parent / 'nyuv2'}" in out
-    for row in ("train │ 9 ", "val   │ 3 ", "test  │ 4 "):
-        assert row in out
-    assert "carved from train/ by seed 0 (3 of 12, data.val_fraction)" in out
-    assert "official val (val/), held out as test; selection uses the val carved from train" in out
+    assert "data nyuv2: input shape (3, 24, 32); train 9, val 3, test 4" in out
+    assert "  val: carved from the official train by seed 0 (25% of its rows)" in out
+    assert "  test: official val, held out as test (no test given; selection uses the val carved from train): " in out
     for row in (
         "image  │ image (input)    │ (24, 32, 3) │ (3, 24, 32) │ float32",
         "label  │ mask, 13 classes │ (24, 32)    │ (24, 32)    │ float32",

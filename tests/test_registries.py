@@ -20,7 +20,7 @@ from .runs import REPO, cli_command, cli_env, small_spec
 
 BUILT_IN = {
     "family": ["cross_stitch", "progressive", "tree"],
-    "backbone": ["convnet", "mlp", "resnet"],
+    "backbone": ["convnet", "mlp", "resnet", "resnet18", "resnet34", "resnet50", "timm"],
     "weighting": ["dwa", "equal", "gradnorm", "pcgrad", "uncertainty"],
     "family space": ["cross_stitch", "progressive", "tree"],
     "optimizer": ["adam", "sgd"],
@@ -45,7 +45,7 @@ def _kind(kind: str):
         "family": (ss.register_family, ss.list_families, ss.get_family, lambda f: isinstance(f, Family)),
         "family space": (ss.register_family_space, ss.list_family_spaces, ss.get_family_space, lambda s: isinstance(s, ss.FamilySpace)),
         "optimizer": (ss.register_optimizer, ss.list_optimizers, lambda n: ss.create_optimizer(n, [torch.nn.Parameter(torch.zeros(2))], TrainConfig()), lambda o: isinstance(o, torch.optim.Optimizer)),
-        "backbone": (ss.register_backbone, ss.list_backbones, lambda n: ss.create_backbone(n, (1, 8, 8)), lambda b: b.n_stages >= 1),
+        "backbone": (ss.register_backbone, ss.list_backbones, lambda n: ss.create_backbone(n, (1, 8, 8), **({"model": "test_resnet"} if n == "timm" else {})), lambda b: b.n_stages >= 1),
         "weighting": (ss.register_weighting, ss.list_weightings, lambda n: ss.create_weighting(n, ["a", "b"], TrainConfig()), lambda w: isinstance(w, Weighting)),
         "metric": (None, ss.list_metrics, ss.get_metric, lambda m: isinstance(m.higher_is_better, bool)),
         "sampler": (ss.register_sampler, ss.list_samplers, lambda n: ss.create_sampler(n, seed=0, trials=4), lambda s: isinstance(s, optuna.samplers.BaseSampler)),

@@ -44,7 +44,8 @@ class Phase:
     """One stretch of training: the tasks whose losses count and the parameters that move.
 
     ``param_groups`` pairs parameters with a learning-rate multiplier (cross-stitch alpha
-    trains faster). Most families have one phase; progressive networks have one per column.
+    trains faster, a pretrained encoder slower). Most families have one phase; progressive
+    networks have one per column.
     """
 
     tasks: tuple[str, ...]
@@ -60,8 +61,25 @@ class MultiTaskModel(nn.Module):
         self.config = config
         self.task_names = tuple(task_names)
 
-    def phases(self) -> list[Phase]:
-        return [Phase(self.task_names, [([p for p in self.parameters() if p.requires_grad], 1.0)])]
+    def phases(self, encoder_lr_mult: float = 1.0) -> list[Phase]:
+        """What to train when; the backbone's stages at lr × ``encoder_lr_mult`` (``train.encoder_lr_mult``)."""
+        return [Phase(self.task_names, self.encoder_split([p for p in self.parameters() if p.requires_grad], 1.0, encoder_lr_mult))]
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the backbone's stage copies (the encoder), which ``train.encoder_lr_mult``
+        scales; a family returns them (the default: none, so every parameter trains at lr)."""
+        return []
+
+    def encoder_split(self, params: list[nn.Parameter], multiplier: float, encoder_lr_mult: float) -> list[tuple[list[nn.Parameter], float]]:
+        """One parameter group at ``multiplier`` as two: the rest at ``multiplier``, the encoder's at
+        ``multiplier × encoder_lr_mult``; one group, unchanged, when the multiplier is 1."""
+        if encoder_lr_mult == 1.0:
+            return [(params, multiplier)]
+        encoder = {id(p) for p in self.encoder_parameters()}
+        return [
+            ([p for p in params if id(p) not in encoder], multiplier),
+            ([p for p in params if id(p) in encoder], multiplier * encoder_lr_mult),
+        ]
 
     def begin_phase(self, index: int) -> None:
         """The trainer calls this before training ``phases()[index]`` (progressive networks

@@ -111,6 +111,12 @@ class Backbone:
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     builder: StageBuilder = field(default=mlp, repr=False, compare=False, hash=False)
     stage_shapes: tuple[tuple[int, ...], ...] = ()
+    weights: Any = field(default=None, repr=False, compare=False, hash=False)  # a weights.StageWeights every copy starts from
+
+    @property
+    def weights_note(self) -> str:
+        """What ``backbone.weights`` loaded and ignored ("" without a weights file)."""
+        return self.weights.note if self.weights is not None else ""
 
     @property
     def n_stages(self) -> int:
@@ -124,8 +130,14 @@ class Backbone:
         return self.input_shape if i == 0 else self.stage_shapes[i - 1]
 
     def build_stages(self) -> list[nn.Module]:
-        """Fresh stage modules (new parameters) for one column or tree node."""
-        return list(self.builder(self.input_shape, **self.options))
+        """Fresh stage modules (new parameters) for one column or tree node, holding the
+        loaded encoder weights when there are some."""
+        stages = list(self.builder(self.input_shape, **self.options))
+        if self.weights is not None:
+            with torch.no_grad():
+                for stage, state in zip(stages, self.weights.per_stage):
+                    stage.load_state_dict(state)
+        return stages
 
 
 def _resolve_builder(name: str) -> StageBuilder:
@@ -143,10 +155,15 @@ def create_backbone(name: str, input_shape: Sequence[int], **options):
 
 
 def make_backbone(
-    name: str, input_shape: Sequence[int], options: dict[str, Any] | None = None, builder: StageBuilder | None = None
+    name: str,
+    input_shape: Sequence[int],
+    options: dict[str, Any] | None = None,
+    builder: StageBuilder | None = None,
+    weights: str | None = None,
 ) -> Backbone:
     """Resolve ``name`` (unless its ``builder`` is given) and measure the stage shapes with
-    one dummy forward pass."""
+    one dummy forward pass; ``weights``: a local file every copy of the stages starts from
+    (``backbone.weights``, see ``arch.weights``)."""
     options = dict(options or {})
     builder = builder or _resolve_builder(name)
     input_shape = tuple(int(s) for s in input_shape)
@@ -175,9 +192,16 @@ def make_backbone(
             except Exception as exc:
                 raise SpecError("backbone", f"{name}: stage {i} fails on input of shape {tuple(x.shape[1:])}: {exc}") from exc
             shapes.append(tuple(x.shape[1:]))
-    return Backbone(name=name, input_shape=input_shape, options=options, builder=builder, stage_shapes=tuple(shapes))
+    loaded = None
+    if weights is not None:
+        from .weights import load_stage_weights
+
+        loaded = load_stage_weights(weights, stages)
+    return Backbone(name=name, input_shape=input_shape, options=options, builder=builder, stage_shapes=tuple(shapes), weights=loaded)
 
 
 def make_head(in_shape: Sequence[int], n_outputs: int) -> nn.Module:
-    """A task head: flatten the last stage's output, then one linear layer."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(in_shape), n_outputs))
+    """A per-sample task head: flatten the last stage's output, then one linear layer (``heads.linear``)."""
+    from .heads import linear
+
+    return linear(in_shape, n_outputs, ())

@@ -41,7 +41,8 @@ from ..spec.family_options import CrossStitchOptions
 from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel, Phase
 from ._stacked import Columns, stack_stage, stacked, unstacked
 from ._stages import require_stages
-from .backbones import Backbone, make_head
+from .backbones import Backbone
+from .heads import task_head
 
 if TYPE_CHECKING:  # a type in signatures only: arch does not depend on train at run time
     from ..train.tasks import Task
@@ -143,7 +144,7 @@ class CrossStitchNetwork(MultiTaskModel):
                 for s in config.stages
             }
         )
-        self.heads = nn.ModuleList(make_head(backbone.output_shape, t.n_outputs) for t in tasks)
+        self.heads = nn.ModuleList(task_head(t, backbone) for t in tasks)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h: Columns = x.expand(len(self.heads), *x.shape)  # every column starts from the input, not copied
@@ -157,11 +158,14 @@ class CrossStitchNetwork(MultiTaskModel):
         """Task k's stages as plain modules holding its weights (copies where stages run stacked)."""
         return [stage.column(k) for stage in self.stages]
 
-    def phases(self) -> list[Phase]:
-        """One phase; α in its own parameter group at lr × ``alpha_lr_mult``."""
+    def phases(self, encoder_lr_mult: float = 1.0) -> list[Phase]:
+        """One phase; α in its own parameter group at lr × ``alpha_lr_mult``, the columns' stages at lr × ``encoder_lr_mult``."""
         alphas = list(self.alphas.values())
         rest = [p for name, p in self.named_parameters() if p.requires_grad and not name.startswith("alphas.")]
-        return [Phase(self.task_names, [(rest, 1.0), (alphas, self.config.alpha_lr_mult)])]
+        return [Phase(self.task_names, [*self.encoder_split(rest, 1.0, encoder_lr_mult), (alphas, self.config.alpha_lr_mult)])]
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return list(self.stages.parameters())
 
     def architecture_details(self) -> dict[str, Any]:
         """``alpha["after_stage<s>"][i][j][c]``: how much of task j's channel c enters task i after stage s."""

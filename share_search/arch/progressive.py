@@ -42,7 +42,8 @@ from torch import nn
 from ..spec.family_options import ProgressiveOptions
 from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel, Phase
 from ._stages import require_stages
-from .backbones import Backbone, make_head
+from .backbones import Backbone
+from .heads import task_head
 
 if TYPE_CHECKING:  # a type in signatures only: arch does not depend on train at run time
     from ..train.tasks import Task
@@ -163,7 +164,7 @@ class ProgressiveNetwork(MultiTaskModel):
             )
             for k in range(len(config.order))
         )
-        self.heads = nn.ModuleList(make_head(backbone.output_shape, by_name[t].n_outputs) for t in config.order)
+        self.heads = nn.ModuleList(task_head(by_name[t], backbone) for t in config.order)
         self.active_phase: Optional[int] = None  # set by begin_phase; None: all columns train
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -186,16 +187,20 @@ class ProgressiveNetwork(MultiTaskModel):
             stage_inputs.append(seen)
         return {name: outputs[name] for name in self.task_names if name in outputs}
 
-    def phases(self) -> list[Phase]:
-        """Phase k trains column k (its stages, the laterals into it, its head) on task ``order[k]`` alone."""
+    def phases(self, encoder_lr_mult: float = 1.0) -> list[Phase]:
+        """Phase k trains column k (its stages, the laterals into it, its head) on task ``order[k]``
+        alone; the column's stages at lr × ``encoder_lr_mult`` (laterals start untrained: at lr)."""
         return [
             Phase(
                 (task,),
-                [([p for m in parts for p in m.parameters() if p.requires_grad], 1.0)],
+                self.encoder_split([p for m in parts for p in m.parameters() if p.requires_grad], 1.0, encoder_lr_mult),
                 name=task,
             )
             for task, *parts in zip(self.config.order, self.columns, self.laterals, self.heads)
         ]
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return list(self.columns.parameters())
 
     def begin_phase(self, index: int) -> None:
         """From now on only column ``index`` trains: the others run without gradients and in

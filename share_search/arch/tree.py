@@ -25,7 +25,8 @@ from torch import nn
 
 from ..spec.family_options import TreeOptions
 from ._base import ArchConfig, Family, FamilyOptions, MultiTaskModel
-from .backbones import Backbone, make_head
+from .backbones import Backbone
+from .heads import task_head
 
 if TYPE_CHECKING:  # a type in signatures only: arch does not depend on train at run time
     from ..train.tasks import Task
@@ -146,7 +147,7 @@ class TreeModel(MultiTaskModel):
             nn.ModuleDict({_node_key(g): copies[j][i] for j, g in enumerate(partition)})
             for i, partition in enumerate(config.stages)
         )
-        self.heads = nn.ModuleDict({t.name: make_head(backbone.output_shape, t.n_outputs) for t in tasks})
+        self.heads = nn.ModuleDict({t.name: task_head(t, backbone) for t in tasks})
         self._plan: list[list[tuple[str, str]]] = []  # per stage: (node, parent node); "" is the input
         parents: Partition = (config.tasks,)
         for i, partition in enumerate(config.stages):
@@ -160,6 +161,9 @@ class TreeModel(MultiTaskModel):
         for stage, plan in zip(self.stages, self._plan):
             features = {node: stage[node](features[parent]) for node, parent in plan}
         return {t: self.heads[t](features[self._leaf[t]]) for t in self.task_names}
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return list(self.stages.parameters())
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """The deepest node all tasks share (GradNorm's "last shared layer", Chen et al. 2018).

@@ -2,8 +2,8 @@
 
 ``load_data(spec.data, spec.seed)`` returns a ``Dataset`` with fixed train/val/test
 splits and one array per label; tasks pick their labels by name. ``data.source`` is a
-built-in name (``BUILTIN_SOURCES``), a ``.npz``/``.csv``/``.parquet`` path, or
-``module:function``.
+built-in name (``BUILTIN_SOURCES``), a ``.npz``/``.csv``/``.parquet`` path, one such file
+per split, or ``module:function``. ``assemble_splits`` is the rule for official splits.
 """
 
 from ._base import Dataset, LabelInfo, Split
@@ -20,7 +20,7 @@ from ._builtin import (
 )
 from ._cache import CACHE_ENV, cache_dir
 from ._load import load_data
-from ._split import SPLITS, split_indices
+from ._split import ONE_POOL, SPLITS, assemble_splits, split_indices
 
 __all__ = [
     "ADULT_COLUMNS",
@@ -30,10 +30,12 @@ __all__ = [
     "FASHION_PACKAGE",
     "FASHION_ROOT",
     "MULTIMNIST_PAIRS",
+    "ONE_POOL",
     "SPLITS",
     "Dataset",
     "LabelInfo",
     "Split",
+    "assemble_splits",
     "cache_dir",
     "compose_pairs",
     "load_data",

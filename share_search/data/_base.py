@@ -7,7 +7,7 @@ integral floats. Splits are fixed before training from the spec's seed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -16,6 +16,9 @@ if TYPE_CHECKING:  # the folder module imports torch, which this one does not ne
     from .folder import FolderSplit
 
 LabelKind = Literal["multiclass", "binary", "regression"]
+
+# What ``Dataset.split_origin`` says when a source splits one pool of rows at random.
+RANDOM_SPLIT_ORIGIN = "random split by the spec's seed (data.val_fraction, data.test_fraction)"
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class Dataset:
     description: str = ""
     unused_labels: tuple[str, ...] = ()  # labels of a user file that no task uses: neither read nor checked
     manifest: Any = None  # a folder source's ``folder.Manifest`` (splits, fields, in memory or streamed), which validate prints
+    # per split, where its rows came from (an official split, carved from train, a random split), as validate says
+    split_origin: dict[str, str] = field(default_factory=lambda: dict.fromkeys(("train", "val", "test"), RANDOM_SPLIT_ORIGIN))
 
     def split(self, name: str) -> Split | FolderSplit:
         return {"train": self.train, "val": self.val, "test": self.test}[name]

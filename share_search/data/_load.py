@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Callable
 
@@ -11,11 +11,13 @@ from ..spec.model import DataSpec
 from ..spec.model import is_file_source, is_folder_source, is_module_source
 from ._base import Dataset
 from ._builtin import BUILTIN_SOURCES
-from ._files import load_file, load_module
+from ._files import load_file, load_module, load_split_files
 from ._split import subsample
 
 
-def _loader(source: str) -> Callable[[DataSpec, int, Collection[str] | None], Dataset]:
+def _loader(source: str | Mapping[str, str]) -> Callable[[DataSpec, int, Collection[str] | None], Dataset]:
+    if isinstance(source, Mapping):  # one file per split, checked by the spec
+        return load_split_files
     if source in BUILTIN_SOURCES:
         builtin = BUILTIN_SOURCES[source]
         return lambda spec, seed, labels: builtin(spec, seed)  # built-in labels are all well-formed
@@ -36,7 +38,7 @@ def load_data(spec: DataSpec, seed: int, labels: Collection[str] | None = None) 
     ``labels``: the label names the tasks use; a user file's other columns are neither read
     nor checked (None: every label, as tools and tests inspecting a file want).
     """
-    if spec.source not in BUILTIN_SOURCES and (is_folder_source(spec.source) or Path(spec.source).is_dir()):
+    if isinstance(spec.source, str) and spec.source not in BUILTIN_SOURCES and (is_folder_source(spec.source) or Path(spec.source).is_dir()):
         from .folder import load_folder  # imports torch
 
         return load_folder(spec, seed, labels)  # cut to max_samples before anything is read

@@ -14,11 +14,11 @@ found without reading it) and fully reads a few files per split and field (first
 and evenly spaced between): an error names the file. ``.npy`` files are read with
 ``allow_pickle=False``; an object array is refused, never unpickled.
 
-The splits train on are official (``folder_splits``): with train, val and test folders
-they are used as they are; with train and val only (preprocessed NYUv2, whose community
-reports on val), the selection split is carved from train by the seed
-(``data.val_fraction``) and the official val is held out as test; with train and test,
-val is carved from train the same way.
+The split folders are official splits, made train/val/test by the rule every source with
+official splits follows (``assemble_splits``): train, val and test folders are used as they
+are; with train and val only (preprocessed NYUv2, whose community reports on val), the
+selection split is carved from train by the seed (``data.val_fraction``) and the official
+val is held out as test; with train and test, val is carved from train the same way.
 
 A split is then held in memory (read once into arrays, today's fast path) or streamed (a
 ``FolderSplit``: the folder's path and the split's indices, read lazily by
@@ -47,8 +47,8 @@ from torch import Tensor
 from ..errors import DataError, SpecError
 from ..spec.model import DataSpec, FieldSpec, LoaderSpec
 from ._base import Dataset, LabelInfo, Split
-from ._split import SPLIT_STREAM, SPLITS, rng, subsample_rows
-from .fields import PER_PIXEL, check_kind, read_shape, spatial_size, to_channels_first
+from ._split import SPLITS, assemble_splits, subsample_rows
+from .fields import check_kind, read_shape, spatial_size, to_channels_first
 
 NPY = ".npy"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -81,22 +81,11 @@ class FieldInfo:
 
 
 @dataclass(frozen=True)
-class SplitInfo:
-    """A split as it trains: which folder its files are in, how many, and why (its origin)."""
-
-    name: str
-    folder: str
-    count: int
-    origin: str
-
-
-@dataclass(frozen=True)
 class Manifest:
     """What ``validate`` prints about a folder source."""
 
     root: str
     fields: dict[str, FieldInfo]
-    splits: tuple[SplitInfo, ...]
     input: str
     in_memory: bool
     memory: str  # in memory or streamed, and why
@@ -301,29 +290,22 @@ def _check_sizes(fields: Mapping[str, FieldInfo], input_name: str, root: Path) -
 
 
 # --------------------------------------------------------------------------- official splits
-def folder_splits(indices: Mapping[str, tuple[str, ...]], spec: DataSpec, seed: int) -> dict[str, tuple[str, tuple[str, ...], str]]:
-    """train/val/test as ``(folder, indices, origin)`` from the split folders (the module docstring's rule).
-
-    One small function on purpose: the same rule as the official splits of other sources.
-    """
-    if "val" in indices and "test" in indices:
-        return {name: (name, indices[name], f"official {name} ({name}/)") for name in SPLITS}
-    train = indices["train"]
-    n_val = max(1, round(len(train) * spec.val_fraction))
-    if len(train) - n_val < 1:
-        raise DataError(
-            f"train/: {len(train)} sample(s), too few to carve a val split (data.val_fraction={spec.val_fraction}) "
-            "and keep one to train on"
-        )
-    order = rng(seed, SPLIT_STREAM).permutation(len(train))
-    carved = f"carved from train/ by seed {seed} ({n_val} of {len(train)}, data.val_fraction)"
-    out = {
-        "train": ("train", tuple(train[i] for i in np.sort(order[n_val:])), f"train/ less the {n_val} carved for val"),
-        "val": ("train", tuple(train[i] for i in np.sort(order[:n_val])), carved),
+def folder_splits(
+    indices: Mapping[str, tuple[str, ...]], spec: DataSpec, seed: int, root: Path
+) -> tuple[dict[str, tuple[str, tuple[str, ...]]], dict[str, str]]:
+    """train/val/test as ``(folder, indices)`` from the split folders, by the rule every source
+    with official splits follows (``assemble_splits``), and where each came from."""
+    folders = list(indices)
+    pools = {
+        name: Split(x=np.stack([np.full(len(idx), k), np.arange(len(idx))], axis=1), y={})  # (folder, position) per sample
+        for k, (name, idx) in enumerate(indices.items())
     }
-    if "test" in indices:
-        return {**out, "test": ("test", indices["test"], "official test (test/)")}
-    return {**out, "test": ("val", indices["val"], "official val (val/), held out as test; selection uses the val carved from train")}
+    assembled = assemble_splits(pools, spec, seed, {name: f"{root / name}/" for name in folders})
+    out = {}
+    for name, split in zip(SPLITS, assembled[:3]):
+        (folder,) = {folders[k] for k in split.x[:, 0]}  # the rule never mixes two folders in one split
+        out[name] = (folder, tuple(indices[folder][i] for i in split.x[:, 1]))
+    return out, assembled[3]
 
 
 # --------------------------------------------------------------------------- labels from fields
@@ -376,18 +358,24 @@ def _label_info(info: FieldInfo, reduce: str | None, key: str, description: str)
 
 def reduce_field(value: Tensor, info: FieldInfo, reduce: str | None) -> Tensor:
     """One sample's label from its (channels-first) field; NaN when no pixel is valid."""
+    # sums over a validity mask rather than indexing by it: a boolean index costs several times more
     if reduce is None:
         return value
+    nan = torch.tensor(float("nan"))
     if reduce == "mode":
-        valid = value[value != info.ignore]
-        return torch.bincount(valid, minlength=info.classes).argmax().float() if valid.numel() else torch.tensor(float("nan"))
+        classes = int(info.classes)
+        counts = torch.bincount(torch.where(value == info.ignore, classes, value).flatten(), minlength=classes + 1)[:classes]
+        return counts.argmax().float() if counts.sum() else nan
     if info.kind == "depth":
-        valid = value[value > 0]
-        return valid.mean() if valid.numel() else torch.tensor(float("nan"))
+        valid = value > 0
+        n = valid.sum()
+        return (value * valid).sum() / n if n else nan
     pixels = value.flatten(1)
     if info.kind == "normals":
-        pixels = pixels[:, pixels.abs().sum(0) > 0]
-    return pixels.mean(1) if pixels.shape[1] else torch.full((pixels.shape[0],), float("nan"))
+        valid = pixels.abs().sum(0) > 0
+        n = valid.sum()
+        return (pixels * valid).sum(1) / n if n else nan.expand(pixels.shape[0]).clone()
+    return pixels.mean(1)
 
 
 # --------------------------------------------------------------------------- streaming
@@ -566,25 +554,19 @@ def load_folder(
     input_name = _input_name(spec, fields, root)
     _check_sizes(fields, input_name, root)
     derived, infos = derive_labels(labels, fields, root)
-    splits = folder_splits(indices, spec, seed)
+    splits, origin = folder_splits(indices, spec, seed, root)
     kept = subsample_rows({name: len(splits[name][1]) for name in SPLITS}, spec.max_samples, seed)
     if kept is not None:
-        splits = {name: (folder, tuple(idx[i] for i in kept[name]), origin + f"; {len(kept[name])} kept (data.max_samples)") for name, (folder, idx, origin) in splits.items()}
+        splits = {name: (folder, tuple(idx[i] for i in kept[name])) for name, (folder, idx) in splits.items()}
+        origin = {name: f"{text}; {len(kept[name])} of them kept (data.max_samples)" for name, text in origin.items()}
     read = {name: fields[name] for name in dict.fromkeys([input_name, *(d.field for d in derived.values())])}
     streamed = {
         name: FolderSplit(str(root), folder, idx, read, input_name, derived, spec.loader, train_transform if name == "train" else None)
-        for name, (folder, idx, _) in splits.items()
+        for name, (folder, idx) in splits.items()
     }
     per_sample = math.prod(fields[input_name].shape) + sum(info.n_outputs if info.kind == "regression" else 1 for info in infos.values())
     in_memory, why = keep_in_memory(spec, FLOAT_BYTES * per_sample * sum(len(s) for s in streamed.values()))
-    manifest = Manifest(
-        root=str(root),
-        fields=fields,
-        splits=tuple(SplitInfo(name, folder, len(idx), origin) for name, (folder, idx, origin) in splits.items()),
-        input=input_name,
-        in_memory=in_memory,
-        memory=why,
-    )
+    manifest = Manifest(root=str(root), fields=fields, input=input_name, in_memory=in_memory, memory=why)
     parts: dict[str, Any] = {name: _in_memory(s) if in_memory else s for name, s in streamed.items()}
     return Dataset(
         name=root.name,
@@ -592,6 +574,7 @@ def load_folder(
         labels=infos,
         description=f"per-sample files in {root}",
         unused_labels=tuple(name for name in fields if name not in read),
+        split_origin=origin,
         manifest=manifest,
         **parts,
     )

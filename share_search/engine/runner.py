@@ -83,6 +83,8 @@ def _log_start(spec: Spec, problem: Problem, run_dir: Path, resume: bool) -> Non
     if d.manifest is not None:
         log.info("data folder %s: %s", d.manifest.root, d.manifest.memory)
     log.info("tasks: %s", "; ".join(f"{t.name} ({t.type}, {t.metric})" for t in problem.tasks))
+    if problem.backbone.weights_note:
+        log.info("backbone.weights: %s", problem.backbone.weights_note)
     s = spec.search
     log.info("search: sampler %s, objective %s, %s, concurrency %d", s.sampler, s.objective, plural(s.trials, "trial"), s.concurrency)
 

@@ -35,7 +35,7 @@ from ..arch import build_model, config_from_dict
 from ..arch._cost import count_macs, count_parameters
 from ..arch.backbones import BACKBONES, StageBuilder, make_backbone
 from ..errors import CheckpointError
-from ..spec.registry import FAMILIES
+from ..spec.registry import FAMILIES, HEADS
 from ..spec.registry import METRICS as METRIC_REGISTRY  # export.METRICS is the metrics file name
 from ..train.tasks import Task
 from ..user_code import import_plugins
@@ -381,6 +381,9 @@ def load_model(
         b = recipe["backbone"]
         name, options, arch = str(b["name"]), dict(b["options"] or {}), config_from_dict(recipe["arch"])
         weights_sha256 = str(recipe["weights_sha256"])
+        for t in tasks:  # a head is built by a registered name only, with keyword options
+            if (t.head is not None and t.head not in HEADS) or not isinstance(t.head_options, dict):
+                raise ValueError(f"task {t.name!r}: head {t.head!r} with options {t.head_options!r} is no registered head here ({', '.join(HEADS)})")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:  # pydantic's ValidationError is a ValueError
         raise CheckpointError(f"{where}: not a share-search recipe ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
     input_shape = checked_input_shape(b["input_shape"], where)

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Annotated, Any, Collection, Literal, Mapping, Optional, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, ValidationInfo, field_serializer, field_validator, model_validator
 
 from ..errors import SpecError, shown
-from .registry import FAMILIES, FAMILY_SPACES, METRICS, OPTIMIZERS, SAMPLERS, WEIGHTINGS
+from .heads import HeadChoice
+from .registry import FAMILIES, FAMILY_SPACES, HEADS, METRICS, OPTIMIZERS, SAMPLERS, WEIGHTINGS
 
 MODULE_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"  # a plugin: an importable module name
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # the run folder's and the study's name
@@ -197,21 +198,119 @@ class LoaderSpec(_Section):
     persistent_workers: bool = True  # keep the workers between epochs (with num_workers > 0)
 
 
-class DataSpec(_Section):
-    """Where the data comes from; built-in name, a .npz/.csv/.parquet file, module:function, or a folder."""
+SPLIT_NAMES = ("train", "val", "test")
+SPLIT_FIELD = "split"  # a data file's column or array of this name says each row's split; never a label or an input
+MAX_AUGMENT_SCALE = 4.0  # a scale of s holds s² times a sample's pixels before the crop: a typo (125 for 1.25) is refused, not run out of memory
 
-    source: str
+
+def _number_pair(value, what: str) -> tuple:
+    """``[a, b]`` from YAML as a tuple of two numbers (never booleans), or a ValueError naming ``what`` it should be."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value):
+        raise ValueError(f"expected {what}, got {shown(value)}")
+    return tuple(value)
+
+
+class AugmentSpec(_Section):
+    """Joint augmentation of training samples (``data.augment``): every per-pixel field moves with the input.
+
+    Applied to the training split only; validation and test samples are never augmented.
+    """
+
+    hflip: bool = Field(False, strict=True)  # flip left-right with probability 1/2
+    crop: Optional[tuple[int, int]] = None  # [height, width] of a random window, padded where the sample is smaller
+    scale: Optional[tuple[float, float]] = None  # [low, high]: resize by a factor drawn uniformly from it
+
+    @field_validator("crop", mode="before")
+    @classmethod
+    def _crop_is_a_size(cls, v):
+        if v is None:
+            return v
+        what = "[height, width], two positive integers (pixels)"
+        pair = _number_pair(v, what)
+        if not all(isinstance(n, int) and n > 0 for n in pair):
+            raise ValueError(f"expected {what}, got {shown(v)}")
+        return pair
+
+    @field_validator("scale", mode="before")
+    @classmethod
+    def _scale_is_a_range(cls, v):
+        if v is None:
+            return v
+        what = f"[low, high] with 0 < low <= high <= {MAX_AUGMENT_SCALE:g}"
+        low, high = _number_pair(v, what)
+        if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high <= MAX_AUGMENT_SCALE):
+            raise ValueError(f"expected {what}, got {shown(v)}")
+        return float(low), float(high)
+
+    @field_serializer("crop", "scale")
+    def _as_list(self, v):
+        return None if v is None else list(v)  # spec.resolved.yaml is safe YAML: lists, not tuples
+
+    @property
+    def active(self) -> bool:
+        """True when some option changes a sample (``augment: {}`` changes none)."""
+        return self.hflip or self.crop is not None or self.scale is not None
+
+
+
+class DataSpec(_Section):
+    """Where the data comes from; built-in name, a .npz/.csv/.parquet file, module:function, one file per split, or a folder."""
+
+    source: str | dict[str, str]
     inputs: Optional[list[str]] = None
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0, lt=0.5)
     max_samples: Optional[int] = Field(None, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)
     cache_dir: Optional[str] = None
+    augment: Optional[AugmentSpec] = None  # training split only
     # a folder source: fields declared (else inferred), held in memory or streamed, how it streams
     fields: dict[str, FieldSpec] = Field(default_factory=dict)
     in_memory: Union[Literal["auto"], bool] = "auto"
     in_memory_max_mb: Optional[float] = Field(None, gt=0, allow_inf_nan=False)  # auto's bound; default 1/8 of the machine's memory
     loader: LoaderSpec = Field(default_factory=LoaderSpec)
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _augment_mapping(cls, v):
+        if v is not None and not isinstance(v, (dict, AugmentSpec)):
+            raise ValueError(f"expected a mapping such as {{hflip: true, crop: [H, W], scale: [0.75, 1.25]}}, got {shown(v)}")
+        return v
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _split_files(cls, v):
+        if isinstance(v, Mapping):
+            return split_files(v)
+        if not isinstance(v, str):  # said here: pydantic would name the union's branch (data.source.str)
+            raise ValueError(f"expected a built-in name, a file, module:function or {{train: FILE, val: FILE, test: FILE}}, got {shown(v)}")
+        return v
+
+    @field_validator("inputs")
+    @classmethod
+    def _split_is_not_an_input(cls, v):
+        if v is not None and SPLIT_FIELD in v:
+            raise ValueError(f"{SPLIT_FIELD!r} names the split column (train/val/test per row), never an input; rename that column")
+        return v
+
+
+def split_files(files: Mapping) -> dict[str, str]:
+    """``data.source: {train: a.npz, val: b.npz, test: c.npz}``: files of one kind, a train and a val or test, in split order."""
+    for split, file in files.items():
+        where = f"data.source.{split}"
+        if split not in SPLIT_NAMES:
+            raise SpecError(where, f"unknown split {shown(split)} (known: {', '.join(SPLIT_NAMES)})")
+        if not isinstance(file, str) or not is_file_source(file):
+            raise SpecError(where, f"expected a .npz, .csv or .parquet file, got {shown(file)}")
+    if "train" not in files:
+        raise SpecError("data.source", f"one file per split needs a train file, got {', '.join(files) or 'none'}")
+    if len(files) == 1:
+        raise SpecError("data.source", "one file per split needs a val or test file beside train (one file alone: data.source: FILE, split at random by the seed)")
+    kind = Path(files["train"]).suffix.lower()
+    for split, file in files.items():
+        if Path(file).suffix.lower() != kind:
+            raise SpecError(f"data.source.{split}", f"every split's file is a {kind} file like data.source.train, got {shown(file)}")
+    return {split: files[split] for split in SPLIT_NAMES if split in files}
 
 
 REDUCE_TYPES = {"mean": "regression", "mode": "multiclass"}  # a folder field reduced to one label per sample
@@ -225,6 +324,7 @@ class TaskSpec(_Section):
     # a per-pixel folder field made one label per sample: mean (regression over valid pixels)
     # or mode (the most frequent valid class, multiclass); until dense tasks exist
     reduce: Optional[Literal["mean", "mode"]] = None
+    head: Optional[HeadChoice] = None  # None: the head of the task's type (spec.heads.default_head)
 
     @model_validator(mode="after")
     def _reduce_fits_type(self):
@@ -237,6 +337,16 @@ class TaskSpec(_Section):
         ``:<reduce>`` for a reduced folder field (two tasks may reduce one field two ways)."""
         label = self.label or name
         return f"{label}:{self.reduce}" if self.reduce else label
+
+    @field_validator("head", mode="before")
+    @classmethod
+    def _known_head(cls, v, info: ValidationInfo):
+        if v is None:
+            return v
+        head = HeadChoice.parse(v)
+        if head.name not in HEADS and not names_unchecked(info):
+            raise ValueError(f"unknown head {shown(head.name)} (known: {', '.join(HEADS)})")
+        return head
 
     @field_validator("metric")
     @classmethod
@@ -272,6 +382,7 @@ class UncheckedOptions(BaseModel):
 class BackboneSpec(_Section):
     name: str = "mlp"
     options: dict[str, Any] = Field(default_factory=dict)
+    weights: Optional[str] = None  # a local .safetensors or PyTorch state dict the stages start from; never downloaded
 
 
 class TrainSpec(_Section):
@@ -284,6 +395,7 @@ class TrainSpec(_Section):
     momentum: float = Field(0.9, ge=0, lt=1)
     gradnorm_alpha: float = Field(1.5, ge=0)
     dwa_temperature: float = Field(2.0, gt=0)
+    encoder_lr_mult: float = Field(1.0, gt=0, allow_inf_nan=False)  # the backbone's stages train at lr x this, heads at lr
     patience: Optional[int] = Field(None, gt=0)
     threads: int = Field(1, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -407,6 +519,17 @@ class Spec(_Section):
                 f"its own, so it needs search.resources.cpu >= {workers + 1}, got {cpu:g} (or set data.in_memory: true)",
             )
         return self
+
+    @field_validator("tasks")
+    @classmethod
+    def _split_is_never_a_label(cls, v):
+        for name, task in v.items():
+            if (task.label or name) == SPLIT_FIELD:
+                raise SpecError(
+                    f"tasks.{name}.label",
+                    f"{SPLIT_FIELD!r} names a data file's split column (train/val/test per row), never a label; rename that label",
+                )
+        return v
 
     @field_validator("families", mode="before")
     @classmethod
@@ -637,7 +760,7 @@ def is_folder_source(source: str) -> bool:
 
 
 def _paths_from(spec: Spec, folder: Path) -> Spec:
-    """``spec`` with relative data file paths made absolute from ``folder``, as config files are read.
+    """``spec`` with relative data file paths (and ``backbone.weights``) made absolute from ``folder``, as config files are read.
 
     Absolute, they mean the same file from the run folder's ``spec.resolved.yaml``.
     """
@@ -646,11 +769,17 @@ def _paths_from(spec: Spec, folder: Path) -> Spec:
         return p if os.path.isabs(p) else os.path.abspath(os.path.join(folder, p))
 
     changes = {}
-    if is_file_source(spec.data.source) or is_folder_source(spec.data.source):
+    if isinstance(spec.data.source, Mapping):
+        changes["source"] = {split: absolute(file) for split, file in spec.data.source.items()}
+    elif is_file_source(spec.data.source) or is_folder_source(spec.data.source):
         changes["source"] = absolute(spec.data.source)
     if spec.data.cache_dir is not None:
         changes["cache_dir"] = absolute(spec.data.cache_dir)
-    return spec.model_copy(update={"data": spec.data.model_copy(update=changes)}) if changes else spec
+    if changes:
+        spec = spec.model_copy(update={"data": spec.data.model_copy(update=changes)})
+    if spec.backbone.weights is not None:
+        spec = spec.model_copy(update={"backbone": spec.backbone.model_copy(update={"weights": absolute(spec.backbone.weights)})})
+    return spec
 
 
 # --------------------------------------------------------------------------- safe YAML
@@ -756,6 +885,7 @@ class TrainConfig:
     momentum: float = _spec_default("momentum")  # SGD only
     gradnorm_alpha: float = _spec_default("gradnorm_alpha")
     dwa_temperature: float = _spec_default("dwa_temperature")
+    encoder_lr_mult: float = _spec_default("encoder_lr_mult")  # the stages' lr over the heads'
     patience: int | None = _spec_default("patience")  # stop a phase after this many epochs without a better score
     threads: int = _spec_default("threads")
     device: str = _spec_default("device")  # "auto" (cuda when available) | "cpu" | "cuda"

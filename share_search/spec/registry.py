@@ -1,8 +1,8 @@
-"""Registries: one small class, and the five share-search looks names up in.
+"""Registries: one small class, and the ones share-search looks names up in.
 
 A ``Registry`` maps a name to an object: a sharing family (its networks, and under the
-same name its search space), a backbone's stage builder, a loss weighting, an optimizer,
-a metric, an Optuna sampler factory. Each kind has the same three
+same name its search space), a backbone's stage builder, a task head, a loss weighting,
+an optimizer, a metric, an Optuna sampler factory. Each kind has the same three
 functions: ``register_<kind>(name)`` (a decorator; a name taken twice is an error),
 ``list_<kinds>()`` (sorted names) and ``create_<kind>(name, ...)`` or ``get_<kind>(name)``.
 
@@ -131,7 +131,11 @@ FAMILIES: Registry = Registry("family", {
 })
 # a family's search space (Optuna sampling, enumeration), by the family's name
 FAMILY_SPACES: Registry = Registry("family space", {n: f"share_search.space.{n}:SPACE" for n in FAMILIES})
-BACKBONES: Registry = Registry("backbone", {n: f"share_search.arch.backbones:{n}" for n in ("mlp", "convnet", "resnet")})
+BACKBONES: Registry = Registry("backbone", {
+    **{n: f"share_search.arch.backbones:{n}" for n in ("mlp", "convnet", "resnet")},
+    **{n: f"share_search.arch.encoders:{n}" for n in ("resnet18", "resnet34", "resnet50", "timm")},
+})
+HEADS: Registry = Registry("head", {n: f"share_search.arch.heads:{n}" for n in ("linear", "deeplab", "fcn")})
 WEIGHTINGS: Registry = Registry("weighting", {
     "equal": "share_search.train.weighting:Equal",
     "uncertainty": "share_search.train.weighting:Uncertainty",
@@ -144,7 +148,7 @@ METRICS: Registry = Registry(
 )
 SAMPLERS: Registry = Registry("sampler", {n: f"share_search.space.samplers:{n}" for n in ("tpe", "random", "nsga2", "grid")})
 OPTIMIZERS: Registry = Registry("optimizer", {n: f"share_search.train.optimizers:{n}" for n in ("adam", "sgd")})
-REGISTRIES: dict[str, Registry] = {r.kind: r for r in (FAMILIES, FAMILY_SPACES, BACKBONES, WEIGHTINGS, OPTIMIZERS, METRICS, SAMPLERS)}
+REGISTRIES: dict[str, Registry] = {r.kind: r for r in (FAMILIES, FAMILY_SPACES, BACKBONES, HEADS, WEIGHTINGS, OPTIMIZERS, METRICS, SAMPLERS)}
 
 
 def _named(name: str, cls: type, registry: Registry) -> None:
@@ -215,6 +219,23 @@ def register_backbone(name: str):
 
 def list_backbones() -> list[str]:
     return BACKBONES.names()
+
+
+# heads
+def register_head(name: str):
+    """Decorator: add ``fn(in_shape, n_outputs, input_shape, **options) -> nn.Module``, a task's head
+    on the last stage's output (``in_shape``, per sample) of a network whose input is ``input_shape``.
+    Give ``fn`` an attribute ``dense = True`` (per-pixel output) or ``False`` so the spec can refuse it
+    on the other kind of task."""
+    return HEADS.register(name)
+
+
+def list_heads() -> list[str]:
+    return HEADS.names()
+
+
+def create_head(name: str, in_shape, n_outputs: int, input_shape, **options):
+    return HEADS[name](tuple(in_shape), n_outputs, tuple(input_shape), **options)
 
 
 # weightings

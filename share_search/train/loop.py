@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from ..arch._base import MultiTaskModel, Phase
 from ..data._base import Dataset, Split
 from ..data.folder import FolderSplit
-from ..errors import DataError, ShareSearchError
+from ..errors import DataError, ShareSearchError, SpecError
 from ..spec.model import TrainConfig
 from ..spec.registry import create_optimizer
 from .tasks import Task
@@ -157,7 +157,7 @@ def fit(
     trainable = {p: p.requires_grad for p in model.parameters()}
     epoch = best_epoch = 0
     try:
-        for index, phase in enumerate(model.phases()):
+        for index, phase in enumerate(model_phases(model, config)):
             begin_phase = getattr(model, "begin_phase", None)
             if begin_phase is not None:
                 begin_phase(index)
@@ -241,6 +241,19 @@ def _to_tensors(data: Dataset, split_name: str, tasks: Sequence[Task], device: t
     x = torch.as_tensor(split.x, dtype=torch.float32, device=device)
     y = {t.name: torch.as_tensor(split.y[t.label], dtype=torch.float32, device=device) for t in tasks}
     return _Tensors(x, y)
+
+
+def model_phases(model: nn.Module, config: TrainConfig) -> list[Phase]:
+    """The model's phases, its encoder at lr × ``train.encoder_lr_mult``; a model whose
+    ``phases()`` takes no multiplier is asked without one unless the spec sets it."""
+    if config.encoder_lr_mult == 1.0:
+        return model.phases()
+    try:
+        return model.phases(encoder_lr_mult=config.encoder_lr_mult)
+    except TypeError as exc:
+        if "encoder_lr_mult" not in str(exc):
+            raise
+        raise SpecError("train.encoder_lr_mult", f"{type(model).__name__}.phases() takes no encoder_lr_mult, so only 1.0 fits it, got {config.encoder_lr_mult}") from None
 
 
 def _train_only(model: nn.Module, phase: Phase) -> list[nn.Parameter]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..arch.backbones import Backbone, make_backbone
+from ..arch.heads import check_task_head
 from ..data import Dataset, load_data
 from ..errors import SpecError
 from ..spec.model import Spec
@@ -63,6 +64,8 @@ def resolve_tasks(spec: Spec, data: Dataset) -> tuple[Task, ...]:
                 metric=metric,
                 extra_metrics=tuple(ts.extra_metrics),
                 class_names=info.class_names if kind != "regression" else None,
+                head=ts.head.name if ts.head is not None else None,
+                head_options=dict(ts.head.options) if ts.head is not None else {},
             )
         )
     return tuple(tasks)
@@ -72,7 +75,9 @@ def load_problem(spec: Spec) -> Problem:
     """Load the data and measure the backbone once (both can fail with a clear error)."""
     data = load_data(spec.data, seed=spec.seed, labels={ts.data_label(name): name for name, ts in spec.tasks.items()})
     tasks = resolve_tasks(spec, data)
-    backbone = make_backbone(spec.backbone.name, data.input_shape, spec.backbone.options)
+    backbone = make_backbone(spec.backbone.name, data.input_shape, spec.backbone.options, weights=spec.backbone.weights)
+    for task in tasks:
+        check_task_head(task, backbone)
     return Problem(spec=spec, data=data, tasks=tasks, backbone=backbone)
 
 
@@ -85,7 +90,7 @@ def user_code_named(spec: Spec) -> dict[str, str]:
 
     named = {}
     source = spec.data.source
-    if source not in BUILTIN_SOURCES and not is_file_source(source) and is_module_source(source):
+    if isinstance(source, str) and source not in BUILTIN_SOURCES and not is_file_source(source) and is_module_source(source):
         named["data.source"] = source
     if ":" in spec.backbone.name and spec.backbone.name not in BACKBONES:
         named["backbone.name"] = spec.backbone.name

@@ -7,8 +7,8 @@ nothing is imputed. Class labels are stored as integral floats.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -36,6 +36,8 @@ class Task:
     metric: str
     extra_metrics: tuple[str, ...] = ()
     class_names: tuple[str, ...] | None = None
+    head: str | None = None  # a name in registry.HEADS; None: the default of the type (spec.heads.default_head)
+    head_options: dict[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def higher_is_better(self) -> bool:

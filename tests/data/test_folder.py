@@ -21,7 +21,7 @@ from share_search.space.spaces import reference_archs
 from share_search.spec.model import DataSpec, TrainConfig, parse_spec
 from share_search.train.loop import evaluate, first_inputs, fit
 from share_search.train.problem import load_problem
-from tests.data.folder_fixture import CLASSES, NYU_SIZE, SMALL_SIZE, write_nyuv2
+from tests.data.folder_fixture import CLASSES, NYU_SIZE, write_nyuv2
 
 LABELS = {"label:mode": "scene", "depth:mean": "depth", "normal:mean": "normal"}
 MASK = {"label": {"kind": "mask", "classes": CLASSES}}
@@ -59,10 +59,14 @@ def test_the_manifest_infers_every_nyuv2_kind_and_carves_val_from_train(nyu):
         "depth": ("depth", (24, 32, 1), (1, 24, 32)),
         "normal": ("normals", (24, 32, 3), (3, 24, 32)),
     }
-    splits = {s.name: (s.folder, s.count) for s in m.splits}
-    assert splits == {"train": ("train", 7), "val": ("train", 1), "test": ("val", 4)}
-    assert "held out as test" in next(s.origin for s in m.splits if s.name == "test")
-    assert "carved from train/ by seed 0" in next(s.origin for s in m.splits if s.name == "val")
+    assert {name: (data.split(name).folder, len(data.split(name))) for name in ("train", "val", "test")} == {
+        "train": ("train", 7), "val": ("train", 1), "test": ("val", 4)
+    }
+    assert data.split_origin == {
+        "train": f"official train less the carved val: {nyu}/train/",
+        "val": "carved from the official train by seed 0 (15% of its rows)",
+        "test": f"official val, held out as test (no test given; selection uses the val carved from train): {nyu}/val/",
+    }
     assert set(data.train.indices).isdisjoint(data.val.indices) and len(set(data.train.indices) | set(data.val.indices)) == 8
     assert data.input_shape == (3, 24, 32)
     assert {k: (v.kind, v.n_outputs) for k, v in data.labels.items()} == {
@@ -75,7 +79,10 @@ def test_train_val_and_test_folders_are_official_splits(tmp_path):
     write_nyuv2(tmp_path / "t", n_train=2, n_val=1, seed=1)
     (tmp_path / "t" / "train").rename(root / "test")
     data = load_data(folder_spec(root, in_memory=False), seed=0, labels=LABELS)
-    assert {s.name: (s.folder, s.count) for s in data.manifest.splits} == {"train": ("train", 4), "val": ("val", 3), "test": ("test", 2)}
+    assert {name: (data.split(name).folder, len(data.split(name))) for name in ("train", "val", "test")} == {
+        "train": ("train", 4), "val": ("val", 3), "test": ("test", 2)
+    }
+    assert data.split_origin["test"] == f"official test: {root}/test/"
 
 
 def test_the_seed_decides_which_train_samples_become_val(nyu):
@@ -207,7 +214,7 @@ def test_png_and_jpg_fields_read_through_torchvision(tmp_path):
 def test_max_samples_cuts_each_split_before_anything_is_read(nyu):
     data = load_data(folder_spec(nyu, in_memory=False, max_samples=6), seed=0, labels=LABELS)
     assert data.sizes == {"train": 4, "val": 1, "test": 2}  # 7, 1, 4 cut by 6/12, rounded, at least one each
-    assert "kept (data.max_samples)" in data.manifest.splits[0].origin
+    assert data.split_origin["train"].endswith("; 4 of them kept (data.max_samples)")
 
 
 # --------------------------------------------------------------------------- in memory or streamed
