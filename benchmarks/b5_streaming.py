@@ -114,7 +114,11 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    root = Path(tempfile.mkdtemp(prefix="b5-")) / "nyu"
+    with tempfile.TemporaryDirectory(prefix="b5-") as folder:
+        measure(Path(folder) / "nyu", args, size)
+
+
+def measure(root: Path, args, size: tuple[int, int]) -> None:
     on_disk = write_folder(root, args.train, args.val, size)
     print(f"folder: {root}, {args.train} train + {args.val} val samples of {size[0]}x{size[1]}, {on_disk / 2**20:.0f} MB on disk", flush=True)
     one_fit(root, "memory", argparse.Namespace(**{**vars(args), "epochs": 1}))  # warm-up: torch's first calls

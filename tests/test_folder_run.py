@@ -5,6 +5,7 @@ exports the best, and keeps every trial's config small (the data travels by path
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,7 @@ import yaml
 
 from share_search.cli import main
 from tests.data.folder_fixture import CLASSES, write_nyuv2
+from tests.runs import REPO
 
 SPEC = {
     "name": "nyu-stream",
@@ -75,3 +77,14 @@ def test_a_real_run_streams_the_folder_with_a_loader_worker(spec_file, tmp_path,
     assert len(configs) == 3
     assert max(p.stat().st_size for p in configs) < 10_000  # the plan only: the data reaches a trial by path
     assert sum(p.stat().st_size for p in (spec_file.parent / "nyuv2").rglob("*.npy")) > 300_000
+
+
+def test_the_nyuv2_example_validates_on_a_folder_in_its_layout(tmp_path, capsys):
+    """search_spaces/nyuv2.yaml, beside a (small) folder in the layout it names."""
+    shutil.copy(REPO / "search_spaces" / "nyuv2.yaml", tmp_path / "nyuv2.yaml")
+    write_nyuv2(tmp_path / "nyuv2", n_train=12, n_val=4)
+    assert main(["validate", str(tmp_path / "nyuv2.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "data nyuv2: input shape (3, 24, 32); train 11, val 1, test 4" in out
+    assert "label  │ mask, 13 classes" in out and "normal │ normals" in out and "image  │ image (input)" in out
+    assert "data held: in memory (data.in_memory: auto)" in out
