@@ -449,6 +449,16 @@ class SearchSpec(_Section):
         return v
 
     @model_validator(mode="after")
+    def _delta_m_needs_baselines(self):
+        if self.objective == "delta_m" and not self.baselines:
+            raise SpecError(
+                "search.baselines",
+                "false trains no single-task networks, but objective: delta_m compares every trial against them; "
+                "use baselines: true or objective: per_task",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _scheduler_needs_scalar(self):
         if self.scheduler is not None and self.objective != "delta_m":
             raise ValueError(
