@@ -84,20 +84,30 @@ def cmd_validate(args) -> int:
     con.print(f"[bold]{spec.name}[/]: spec is valid (seed {spec.seed})")
     d = problem.data
     sizes = d.sizes
-    for line in _data_file_lines(spec.data.source):
-        con.print(line, markup=False, highlight=False)
+    if d.manifest is None:
+        for line in _data_file_lines(spec.data.source):
+            con.print(line, markup=False, highlight=False)
     con.print(f"data [bold]{d.name}[/]: input shape {d.input_shape}; train {sizes['train']}, val {sizes['val']}, test {sizes['test']}")
     for split, origin in d.split_origin.items():
         con.print(f"  {split}: {origin}", markup=False, highlight=False)
+    if d.manifest is not None:
+        _print_manifest(con, d.manifest)
+    if spec.data.augment is not None:
+        from .data.augment import describe_augment
+
+        con.print(f"augmentation: {describe_augment(spec.data.augment)}", markup=False, highlight=False)
     t = Table(title="tasks", title_justify="left")
     for col in ("task", "label", "type", "outputs", "metric", "direction", "labelled (train)"):
         t.add_column(col)
     import numpy as np
 
     for task in problem.tasks:
-        y = d.train.y[task.label]
-        labelled = int((~np.isnan(y)).reshape(len(y), -1).any(axis=1).sum())
-        t.add_row(task.name, task.label, task.type, str(task.n_outputs), ", ".join(task.metrics), "higher is better" if task.higher_is_better else "lower is better", f"{labelled}/{len(y)}")
+        if hasattr(d.train, "y"):
+            y = d.train.y[task.label]
+            labelled = f"{int((~np.isnan(y)).reshape(len(y), -1).any(axis=1).sum())}/{len(y)}"
+        else:
+            labelled = "streamed, not counted"
+        t.add_row(task.name, task.label, task.type, str(task.n_outputs), ", ".join(task.metrics), "higher is better" if task.higher_is_better else "lower is better", labelled)
     con.print(t)
     b = problem.backbone
     t = Table(title=f"backbone {b.name} ({plural(b.n_stages, 'stage')})", title_justify="left")
@@ -127,6 +137,22 @@ def cmd_validate(args) -> int:
     if s.sampler == "grid":
         con.print(f"grid: {plural(len(grid_points(problem)), 'architecture/training combination')}")
     return 0
+
+
+def _print_manifest(con, manifest) -> None:
+    """A folder source as the manifest pass found it: its fields with their kinds, in memory or streamed."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    con.print(f"data folder: {escape(manifest.root)}")
+    t = Table(title="fields", title_justify="left")
+    for col in ("field", "kind", "stored", "read as", "dtype", "files"):
+        t.add_column(col)
+    for info in manifest.fields.values():
+        kind = info.kind + (" (input)" if info.name == manifest.input else "") + (f", {info.classes} classes" if info.classes else "")
+        t.add_row(info.name, kind, str(info.stored_shape), str(info.shape), info.dtype, f"*{info.suffix}")
+    con.print(t)
+    con.print(f"data held: {escape(manifest.memory)}")
 
 
 # --------------------------------------------------------------------------- run

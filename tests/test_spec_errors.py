@@ -169,3 +169,16 @@ def test_y_and_n_stay_task_names():
     """PyYAML reads `y:` and `n:` as strings, so they are ordinary task names (a common label name)."""
     spec = parse_spec(yaml.safe_load(GOOD.replace("odd: {}", "y: {}")))
     assert "y" in spec.task_names
+
+
+def test_delta_m_without_baselines_is_refused_before_any_trial_fails():
+    """On main every trial of such a run failed with 'the single-task baseline did not finish'."""
+    from share_search.errors import SpecError
+    from share_search.spec.model import parse_spec
+
+    spec = {"name": "nb", "data": {"source": "digits"}, "tasks": {"digit": None, "odd": None}, "families": {"tree": {}},
+            "search": {"baselines": False}}
+    with pytest.raises(SpecError) as err:
+        parse_spec(spec)
+    assert err.value.path == "search.baselines" and "objective: delta_m compares every trial against them" in str(err.value)
+    assert parse_spec({**spec, "search": {"baselines": False, "objective": "per_task"}}).search.baselines is False

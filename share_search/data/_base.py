@@ -1,4 +1,4 @@
-"""The in-memory form every data source produces.
+"""The form every data source produces: arrays in memory (a folder source may stream instead).
 
 Inputs are float32 arrays ``(N, *input_shape)``. Labels are float32 arrays ``(N,)`` or
 ``(N, k)`` with NaN where a sample carries no label for that task; class labels are
@@ -8,9 +8,12 @@ integral floats. Splits are fixed before training from the spec's seed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:  # the folder module imports torch, which this one does not need
+    from .folder import FolderSplit
 
 LabelKind = Literal["multiclass", "binary", "regression"]
 
@@ -39,18 +42,22 @@ class Split:
 
 @dataclass(frozen=True)
 class Dataset:
+    """Train, val and test splits: arrays in memory (``Split``) or, for a folder source, a
+    ``folder.FolderSplit`` read from disk as it trains."""
+
     name: str
     input_shape: tuple[int, ...]
     labels: dict[str, LabelInfo]
-    train: Split
-    val: Split
-    test: Split
+    train: Split | FolderSplit
+    val: Split | FolderSplit
+    test: Split | FolderSplit
     description: str = ""
     unused_labels: tuple[str, ...] = ()  # labels of a user file that no task uses: neither read nor checked
+    manifest: Any = None  # a folder source's ``folder.Manifest`` (splits, fields, in memory or streamed), which validate prints
     # per split, where its rows came from (an official split, carved from train, a random split), as validate says
     split_origin: dict[str, str] = field(default_factory=lambda: dict.fromkeys(("train", "val", "test"), RANDOM_SPLIT_ORIGIN))
 
-    def split(self, name: str) -> Split:
+    def split(self, name: str) -> Split | FolderSplit:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
 
     @property

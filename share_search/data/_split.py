@@ -64,17 +64,23 @@ def subsample(data: Dataset, max_samples: int | None, seed: int) -> Dataset:
     Proportional so that val and test stay in their ratio to train; each split keeps
     at least one row and the kept rows stay in their original order.
     """
-    total = sum(data.sizes.values())
-    if max_samples is None or max_samples >= total:
+    rows = subsample_rows(data.sizes, max_samples, seed)
+    if rows is None:
         return data
+    return replace(data, **{name: take(data.split(name).x, data.split(name).y, rows[name]) for name in SPLITS})
+
+
+def subsample_rows(sizes: Mapping[str, int], max_samples: int | None, seed: int) -> dict[str, np.ndarray] | None:
+    """The rows ``subsample`` keeps of each split, sorted (None: all of them)."""
+    total = sum(sizes.values())
+    if max_samples is None or max_samples >= total:
+        return None
     gen = rng(seed, SUBSAMPLE_STREAM)
-    splits = {}
+    rows = {}
     for name in SPLITS:
-        split = data.split(name)
-        keep = max(1, round(len(split) * max_samples / total))
-        idx = np.sort(gen.choice(len(split), size=min(keep, len(split)), replace=False))
-        splits[name] = take(split.x, split.y, idx)
-    return replace(data, **splits)
+        keep = max(1, round(sizes[name] * max_samples / total))
+        rows[name] = np.sort(gen.choice(sizes[name], size=min(keep, sizes[name]), replace=False))
+    return rows
 
 
 def rows_per_split(values, where: str) -> dict[str, np.ndarray]:

@@ -80,6 +80,8 @@ def _log_start(spec: Spec, problem: Problem, run_dir: Path, resume: bool) -> Non
     d = problem.data
     log.info("%s run %r in %s", "resumed" if resume else "started", spec.name, run_dir)
     log.info("data %s: input shape %s; train %d, val %d, test %d", d.name, d.input_shape, *d.sizes.values())
+    if d.manifest is not None:
+        log.info("data folder %s: %s", d.manifest.root, d.manifest.memory)
     log.info("tasks: %s", "; ".join(f"{t.name} ({t.type}, {t.metric})" for t in problem.tasks))
     if problem.backbone.weights_note:
         log.info("backbone.weights: %s", problem.backbone.weights_note)

@@ -466,7 +466,7 @@ def rank_folders(export_dir: Path) -> dict[int, Path]:
 
 def _ranked_export(run_dir: Path, problem, row, record: TrialRecord, ranking: Mapping[str, Any]):
     """One leaderboard row's network with its best-validation weights and its metrics."""
-    from ..train.loop import evaluate
+    from ..train.loop import evaluate, first_inputs
 
     trial = record.number
     ckpt = find_checkpoint(run_dir, trial, record.checkpoint)
@@ -487,7 +487,7 @@ def _ranked_export(run_dir: Path, problem, row, record: TrialRecord, ranking: Ma
         "val": evaluate(model, problem.data.val, problem.tasks),
         "test": evaluate(model, problem.data.test, problem.tasks),
     }
-    return model, plan, metrics, torch.as_tensor(problem.data.val.x[:8])
+    return model, plan, metrics, first_inputs(problem.data.val, 8)
 
 
 def _plan_of(record: TrialRecord, checkpoint: Path) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Collection, Literal, Mapping, Optional
+from typing import Annotated, Any, Collection, Literal, Mapping, Optional, Union
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, ValidationInfo, field_serializer, field_validator, model_validator
@@ -168,6 +168,36 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
 
+FIELD_KINDS = ("image", "mask", "depth", "normals", "vector")  # what a folder source's per-sample field holds
+
+
+class FieldSpec(_Section):
+    """A folder source's field as declared: ``data.fields.<name>: mask`` or ``{kind: mask, classes: 13}``."""
+
+    kind: Literal["image", "mask", "depth", "normals", "vector"]
+    classes: Optional[int] = Field(None, gt=0)  # a mask's class count: values 0..classes-1, or ``ignore``
+    ignore: int = -1  # a mask's "no label" value (MTAN and LibMTL use -1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_alone(cls, v):
+        return {"kind": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _classes_of_a_mask(self):
+        if self.classes is not None and self.kind != "mask":
+            raise ValueError(f"only a mask has classes, this field is kind {self.kind!r}")
+        return self
+
+
+class LoaderSpec(_Section):
+    """How a streamed split is read: torch DataLoader settings (``data.loader``)."""
+
+    num_workers: int = Field(0, ge=0)  # loader processes per trial, each besides the trial's own
+    pin_memory: bool = True  # used only when a trial trains on a GPU
+    persistent_workers: bool = True  # keep the workers between epochs (with num_workers > 0)
+
+
 SPLIT_NAMES = ("train", "val", "test")
 SPLIT_FIELD = "split"  # a data file's column or array of this name says each row's split; never a label or an input
 MAX_AUGMENT_SCALE = 4.0  # a scale of s holds s² times a sample's pixels before the crop: a typo (125 for 1.25) is refused, not run out of memory
@@ -224,7 +254,7 @@ class AugmentSpec(_Section):
 
 
 class DataSpec(_Section):
-    """Where the data comes from; built-in name, a .npz/.csv/.parquet file, module:function, or one file per split."""
+    """Where the data comes from; built-in name, a .npz/.csv/.parquet file, module:function, one file per split, or a folder."""
 
     source: str | dict[str, str]
     inputs: Optional[list[str]] = None
@@ -234,6 +264,11 @@ class DataSpec(_Section):
     options: dict[str, Any] = Field(default_factory=dict)
     cache_dir: Optional[str] = None
     augment: Optional[AugmentSpec] = None  # training split only
+    # a folder source: fields declared (else inferred), held in memory or streamed, how it streams
+    fields: dict[str, FieldSpec] = Field(default_factory=dict)
+    in_memory: Union[Literal["auto"], bool] = "auto"
+    in_memory_max_mb: Optional[float] = Field(None, gt=0, allow_inf_nan=False)  # auto's bound; default 1/8 of the machine's memory
+    loader: LoaderSpec = Field(default_factory=LoaderSpec)
 
     @field_validator("augment", mode="before")
     @classmethod
@@ -278,12 +313,30 @@ def split_files(files: Mapping) -> dict[str, str]:
     return {split: files[split] for split in SPLIT_NAMES if split in files}
 
 
+REDUCE_TYPES = {"mean": "regression", "mode": "multiclass"}  # a folder field reduced to one label per sample
+
+
 class TaskSpec(_Section):
     label: Optional[str] = None
     type: Optional[Literal["multiclass", "binary", "regression"]] = None
     metric: Optional[str] = None
     extra_metrics: list[str] = Field(default_factory=list)
+    # a per-pixel folder field made one label per sample: mean (regression over valid pixels)
+    # or mode (the most frequent valid class, multiclass); until dense tasks exist
+    reduce: Optional[Literal["mean", "mode"]] = None
     head: Optional[HeadChoice] = None  # None: the head of the task's type (spec.heads.default_head)
+
+    @model_validator(mode="after")
+    def _reduce_fits_type(self):
+        if self.reduce is not None and self.type not in (None, REDUCE_TYPES[self.reduce]):
+            raise ValueError(f"reduce: {self.reduce} makes a {REDUCE_TYPES[self.reduce]} label, but type is {self.type!r}")
+        return self
+
+    def data_label(self, name: str) -> str:
+        """The label this task reads from the data: ``label`` (or the task's name), with
+        ``:<reduce>`` for a reduced folder field (two tasks may reduce one field two ways)."""
+        label = self.label or name
+        return f"{label}:{self.reduce}" if self.reduce else label
 
     @field_validator("head", mode="before")
     @classmethod
@@ -438,6 +491,16 @@ class SearchSpec(_Section):
         return v
 
     @model_validator(mode="after")
+    def _delta_m_needs_baselines(self):
+        if self.objective == "delta_m" and not self.baselines:
+            raise SpecError(
+                "search.baselines",
+                "false trains no single-task networks, but objective: delta_m compares every trial against them; "
+                "use baselines: true or objective: per_task",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _scheduler_needs_scalar(self):
         if self.scheduler is not None and self.objective != "delta_m":
             raise ValueError(
@@ -497,6 +560,18 @@ class Spec(_Section):
         if len(v) < 2:
             raise ValueError(f"multi-task search needs at least 2 tasks, got {len(v)}")
         return v
+
+    @model_validator(mode="after")
+    def _cpus_cover_loader_workers(self):
+        """A streamed split's loader processes run beside the trial's own: Ray must count them."""
+        workers, cpu = self.data.loader.num_workers, self.search.resources.cpu
+        if workers and self.data.in_memory is not True and cpu < workers + 1:
+            raise SpecError(
+                "search.resources.cpu",
+                f"a trial that streams its data runs data.loader.num_workers={workers} loader process(es) beside "
+                f"its own, so it needs search.resources.cpu >= {workers + 1}, got {cpu:g} (or set data.in_memory: true)",
+            )
+        return self
 
     @field_validator("tasks")
     @classmethod
@@ -734,6 +809,12 @@ def is_module_source(source: str) -> bool:
     return MODULE_FUNCTION.fullmatch(source) is not None
 
 
+def is_folder_source(source: str) -> bool:
+    """A folder of per-sample files is named by a path with a ``/`` (``./nyuv2``, ``~/data/nyuv2``),
+    so it never reads as a built-in's name."""
+    return not is_file_source(source) and not is_module_source(source) and ("/" in source or os.sep in source)
+
+
 def _paths_from(spec: Spec, folder: Path) -> Spec:
     """``spec`` with relative data file paths (and ``backbone.weights``) made absolute from ``folder``, as config files are read.
 
@@ -746,7 +827,7 @@ def _paths_from(spec: Spec, folder: Path) -> Spec:
     changes = {}
     if isinstance(spec.data.source, Mapping):
         changes["source"] = {split: absolute(file) for split, file in spec.data.source.items()}
-    elif is_file_source(spec.data.source):
+    elif is_file_source(spec.data.source) or is_folder_source(spec.data.source):
         changes["source"] = absolute(spec.data.source)
     if spec.data.cache_dir is not None:
         changes["cache_dir"] = absolute(spec.data.cache_dir)

@@ -28,7 +28,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from ..arch._base import MultiTaskModel, Phase
 from ..data._base import Dataset, Split
+from ..data.folder import FolderSplit
 from ..errors import DataError, ShareSearchError, SpecError
 from ..spec.model import TrainConfig
 from ..spec.registry import create_optimizer
@@ -96,8 +97,40 @@ class FitResult:
 
 @dataclass(frozen=True)
 class _Tensors:
+    """A split held whole on the training device: the fast path, batches are index lookups."""
+
     x: Tensor
     y: dict[str, Tensor]  # by task name
+
+    def batches(self, size: int, shuffle: torch.Generator | None, names: Sequence[str]) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
+        """``(inputs, {task: targets})`` of ``size`` rows, in an order drawn from ``shuffle`` (None: in order)."""
+        if shuffle is None:
+            for start in range(0, len(self.x), size):
+                yield self.x[start : start + size], {n: self.y[n][start : start + size] for n in names}
+            return
+        order = torch.randperm(len(self.x), generator=shuffle).to(self.x.device)
+        for start in range(0, len(order), size):
+            rows = order[start : start + size]
+            yield self.x[rows], {n: self.y[n][rows] for n in names}
+
+
+class _Streamed:
+    """A split read from disk as it trains: its DataLoader, made once per fit (so persistent
+    workers live across epochs), shuffles with its own generator from the trial's seed."""
+
+    def __init__(self, split: FolderSplit, tasks: Sequence[Task], device: torch.device, batch_size: int, seed: int, shuffle: bool, persistent: bool):
+        self.split, self.device = split, device
+        self.label = {t.name: t.label for t in tasks}
+        self.pin = device.type == "cuda"
+        self.loader = split.loader(batch_size, seed, shuffle=shuffle, pin_memory=self.pin, persistent=persistent)
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def batches(self, size: int, shuffle: torch.Generator | None, names: Sequence[str]) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
+        """As ``_Tensors.batches``; the loader's batch size and order apply (``size``, ``shuffle`` unused)."""
+        for x, y in self.loader:
+            yield x.to(self.device, non_blocking=self.pin), {n: y[self.label[n]].to(self.device, non_blocking=self.pin) for n in names}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -138,7 +171,7 @@ def fit(
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     by_name = {t.name: t for t in tasks}
-    splits = {name: _to_tensors(data, name, tasks, device) for name in ("train", "val", "test")}
+    splits = {name: _split_on(data, name, tasks, device, config) for name in ("train", "val", "test")}
     shuffle = torch.Generator().manual_seed(config.seed)
 
     history: list[dict[str, Any]] = []
@@ -217,15 +250,28 @@ def fit(
     )
 
 
+def _split_on(data: Dataset, name: str, tasks: Sequence[Task], device: torch.device, config: TrainConfig) -> _Tensors | _Streamed:
+    """The batching seam: an in-memory split goes whole onto the device, a streamed one gets its DataLoader."""
+    split = data.split(name)
+    if isinstance(split, FolderSplit):
+        _check_labels(data.name, split.labels, tasks)
+        return _Streamed(split, tasks, device, config.batch_size, config.seed, shuffle=name == "train", persistent=name != "test")
+    return _to_tensors(data, name, tasks, device)
+
+
+def _check_labels(dataset: str, labels: Collection[str], tasks: Sequence[Task]) -> None:
+    for t in tasks:
+        if t.label not in labels:
+            raise DataError(
+                f"task {t.name!r} reads label {t.label!r}, which dataset {dataset!r} does not have "
+                f"(labels: {', '.join(labels)})"
+            )
+
+
 def _to_tensors(data: Dataset, split_name: str, tasks: Sequence[Task], device: torch.device) -> _Tensors:
     """A split on the training device; the whole split fits in memory by design."""
     split: Split = data.split(split_name)
-    for t in tasks:
-        if t.label not in split.y:
-            raise DataError(
-                f"task {t.name!r} reads label {t.label!r}, which dataset {data.name!r} does not have "
-                f"(labels: {', '.join(split.y)})"
-            )
+    _check_labels(data.name, split.y, tasks)
     x = torch.as_tensor(split.x, dtype=torch.float32, device=device)
     y = {t.name: torch.as_tensor(split.y[t.label], dtype=torch.float32, device=device) for t in tasks}
     return _Tensors(x, y)
@@ -293,8 +339,8 @@ class _Steps:
         return self.eval_every is not None and self.taken % self.eval_every == 0 and self.in_epoch < self.per_epoch
 
 
-def _steps_per_epoch(split: _Tensors, batch_size: int) -> int:
-    return math.ceil(len(split.x) / batch_size)
+def _steps_per_epoch(split: _Tensors | _Streamed, batch_size: int) -> int:
+    return len(split.loader) if isinstance(split, _Streamed) else math.ceil(len(split.x) / batch_size)
 
 
 def _train_mode(model: nn.Module, frozen: Sequence[nn.Module]) -> None:
@@ -305,7 +351,7 @@ def _train_mode(model: nn.Module, frozen: Sequence[nn.Module]) -> None:
 
 def _train_epoch(
     model: nn.Module,
-    split: _Tensors,
+    split: _Tensors | _Streamed,
     tasks: Sequence[Task],
     weighting: Weighting,
     optimizer: torch.optim.Optimizer,
@@ -325,15 +371,14 @@ def _train_epoch(
     ``validate`` is called with the mean batch losses so far wherever ``steps`` says a
     validation falls within the epoch."""
     _train_mode(model, frozen)
-    order = torch.randperm(len(split.x), generator=shuffle).to(split.x.device)
     sums = dict.fromkeys((t.name for t in tasks), 0.0)
-    batches = range(0, len(order), config.batch_size)
+    n_batches = 0
     steps.in_epoch = 0
-    for start in batches:
-        rows = order[start : start + config.batch_size]
+    for x, y in split.batches(config.batch_size, shuffle, list(sums)):
+        n_batches += 1
         with precision.autocast():
-            outputs = _forward(model, split.x[rows], config.channels_last)
-            losses = {t.name: t.loss(outputs[t.name], split.y[t.name][rows]) for t in tasks}
+            outputs = _forward(model, x, config.channels_last)
+            losses = {t.name: t.loss(outputs[t.name], y[t.name]) for t in tasks}
         values = dict(zip(losses, torch.stack(list(losses.values())).tolist()))
         _check_finite(values, epoch, phase)
         optimizer.zero_grad(set_to_none=True)
@@ -344,9 +389,9 @@ def _train_epoch(
         for name, value in values.items():
             sums[name] += value
         if steps.count():
-            validate({name: value / steps.in_epoch for name, value in sums.items()})
+            validate({name: value / n_batches for name, value in sums.items()})
             _train_mode(model, frozen)
-    return {name: value / len(batches) for name, value in sums.items()}
+    return {name: value / n_batches for name, value in sums.items()}
 
 
 def _forward(model: nn.Module, x: Tensor, channels_last: bool) -> dict[str, Tensor]:
@@ -365,21 +410,36 @@ def _check_finite(values: Mapping[str, float], epoch: int, phase: str) -> None:
 
 @torch.no_grad()
 def _evaluate(
-    model: nn.Module, split: _Tensors, tasks: Sequence[Task], batch_size: int, precision: Precision | None = None, channels_last: bool = False
+    model: nn.Module, split: _Tensors | _Streamed, tasks: Sequence[Task], batch_size: int, precision: Precision | None = None, channels_last: bool = False
 ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Per-task loss and metrics over a whole split, predicted in eval mode in batches (under the fit's precision)."""
     model.eval()
+    names = [t.name for t in tasks]
+    chunks, parts = [], []
     with contextlib.nullcontext() if precision is None else precision.autocast():
-        chunks = [_forward(model, split.x[start : start + batch_size], channels_last) for start in range(0, len(split.x), batch_size)]
+        for x, y in split.batches(batch_size, None, names):
+            chunks.append(_forward(model, x, channels_last))
+            parts.append(y)
     outputs = {t.name: torch.cat([c[t.name] for c in chunks]) for t in tasks}
-    losses = {t.name: t.loss(outputs[t.name], split.y[t.name]).item() for t in tasks}
-    metrics = {t.name: t.evaluate(outputs[t.name].cpu().numpy(), split.y[t.name].cpu().numpy()) for t in tasks}
+    targets = split.y if isinstance(split, _Tensors) else {n: torch.cat([p[n] for p in parts]) for n in names}
+    losses = {t.name: t.loss(outputs[t.name], targets[t.name]).item() for t in tasks}
+    metrics = {t.name: t.evaluate(outputs[t.name].cpu().numpy(), targets[t.name].cpu().numpy()) for t in tasks}
     return losses, metrics
 
 
-def evaluate(model: nn.Module, split: Split, tasks: Sequence[Task], batch_size: int = 256) -> dict[str, dict[str, float]]:
+def evaluate(model: nn.Module, split: Split | FolderSplit, tasks: Sequence[Task], batch_size: int = 256) -> dict[str, dict[str, float]]:
     """Every task's metrics on one split (used by export for the selected architectures)."""
     device = next(model.parameters()).device
+    if isinstance(split, FolderSplit):
+        return _evaluate(model, _Streamed(split, tasks, device, batch_size, seed=0, shuffle=False, persistent=False), tasks, batch_size)[1]
     x = torch.as_tensor(split.x, dtype=torch.float32, device=device)
     y = {t.name: torch.as_tensor(split.y[t.label], dtype=torch.float32, device=device) for t in tasks}
     return _evaluate(model, _Tensors(x, y), tasks, batch_size)[1]
+
+
+def first_inputs(split: Split | FolderSplit, n: int) -> Tensor:
+    """The first ``n`` inputs of a split (an export's example), read from disk for a streamed one."""
+    if isinstance(split, FolderSplit):
+        samples = split.samples()
+        return torch.stack([samples[i][0] for i in range(min(n, len(samples)))])
+    return torch.as_tensor(split.x[:n])

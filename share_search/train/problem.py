@@ -36,7 +36,9 @@ def resolve_tasks(spec: Spec, data: Dataset) -> tuple[Task, ...]:
     """Tasks from the spec, typed and sized by the labels the data carries."""
     tasks = []
     for name, ts in spec.tasks.items():
-        label = ts.label or name
+        label = ts.data_label(name)
+        if ts.reduce is not None and data.manifest is None:
+            raise SpecError(f"tasks.{name}.reduce", f"reduces a folder source's per-pixel field; data {data.name!r} is not a folder")
         if label not in data.labels:
             known = ", ".join(sorted([*data.labels, *data.unused_labels]))
             raise SpecError(f"tasks.{name}.label", f"data {data.name!r} has no label {label!r} (labels: {known})")
@@ -71,7 +73,7 @@ def resolve_tasks(spec: Spec, data: Dataset) -> tuple[Task, ...]:
 
 def load_problem(spec: Spec) -> Problem:
     """Load the data and measure the backbone once (both can fail with a clear error)."""
-    data = load_data(spec.data, seed=spec.seed, labels={ts.label or name for name, ts in spec.tasks.items()})
+    data = load_data(spec.data, seed=spec.seed, labels={ts.data_label(name): name for name, ts in spec.tasks.items()})
     tasks = resolve_tasks(spec, data)
     backbone = make_backbone(spec.backbone.name, data.input_shape, spec.backbone.options, weights=spec.backbone.weights)
     for task in tasks:

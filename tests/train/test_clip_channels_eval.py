@@ -188,3 +188,32 @@ def test_bad_training_features_exit_2_with_one_line_naming_the_key(tmp_path, cap
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {line}") and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+# --------------------------------------------------------------------------- a streamed folder
+def test_every_feature_trains_a_streamed_folder_exactly_as_in_memory(tmp_path):
+    """The batching seam with all the features on: a folder streamed through its DataLoader gives
+    the same validations (steps counted from the loader), weights and metrics as held in memory."""
+    from share_search.arch import build_model
+    from share_search.data.folder import FolderSplit
+    from share_search.space.spaces import reference_archs
+    from share_search.train.problem import load_problem
+    from tests.data.test_folder import problem_spec
+    from tests.data.folder_fixture import write_nyuv2
+
+    nyu = write_nyuv2(tmp_path / "nyuv2", n_train=8, n_val=4)
+    config = TrainConfig(epochs=2, batch_size=2, lr=0.01, seed=4, device="cpu", precision="bf16", lr_schedule="cosine",
+                         warmup_epochs=0.5, grad_clip=0.5, channels_last=True, eval_every=3)
+    results = {}
+    for in_memory in (True, False):
+        problem = load_problem(problem_spec(nyu, in_memory=in_memory))
+        assert isinstance(problem.data.train, FolderSplit) != in_memory
+        torch.manual_seed(0)
+        model = build_model(reference_archs(problem)[1][1], problem.backbone, problem.tasks)
+        results[in_memory] = fit(model, problem.data, problem.tasks, config)
+    held, streamed = results[True], results[False]
+    steps = math.ceil(len(problem.data.train) / 2)
+    assert [row["step"] for row in held.history] == [row["step"] for row in streamed.history]
+    assert held.history[-1]["step"] == 2 * steps and len(held.history) > 2
+    assert held.history == streamed.history and held.val == streamed.val and held.test == streamed.test
+    assert all(torch.equal(held.state_dict[k], streamed.state_dict[k]) for k in held.state_dict)
