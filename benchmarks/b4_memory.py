@@ -11,6 +11,13 @@ sample (shared pages count once per process, so it overstates what the machine g
 
     python benchmarks/b4_memory.py --quick   # search_spaces/quick.yaml (digits, 8 trials)
     python benchmarks/b4_memory.py           # search_spaces/mtl.yaml, the default demo
+    python benchmarks/b4_memory.py --folder-gb 6 --cap-mb 2048   # a streamed folder 3x the trial's cap
+
+``--folder-gb``: a folder in the NYUv2 layout (288 x 384 samples, channels last, random
+values) of about that many GB on disk is written to a temporary folder and searched with
+``data.in_memory_max_mb`` set to ``--cap-mb``, so ``auto`` must stream it; one trial
+trains one epoch over all of it (no references). The question: does a trial's peak RSS stay
+under the cap while it reads data several times larger? (The page cache is not RSS.)
 """
 
 from __future__ import annotations
@@ -124,12 +131,55 @@ def measure(spec: Path) -> dict:
     }
 
 
+FOLDER_SIZE = (288, 384)  # NYUv2 as MTAN stores it
+
+
+def write_folder(root: Path, gigabytes: float, seed: int = 0) -> tuple[int, int]:
+    """A folder of random NYUv2-size samples (image, label, depth) of about ``gigabytes`` GB: (samples, bytes)."""
+    import numpy as np
+
+    h, w = FOLDER_SIZE
+    per_sample = 4 * (h * w * 3 + h * w + h * w)
+    n = max(20, int(gigabytes * 2**30 / per_sample))
+    n_val = max(4, n // 50)
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", n - n_val), ("val", n_val)):
+        for field in ("image", "label", "depth"):
+            (root / split / field).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            np.save(root / split / "image" / f"{i}.npy", rng.random((h, w, 3), dtype=np.float32))
+            np.save(root / split / "label" / f"{i}.npy", rng.integers(-1, 13, (h, w)).astype(np.float32))
+            np.save(root / split / "depth" / f"{i}.npy", rng.random((h, w, 1), dtype=np.float32))
+    return n, n * per_sample
+
+
+def folder_spec(root: Path, cap_mb: int, path: Path) -> Path:
+    import yaml
+
+    spec = {
+        "name": "b4-folder", "seed": 0,
+        "data": {"source": str(root), "fields": {"label": {"kind": "mask", "classes": 13}},
+                 "in_memory": "auto", "in_memory_max_mb": cap_mb, "loader": {"num_workers": 1}},
+        "tasks": {"scene": {"label": "label", "reduce": "mode"}, "depth": {"label": "depth", "reduce": "mean"}},
+        "backbone": {"name": "convnet", "options": {"channels": [4, 8], "hidden": 16}},
+        "families": {"tree": {}},
+        "train": {"epochs": 1, "batch_size": 16, "lr": 0.001},
+        "search": {"trials": 1, "concurrency": 1, "baselines": False, "objective": "per_task", "export_top": 0, "resources": {"cpu": 2}},
+    }
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="search_spaces/quick.yaml instead of the default demo")
     ap.add_argument("--spec", type=Path, help="another spec")
+    ap.add_argument("--folder-gb", type=float, help="search a streamed NYUv2-layout folder of about this many GB")
+    ap.add_argument("--cap-mb", type=int, default=2048, help="the trial's memory cap (data.in_memory_max_mb) with --folder-gb")
     ap.add_argument("--json", help="where to write the result JSON")
     args = ap.parse_args(argv)
+    if args.folder_gb:
+        return folder_main(args)
     spec = args.spec or REPO / "search_spaces" / ("quick.yaml" if args.quick else "mtl.yaml")
     note = None
     if not spec.is_file():
@@ -147,6 +197,33 @@ def main(argv=None) -> int:
         digits=0,
     )
     write_json("b4_memory" + ("_quick" if args.quick else ""), {"mode": "quick" if args.quick else "full", "note": note, **r}, args.json)
+    return 0
+
+
+def folder_main(args) -> int:
+    import shutil
+
+    work = Path(tempfile.mkdtemp(prefix="b4-folder-"))
+    try:
+        started = time.perf_counter()
+        n, nbytes = write_folder(work / "nyu", args.folder_gb)
+        print(f"wrote {n} samples, {nbytes / 2**30:.2f} GB, in {time.perf_counter() - started:.0f} s", flush=True)
+        r = measure(folder_spec(work / "nyu", args.cap_mb, work / "spec.yaml"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    trial = r["trial_peak_mb_max"]
+    print_table(
+        f"B4 streamed folder: {n} samples of 288x384, {nbytes / 2**30:.2f} GB ({nbytes / 2**20 / args.cap_mb:.1f}x the cap), one epoch",
+        ["measure", "MB"],
+        [["the trial's cap (data.in_memory_max_mb)", args.cap_mb],
+         ["peak RSS of the trial process (and of each loader worker: max over them)", trial],
+         ["driver peak RSS", r["driver_peak_mb"]],
+         ["driver peak + largest sum of RSS over Ray's processes at one moment", r["ray_total_rss_peak_mb"] + r["driver_peak_mb"]]],
+        digits=0,
+    )
+    print(f"trial peak under the cap: {trial is not None and trial < args.cap_mb}")
+    write_json("b4_memory_folder", {"mode": "folder", "samples": n, "bytes": nbytes, "cap_mb": args.cap_mb,
+                                    "trial_under_cap": trial is not None and trial < args.cap_mb, **r}, args.json)
     return 0
 
 
