@@ -20,5 +20,5 @@ from share_search.arch.backbones import mlp
 
 
 def mlp_breaking_share_search(input_shape: Sequence[int], widths: Sequence[int] = (16,)) -> list[nn.Module]:
-    share_search.engine.trial.count_macs = share_search.engine.trial.primary_metrics  # (tasks, val), called as (model, shape)
+    share_search.engine.trial.count_macs = share_search.engine.trial.val_from_result  # (tasks, result), called as (model, shape)
     return mlp(input_shape, widths)

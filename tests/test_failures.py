@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 import share_search.engine.trial
 from share_search.cli import EXIT_INTERNAL_FAILURE, main
 from share_search.train.loop import TrainingDiverged
-from share_search.engine.trial import ORIGIN_INTERNAL, ORIGIN_USER, failure_origin, primary_metrics
+from share_search.engine.trial import ORIGIN_INTERNAL, ORIGIN_USER, failure_origin, val_from_result
 from tests.runs import small_spec, study_of, write_spec
 
 
@@ -27,7 +27,7 @@ def _raised(call) -> BaseException:
 
 def test_the_innermost_frame_of_user_or_share_search_code_decides():
     # raised in share-search's own code (a wrong call into it)
-    assert failure_origin(_raised(lambda: primary_metrics(None, None))) == ORIGIN_INTERNAL
+    assert failure_origin(_raised(lambda: val_from_result(None, None))) == ORIGIN_INTERNAL
     # raised by torch on what code outside share-search (here: this test, as a user backbone) gave it
     assert failure_origin(_raised(lambda: torch.zeros(2, 3) @ torch.zeros(2, 3))) == ORIGIN_USER
     # a diverged loss and out-of-memory are the user's values, data or machine, wherever raised
@@ -95,4 +95,4 @@ def test_a_bug_in_share_search_is_internal_and_the_run_exits_non_zero(tmp_path, 
     assert main(["leaderboard", str(out), "--failures"]) == 0
     listed = capsys.readouterr().out
     assert listed.count("origin : internal") == 2
-    assert "in run_trial" in listed and "in primary_metrics" in listed  # where share-search failed
+    assert "in run_trial" in listed and "in val_from_result" in listed  # where share-search failed
