@@ -170,6 +170,7 @@ def cmd_run(args) -> int:
 
     outcome = run_search(spec, resume=args.resume, address=args.address, show_progress=not args.quiet, on_phase=on_phase)
     _print_board(con, outcome.board, outcome.problem.task_names, rows=10)
+    _print_separation(con, outcome.board)
     c = outcome.counts
     con.print(f"trials this run: {c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed")
     failed = outcome.board[outcome.board["state"] == "FAIL"]
@@ -231,9 +232,24 @@ def _print_board(con, board, task_names, rows: int | None = None) -> None:
         t.add_column(c.replace("val.", ""), overflow="fold")
     shown = board if rows is None else _top_and_each_family(board, rows)
     for _, r in shown.iterrows():
-        t.add_row(*[escape(_family_and_role(r) if c == "family" else _cell(r.get(c))) for c in cols])  # summaries hold [brackets], not markup
+        t.add_row(*[escape(_family_and_role(r) if c == "family" else _cell(r.get(c)) + _se_cell(r, c)) for c in cols])  # summaries hold [brackets], not markup
     con.print(t)
     con.print(f"[dim]{escape(board_statement(board))}[/]")
+    if "n_seeds" in board and (board["n_seeds"].fillna(0) > 1).any():
+        from .runs.uncertainty import REPEATS_STATEMENT, TIE_TEST
+
+        con.print(f"[dim]{escape(REPEATS_STATEMENT)} {escape(TIE_TEST)}[/]")
+
+
+def _print_separation(con, board) -> None:
+    """The run summary's one line on the pick: is the winner told apart from the runner-up by its seeds?"""
+    from rich.markup import escape
+
+    from .runs.uncertainty import separation_line
+
+    line = separation_line(board)
+    if line:
+        con.print(f"winner: {escape(line)}", soft_wrap=True)
 
 
 def _family_and_role(row) -> str:
@@ -251,6 +267,12 @@ def _top_and_each_family(board, rows: int):
     top = board.head(rows)
     missing = board[~board["family"].isin(set(top["family"]))].drop_duplicates("family")
     return top if missing.empty else pd.concat([top, missing])
+
+
+def _se_cell(row, column: str) -> str:
+    """`` ± se`` beside a mean over seeds (nothing with one seed)."""
+    se = row.get(f"{column}.se")
+    return "" if se is None or _cell(se) == "-" else f" ± {se:.2g}"
 
 
 def _cell(v) -> str:

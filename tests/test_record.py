@@ -144,7 +144,7 @@ def test_with_two_complete_baselines_the_lowest_numbered_is_the_baseline_everywh
     class Problem:  # what baseline_from_study reads of a problem
         tasks = TASKS
 
-    assert baseline_from_study(study, Problem()) == {"digit": {"accuracy": 0.80}, "size": {"mae": 2.0}}
+    assert baseline_from_study(study, Problem()) == {0: {"digit": {"accuracy": 0.80}, "size": {"mae": 2.0}}}  # by repeat (search.repeats)
     board = study_leaderboard(study).set_index("trial")
     assert board.loc[0, "delta_m"] == 0.0
     assert board.loc[2, "delta_m"] == pytest.approx(_by_hand(_val(0.90, 1.0), _val(0.80, 2.0)))  # the stronger one is just a trial

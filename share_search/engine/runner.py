@@ -21,7 +21,8 @@ from ..errors import RunError, ShareSearchError, SpecError
 from ..runs.preflight import check_device, check_folder_can_be_made, nearest_existing
 from ..runs.record import study_records
 from ..runs.run_folder import Run
-from ..runs.study import check_same_delta_m, check_study, create_or_load_study, delta_m_convention_of, failed_trials, hide_password, leaderboard_of, mark_interrupted, open_storage, queue_retries, resolve_storage
+from ..runs.uncertainty import separation_line
+from ..runs.study import check_same_delta_m, check_same_repeats, check_study, create_or_load_study, delta_m_convention_of, failed_trials, hide_password, leaderboard_of, mark_interrupted, open_storage, queue_retries, resolve_storage
 from ..space.spaces import check_grid, grid_points
 from ..spec.model import DELTA_M_ALL_METRICS, Spec, load_spec
 from ..text import plural
@@ -88,6 +89,8 @@ def _log_start(spec: Spec, problem: Problem, run_dir: Path, resume: bool) -> Non
     s = spec.search
     log.info("search: sampler %s, objective %s, Δm over %s, %s, concurrency %d", s.sampler, s.objective,
              "every metric of each task" if s.delta_m == DELTA_M_ALL_METRICS else "each task's primary metric", plural(s.trials, "trial"), s.concurrency)
+    if s.repeats > 1:
+        log.info("search.repeats: %d seeds per architecture (seeds %d..%d), each a Ray trial; Δm paired by seed", s.repeats, spec.seed, spec.seed + s.repeats - 1)
 
 
 def _refresh_report(study, run_dir: Path, board: pd.DataFrame) -> None:
@@ -122,6 +125,7 @@ def run_search(
         if stored.model_copy(update={"search": spec.search}) != spec:
             raise RunError(f"--resume: the spec differs from the one {run_dir} was started with (only search settings may change)")
         check_same_delta_m(spec, stored.search.delta_m, str(run_dir))  # before Ray starts; the study is checked again when opened
+        check_same_repeats(spec, stored.search.repeats, str(run_dir))
     check_grid(spec)
     problem = load_problem(spec)
     if spec.search.sampler == "grid":
@@ -195,6 +199,9 @@ def _rank_and_export(study, problem: Problem, run_dir: Path, spec: Spec) -> tupl
     board.to_csv(run_dir / "leaderboard.csv", index=False)
     ranked = int(board["rank"].notna().sum())
     log.info("leaderboard: %s, %d ranked (%s)", plural(len(board), "trial"), ranked, run_dir / "leaderboard.csv")
+    separation = separation_line(board)
+    if separation:
+        log.info("winner: %s", separation)
     exported = []
     top = min(spec.search.export_top, ranked)
     if top:

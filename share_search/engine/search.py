@@ -27,8 +27,8 @@ from optuna.trial import TrialState
 from ..arch import ArchConfig
 from ..errors import RunError
 from ..runs.rank import delta_m_terms
-from ..runs.record import baseline_metrics, study_records
-from ..runs.study import enqueue, finished_trials, objective_names, planned_params
+from ..runs.record import baselines_by_repeat, study_records
+from ..runs.study import completed_seed_attrs, enqueue, finished_trials, objective_names, planned_params
 from ..space.spaces import FAMILY_PARAM, ROLE_SINGLE_TASK, SpaceFunction, arch_params, default_train_values, grid_points, reference_archs, train_param_name
 from ..text import plural
 from ..train.problem import Problem
@@ -38,10 +38,13 @@ from .trial import SCHEDULER_EPOCH, run_trial
 log = logging.getLogger("share_search")
 
 
+Baselines = dict[int, dict[str, dict[str, float]]]  # repeat -> task -> metric -> the single-task baseline's value
+
+
 @dataclass
 class PhaseOutcome:
     ran: int
-    baseline: dict[str, dict[str, float]] | None
+    baseline: Baselines | None
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -215,11 +218,12 @@ def run_phase(
     run_dir: Path,
     name: str,
     n_trials: int,
-    baseline: dict[str, dict[str, float]] | None,
+    baseline: Baselines | None,
     use_scheduler: bool,
     show_progress: bool,
 ) -> PhaseOutcome:
-    """One Tuner over ``n_trials`` trials of the study (queued ones first)."""
+    """One Tuner over ``n_trials`` trials of the study (queued ones first): one Tune trial
+    per seed each still needs (``search.repeats``; ``baseline``: the baseline's metrics by repeat)."""
     from ray import tune
 
     spec = problem.spec
@@ -227,9 +231,11 @@ def run_phase(
     modes = ["max" if d == "maximize" else "min" for d in directions]
     searcher = make_searcher(
         study_name=study.study_name, storage=storage, sampler=make_sampler(problem), space=SpaceFunction(problem),
-        tasks=problem.tasks, objectives=names, modes=modes, baseline=baseline,
+        tasks=problem.tasks, objectives=names, modes=modes, baselines=baseline,
         delta_m_over=delta_m_terms(problem.tasks, spec.search.delta_m), run_dir=str(run_dir),
+        repeats=spec.search.repeats, n_trials=n_trials,
     )
+    seeds = seeds_needed(study, n_trials, spec.search.repeats)
     scheduler = None
     if use_scheduler and spec.search.scheduler is not None:
         from ray.tune.schedulers import ASHAScheduler
@@ -240,12 +246,12 @@ def run_phase(
             grace_period=s.grace_period, reduction_factor=s.reduction_factor, max_t=10**6,
         )
     resources = {"cpu": spec.search.resources.cpu, "gpu": spec.search.resources.gpu}
-    trainable = tune.with_resources(tune.with_parameters(run_trial, problem=problem, baseline=baseline), resources)
-    progress = make_progress_callback(searcher, n_trials, show_progress)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, problem=problem, baselines=baseline), resources)
+    progress = make_progress_callback(searcher, seeds, show_progress)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=scheduler, num_samples=n_trials,
+            search_alg=searcher, scheduler=scheduler, num_samples=seeds,
             max_concurrent_trials=spec.search.concurrency, reuse_actors=True,
         ),
         run_config=tune.RunConfig(
@@ -254,21 +260,32 @@ def run_phase(
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
-    try:
-        results = tuner.fit()
-    finally:
-        if progress.progress is not None:
-            progress.progress.stop()
+    results = []
+    if seeds:  # none when every seed of the phase's architectures was kept from an interrupted run
+        try:
+            results = tuner.fit()
+        finally:
+            if progress.progress is not None:
+                progress.progress.stop()
     searcher.record_errors(results)  # a trial Tune saw error out: its error, from Tune's results
+    searcher.ask_kept()
     searcher.finish()  # not after an interrupt: trials waiting for a baseline are retried then
     c = searcher.counts
     log.info("phase ended (ray/%s): %d complete, %d pruned, %d failed", name, c["complete"], c["pruned"], c["failed"])
-    return PhaseOutcome(ran=n_trials, baseline=searcher.baseline, counts=dict(searcher.counts))
+    return PhaseOutcome(ran=n_trials, baseline=searcher.baselines, counts=dict(searcher.counts))
 
 
-def baseline_from_study(study: optuna.Study, problem: Problem) -> dict[str, dict[str, float]] | None:
-    """The single-task baseline's validation metrics (task -> metric -> value), if that trial completed."""
-    return baseline_metrics(study_records(study), problem.tasks)
+def seeds_needed(study: optuna.Study, n_trials: int, repeats: int) -> int:
+    """Tune trials that ``n_trials`` architectures need: ``repeats`` each, less the seeds a
+    queued retry kept from an interrupted run (queued trials are asked first, by number)."""
+    queued = sorted(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)), key=lambda t: t.number)[:n_trials]
+    kept = sum(len({s["repeat"] for s in completed_seed_attrs(t) if isinstance(s.get("repeat"), int) and s["repeat"] < repeats}) for t in queued)
+    return n_trials * repeats - kept
+
+
+def baseline_from_study(study: optuna.Study, problem: Problem) -> Baselines | None:
+    """The single-task baseline's validation metrics by repeat (repeat -> task -> metric -> value), if that trial completed."""
+    return baselines_by_repeat(study_records(study), problem.tasks)
 
 
 def enqueue_untried_families(study: optuna.Study, problem: Problem, budget: int) -> None:

@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 import optuna
 from optuna.trial import TrialState
 
+from ..arch import config_from_dict
 from ..runs.artifacts import attach_trial_artifacts
 from ..runs.rank import DeltaMTerms, delta_m
-from ..runs.record import Cost, Failure, Plan, TrialRecord, baseline_metrics, study_records
-from ..runs.study import ask
+from ..runs.record import Cost, Failure, Plan, SeedResult, TrialRecord, baselines_by_repeat, seed_of_repeat, seeds_from_attr, study_records
+from ..runs.study import SEEDS, ask, completed_seed_attrs
+from ..runs.uncertainty import mean_and_se
 from ..space.spaces import ROLE_SINGLE_TASK
 from ..text import console
 from ..train.tasks import Task
@@ -78,20 +82,96 @@ def error_result(error: BaseException | str | None) -> dict[str, Any]:
     return {"fail_reason": reason, "fail_traceback": text or None, "fail_origin": ORIGIN_USER}
 
 
+def seed_result(repeat: int, seed: int, state: TrialState, result: dict, tasks: Sequence[Task], checkpoint: str | None) -> SeedResult:
+    """One ended seed (one Ray trial) from its last result."""
+    failed = state == TrialState.FAIL
+    return SeedResult(
+        repeat=repeat,
+        seed=seed,
+        state=state.name,
+        val=None if failed else val_from_result(tasks, result),
+        delta_m=result.get("delta_m"),
+        best_epoch=result.get("best_epoch"),
+        best_epochs=json.loads(result["best_epochs_json"]) if "best_epochs_json" in result else None,
+        time_s=result.get("time_s"),
+        started_at=result.get("started_at"),
+        ended_at=result.get("ended_at"),
+        node=result.get("node"),
+        checkpoint=checkpoint if state == TrialState.COMPLETE else None,
+        fail_reason=result.get("fail_reason") if failed else None,
+        params=result.get("params"),
+        macs=result.get("macs"),
+        history=json.loads(result["history_json"]) if "history_json" in result else None,
+        details=json.loads(result["details_json"]) if "details_json" in result else None,
+    )
+
+
+def combined_record(number: int, plan: dict, seeds: Sequence[SeedResult], tasks: Sequence[Task], failure: Failure | None = None) -> TrialRecord:
+    """An architecture's record from its seeds (``search.repeats > 1``): every metric and Δm
+    the mean over seeds (Δm: of the per-seed, paired values the seeds carry), time summed
+    (the compute it took); epochs, history, node and checkpoint are the first seed's (repeat
+    0, the spec's seed), whose weights are the ones exported. With ``failure``, a FAIL that
+    keeps what each seed recorded."""
+    seeds = sorted(seeds, key=lambda s: s.repeat)
+    first = seeds[0]
+    arch = config_from_dict(plan["arch"])
+    params = next((s.params for s in seeds if s.params is not None), None)
+    macs = next((s.macs for s in seeds if s.macs is not None), None)
+    if failure is not None:
+        return TrialRecord(number, TrialState.FAIL.name, plan=Plan.from_dict(plan), family=arch.family, arch=arch.summary(),
+                           cost=Cost(params, macs, None), failure=failure, seeds=seeds)
+    val = {t.name: {m: mean_and_se([s.value(t.name, m) for s in seeds]).mean for m in (first.val or {}).get(t.name, {})}
+           for t in tasks if t.name in (first.val or {})}
+    deltas = [s.delta_m for s in seeds]
+    return TrialRecord(
+        number, TrialState.COMPLETE.name, plan=Plan.from_dict(plan), family=arch.family, arch=arch.summary(), val=val,
+        delta_m=None if any(d is None for d in deltas) else mean_and_se(deltas).mean,
+        cost=Cost(params, macs, math.fsum(s.time_s or 0.0 for s in seeds)),
+        best_epoch=first.best_epoch, best_epochs=first.best_epochs, history=first.history, details=first.details,
+        node=first.node, checkpoint=first.checkpoint, seeds=seeds,
+    )
+
+
+def seed_failure(seed: SeedResult, result: dict, repeats: int) -> Failure:
+    """Why an architecture failed: its first failed seed's reason, traceback and origin."""
+    reason = f"seed {seed.seed} (repeat {seed.repeat + 1} of {repeats}) failed: {result.get('fail_reason') or WORKER_DIED}"
+    return Failure(reason[:2000], result.get("fail_traceback"), result.get("fail_origin") or ORIGIN_INTERNAL)
+
+
+def objective_value(record: TrialRecord, name: str) -> float:
+    """An objective's value (``study.objective_names``) from a record: Δm, a cost, or a task's metric."""
+    if name == "delta_m":
+        return float(record.delta_m)
+    if name in ("params", "macs"):
+        return float(getattr(record.cost, name))
+    task, metric = name.split(".", 1)
+    return record.value(task, metric)
+
+
 def make_searcher(**kwargs):
     """A ``StudySearcher`` (the class is made here: Ray is imported only when a search runs)."""
     from ray.tune.search import Searcher
 
     class StudySearcher(Searcher):
-        """Asks the study for each Tune trial, tells it each outcome with its attributes.
+        """Asks the study for each architecture, hands out one Tune trial per seed of it, and
+        tells the study each architecture's outcome with its attributes once every seed ended.
 
-        A trial stopped by the scheduler is PRUNED, a failed one FAIL with its reason,
-        traceback and origin; Δm is computed from the baseline, and a trial that ends before
-        the baseline is known waits to be told.
+        ``repeats`` seeds per architecture (``search.repeats``): one Optuna trial, ``repeats``
+        Tune trials (seed ``seed + r``), handed out one after another so that they train in
+        parallel on free workers. The Optuna trial is told when its last seed ends: COMPLETE
+        with the mean over seeds when every seed completed, FAIL (with the first failed seed's
+        reason) when any failed. Seeds that ended are written to the trial as they end
+        (``seeds``), so a resumed run keeps those that completed (``study.queue_retries``).
+
+        A Tune trial stopped by the scheduler is PRUNED (one seed only: the spec refuses ASHA
+        with repeats), a failed one FAIL with its reason, traceback and origin; Δm is computed
+        from the baseline, each seed against the baseline's seed of the same repeat, and an
+        architecture that ends before the baseline is known waits to be told.
         """
 
         def __init__(self, *, study_name: str, storage, sampler, space: Callable, tasks: Sequence[Task], objectives: list[str],
-                     modes: list[str], baseline: dict[str, dict[str, float]] | None, delta_m_over: DeltaMTerms, run_dir: str):
+                     modes: list[str], baselines: dict[int, dict[str, dict[str, float]]] | None, delta_m_over: DeltaMTerms, run_dir: str,
+                     repeats: int = 1, n_trials: int | None = None):
             super().__init__(metric=objectives[0] if len(objectives) == 1 else objectives, mode=modes[0] if len(modes) == 1 else modes)
             self.study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=optuna.pruners.NopPruner())
             self.space = space
@@ -99,54 +179,85 @@ def make_searcher(**kwargs):
             self.delta_m_over = delta_m_over  # what Δm averages (search.delta_m)
             self.run_dir = run_dir
             self.objectives = objectives
-            self.baseline = baseline
+            self.baselines = baselines  # repeat -> the single-task baseline's metrics of that seed
             self.needs_baseline = "delta_m" in objectives
-            self.asked: dict[str, optuna.Trial] = {}
-            self.told: set[str] = set()
-            self.plans: dict[str, dict] = {}
+            self.repeats = repeats
+            self.n_trials = n_trials  # Optuna trials this phase takes, for architectures whose seeds were all kept
+            self.trials: dict[int, optuna.Trial] = {}  # Optuna trial number -> the asked trial
+            self.plans: dict[int, dict] = {}  # number -> the recipe (the first seed's)
+            self.tune_ids: dict[str, tuple[int, int]] = {}  # Tune trial id -> (number, repeat)
+            self.pending: list[tuple[int, int]] = []  # seeds asked for and not handed out yet
+            self.raw: dict[int, dict[int, tuple[TrialState, dict]]] = {}  # number -> repeat -> how it ended, its last result
+            self.ended: dict[int, dict[int, SeedResult]] = {}  # number -> repeat -> seed (kept ones included)
             self.checkpoints: dict[str, str] = {}
-            self.waiting: dict[str, dict] = {}
+            self.seed_done: set[str] = set()
+            self.told: set[int] = set()
+            self.waiting: set[int] = set()
             self.errored: set[str] = set()
             self.counts = {"complete": 0, "pruned": 0, "failed": 0}
             self.best: float | None = None
 
+        # ------------------------------------------------------------------ asking
         def suggest(self, trial_id: str) -> dict | None:
-            trial = ask(self.study)  # queued trials (references, grid points, retries) first
-            self.asked[trial_id] = trial
-            sampled = self.space(trial)
-            self.plans[trial_id] = sampled["plan"]  # the recipe, for attributes and artifacts
-            return {**trial.params, **sampled}
+            while not self.pending:
+                self._ask_one()
+            number, repeat = self.pending.pop(0)
+            self.tune_ids[trial_id] = (number, repeat)
+            plan = self.plans[number]
+            seeded = {**plan, "train": {**plan["train"], "seed": self._seed(number, repeat)}}
+            return {**self.trials[number].params, "plan": seeded, "optuna_trial": number, "repeat": repeat}
 
+        def _seed(self, number: int, repeat: int) -> int:
+            return seed_of_repeat(self.plans[number]["train"]["seed"], repeat)
+
+        def _ask_one(self) -> None:
+            """Ask the study for the next architecture (queued ones first) and queue its
+            seeds that are not kept from an interrupted run; one with every seed kept is told."""
+            trial = ask(self.study)
+            sampled = self.space(trial)
+            number = trial.number
+            self.trials[number] = trial
+            self.plans[number] = sampled["plan"]  # the recipe, for attributes and artifacts
+            kept = seeds_from_attr(trial.user_attrs.get(SEEDS)) or []
+            self.ended[number] = {s.repeat: s for s in kept if s.state == "COMPLETE" and s.repeat < self.repeats}
+            self.raw[number] = {}
+            missing = [(number, r) for r in range(self.repeats) if r not in self.ended[number]]
+            self.pending += missing
+            if not missing:
+                self._all_ended(number)
+
+        def ask_kept(self) -> None:
+            """End of phase: architectures at the head of the queue whose every seed was kept
+            (no Tune trial was needed for them) are asked and told within the phase's count."""
+            while self.n_trials is not None and len(self.trials) < self.n_trials:
+                waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+                head = min(waiting, key=lambda t: t.number, default=None)
+                if head is None or len({s["repeat"] for s in completed_seed_attrs(head) if s.get("repeat", self.repeats) < self.repeats}) < self.repeats:
+                    return
+                self._ask_one()
+
+        # ------------------------------------------------------------------ results
         def on_trial_result(self, trial_id: str, result: dict) -> None:
-            """Intermediate values for single-objective studies (Optuna keeps none for several)."""
-            if trial_id in self.told or trial_id not in self.asked or not isinstance(self.metric, str):
+            """Intermediate values for single-objective studies (Optuna keeps none for several),
+            from the first seed only (its curve is the exported network's)."""
+            number, repeat = self.tune_ids.get(trial_id, (None, None))
+            if number is None or number in self.told or repeat != 0 or not isinstance(self.metric, str):
                 return
             if result.get(self.metric) is not None and not result.get("final"):
-                self.asked[trial_id].report(result[self.metric], result["training_iteration"])
+                self.trials[number].report(result[self.metric], result["training_iteration"])
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-            if trial_id in self.told or trial_id not in self.asked:
+            if trial_id in self.seed_done or trial_id not in self.tune_ids:
                 return
             if error or not result:
                 self.errored.add(trial_id)  # the error arrives with the phase's results (record_errors)
                 return
             if result.get("failed"):
-                self._tell(trial_id, result, TrialState.FAIL)
+                self._seed_ended(trial_id, result, TrialState.FAIL)
             elif not result.get("final"):
-                self._tell(trial_id, result, TrialState.PRUNED)
-            elif self.needs_baseline and self.baseline is None:
-                trial = self.asked[trial_id]
-                if trial.user_attrs.get("role") == ROLE_SINGLE_TASK:
-                    this = TrialRecord(trial.number, "COMPLETE", ROLE_SINGLE_TASK, val=val_from_result(self.tasks, result))
-                    self.baseline = baseline_metrics([*study_records(self.study), this], self.tasks)
-                    self._tell(trial_id, result, TrialState.COMPLETE)
-                    for waiting_id, waiting_result in list(self.waiting.items()):
-                        self._tell(waiting_id, waiting_result, TrialState.COMPLETE)
-                    self.waiting.clear()
-                else:
-                    self.waiting[trial_id] = result
+                self._seed_ended(trial_id, result, TrialState.PRUNED)
             else:
-                self._tell(trial_id, result, TrialState.COMPLETE)
+                self._seed_ended(trial_id, result, TrialState.COMPLETE)
 
         def record_checkpoint(self, trial_id: str, path: str) -> None:
             """Where Tune stored a trial's checkpoint (from the ``on_checkpoint`` callback)."""
@@ -154,37 +265,111 @@ def make_searcher(**kwargs):
 
         def record_errors(self, results) -> None:
             """Errored trials told FAIL with the error Tune's ``ResultGrid`` holds for each."""
-            by_number = {self.asked[trial_id].number: trial_id for trial_id in self.errored}
+            by_seed = {self.tune_ids[trial_id]: trial_id for trial_id in self.errored}
             for result in results:
-                trial_id = by_number.get((result.config or {}).get("optuna_trial"))
+                config = result.config or {}
+                trial_id = by_seed.get((config.get("optuna_trial"), config.get("repeat", 0)))
                 if trial_id is not None and result.error is not None:
                     self.errored.discard(trial_id)
-                    self._tell(trial_id, error_result(result.error), TrialState.FAIL)
+                    self._seed_ended(trial_id, error_result(result.error), TrialState.FAIL)
 
         def finish(self) -> None:
             """End of phase: trials still waiting for a baseline that never came fail."""
             for trial_id in list(self.errored):
-                self._tell(trial_id, error_result(None), TrialState.FAIL)
+                self._seed_ended(trial_id, error_result(None), TrialState.FAIL)
             self.errored.clear()
-            for trial_id, result in list(self.waiting.items()):
+            for number in sorted(self.waiting):
                 reason = "the single-task baseline did not finish, so Δm is undefined"
-                self._tell(trial_id, {**result, "fail_reason": reason, "fail_origin": ORIGIN_USER}, TrialState.FAIL)
+                self._tell_failed_waiting(number, {"fail_reason": reason, "fail_origin": ORIGIN_USER})
             self.waiting.clear()
 
-        def _tell(self, trial_id: str, result: dict, state: TrialState) -> None:
-            trial = self.asked[trial_id]
+        def _seed_ended(self, trial_id: str, result: dict, state: TrialState) -> None:
+            self.seed_done.add(trial_id)
+            number, repeat = self.tune_ids[trial_id]
+            self.raw[number][repeat] = (state, result)
+            if self.repeats > 1:
+                self.ended[number][repeat] = seed_result(repeat, self._seed(number, repeat), state, result, self.tasks, self.checkpoints.get(trial_id))
+                self.trials[number].set_user_attr(SEEDS, [s.to_dict() for s in sorted(self.ended[number].values(), key=lambda s: s.repeat)])
+            self._all_ended(number)
+
+        def _all_ended(self, number: int) -> None:
+            """Once every seed of an architecture ended: tell it, or let it wait for the baseline."""
+            if self.repeats == 1:
+                if 0 not in self.raw[number]:
+                    return
+                state, result = self.raw[number][0]
+                if state != TrialState.COMPLETE:
+                    self._tell_result(number, result, state)
+                    return
+            else:
+                if len(self.ended[number]) < self.repeats:
+                    return
+                failed = [s for s in sorted(self.ended[number].values(), key=lambda s: s.repeat) if s.state != "COMPLETE"]
+                if failed:
+                    _, result = self.raw[number][failed[0].repeat]
+                    record = combined_record(number, self.plans[number], list(self.ended[number].values()), self.tasks,
+                                             failure=seed_failure(failed[0], result, self.repeats))
+                    self._tell(number, record, None, TrialState.FAIL)
+                    return
+            if self.needs_baseline and self.baselines is None:
+                if self.trials[number].user_attrs.get("role") != ROLE_SINGLE_TASK:
+                    self.waiting.add(number)
+                    return
+                this = TrialRecord(number, "COMPLETE", ROLE_SINGLE_TASK, seeds=[SeedResult(r, self._seed(number, r), "COMPLETE", val)
+                                                                            for r, val in self._seed_vals(number).items()])
+                self.baselines = baselines_by_repeat([*study_records(self.study), this], self.tasks)
+                self._tell_complete(number)
+                for waiting in sorted(self.waiting):
+                    self._tell_complete(waiting)
+                self.waiting.clear()
+            else:
+                self._tell_complete(number)
+
+        def _seed_vals(self, number: int) -> dict[int, dict]:
+            if self.repeats == 1:
+                return {0: val_from_result(self.tasks, self.raw[number][0][1])}
+            return {r: s.val for r, s in self.ended[number].items()}
+
+        def _tell_complete(self, number: int) -> None:
+            if self.repeats == 1:
+                self._tell_result(number, self.raw[number][0][1], TrialState.COMPLETE)
+                return
+            seeds = [replace(s, delta_m=self._paired_delta_m(s.repeat, s.val)) if self.needs_baseline else s
+                     for s in self.ended[number].values()]
+            record = combined_record(number, self.plans[number], seeds, self.tasks)
+            self._tell(number, record, [objective_value(record, name) for name in self.objectives], TrialState.COMPLETE)
+
+        def _paired_delta_m(self, repeat: int, val) -> float:
+            """A seed's Δm against the baseline's seed of the same repeat (NaN without it)."""
+            base = (self.baselines or {}).get(repeat)
+            return math.nan if base is None else delta_m(val, base, self.delta_m_over.higher_is_better)
+
+        def _tell_failed_waiting(self, number: int, why: dict) -> None:
+            if self.repeats == 1:
+                self._tell_result(number, {**self.raw[number][0][1], **why}, TrialState.FAIL)
+                return
+            failure = Failure(why["fail_reason"], None, why["fail_origin"])
+            self._tell(number, combined_record(number, self.plans[number], list(self.ended[number].values()), self.tasks, failure=failure),
+                       None, TrialState.FAIL)
+
+        def _tell_result(self, number: int, result: dict, state: TrialState) -> None:
+            """One seed per architecture: the trial is its Tune trial, recorded from its last result."""
             values = None
             if state == TrialState.COMPLETE:
                 if self.needs_baseline:
-                    val = val_from_result(self.tasks, result)
-                    result = {**result, "delta_m": delta_m(val, self.baseline, self.delta_m_over.higher_is_better)}
+                    result = {**result, "delta_m": self._paired_delta_m(0, val_from_result(self.tasks, result))}
                 values = [float(result[name]) for name in self.objectives]
-            record = trial_record(trial.number, result, state, self.plans.get(trial_id), self.tasks, self.checkpoints.get(trial_id))
+            trial_id = next((tid for tid, key in self.tune_ids.items() if key == (number, 0)), None)
+            record = trial_record(number, result, state, self.plans.get(number), self.tasks, self.checkpoints.get(trial_id))
+            self._tell(number, record, values, state)
+
+        def _tell(self, number: int, record: TrialRecord, values: list[float] | None, state: TrialState) -> None:
+            trial = self.trials[number]
             attrs = trial_attrs(record, self.tasks)
             for key, value in attrs.items():
                 trial.set_user_attr(key, value)
-            if trial_id in self.plans:
-                attach_trial_artifacts(self.study, trial, os.path.join(self.run_dir, "artifacts"), self.plans[trial_id]["arch"], record.details)
+            if number in self.plans:
+                attach_trial_artifacts(self.study, trial, os.path.join(self.run_dir, "artifacts"), self.plans[number]["arch"], record.details)
             try:
                 self.study.tell(trial, values, state=state)
             except Exception as exc:  # e.g. a NaN objective: record the trial as failed
@@ -195,10 +380,10 @@ def make_searcher(**kwargs):
                 self.study.tell(trial, None, state=TrialState.FAIL)
                 state = TrialState.FAIL
             _log_outcome(trial.number, trial.user_attrs.get("role"), state, attrs, self.tasks)
-            self.told.add(trial_id)
+            self.told.add(number)
             self.counts[STATE_COUNTS[state]] += 1
-            if state == TrialState.COMPLETE and "delta_m" in result:
-                dm = float(result["delta_m"])
+            if state == TrialState.COMPLETE and record.delta_m is not None:
+                dm = float(record.delta_m)
                 self.best = dm if self.best is None else max(self.best, dm)
 
     return StudySearcher(**kwargs)

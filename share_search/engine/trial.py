@@ -108,16 +108,23 @@ def delta_m_baseline(problem: Problem, baseline: dict[str, dict[str, float]] | N
     return {task: {m: baseline.get(task, {}).get(m) for m in metrics} for task, metrics in terms.items()}
 
 
-def run_trial(config: dict[str, Any], problem: Problem, baseline: dict[str, dict[str, float]] | None) -> None:
-    """Ray Tune function trainable: build, train, report every epoch, checkpoint the best weights with the final result."""
+def run_trial(config: dict[str, Any], problem: Problem, baselines: dict[int, dict[str, dict[str, float]]] | None) -> None:
+    """Ray Tune function trainable: build, train, report every epoch, checkpoint the best weights with the final result.
+
+    One seed of an architecture (``config["repeat"]``, its seed in the plan); ``baselines``:
+    the single-task baseline's metrics by repeat, so each seed is measured against the
+    baseline's seed of the same repeat (paired)."""
     from ray import tune
 
     keep_freed_memory()  # the fit runs in a thread of a fresh worker: see allocator.py
     import_plugins(problem.spec.plugins)  # a worker imports share-search afresh: what the plugins register is not here yet
     plan: TrialPlan = plan_from_dict(config["plan"])
     number = config["optuna_trial"]
+    repeat = int(config.get("repeat", 0))
+    baseline = (baselines or {}).get(repeat)
     start = time.perf_counter()
-    info: dict[str, Any] = {"optuna_trial": number, "family": plan.arch.family, "arch": plan.arch.summary(), "node": _node_id()}
+    info: dict[str, Any] = {"optuna_trial": number, "repeat": repeat, "family": plan.arch.family, "arch": plan.arch.summary(),
+                            "node": _node_id(), "started_at": time.time()}
     try:
         import torch
 
@@ -144,6 +151,7 @@ def run_trial(config: dict[str, Any], problem: Problem, baseline: dict[str, dict
         "best_epoch": result.best_epoch,
         "best_epochs_json": json.dumps(result.best_epochs),  # task -> its selected epoch
         "time_s": time.perf_counter() - start,
+        "ended_at": time.time(),
         # JSON strings: Ray flattens nested dicts in results
         "history_json": json.dumps(json_safe(result.history)),
         "details_json": json.dumps(json_safe(model.architecture_details())),

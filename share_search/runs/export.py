@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
@@ -40,6 +41,7 @@ from ..spec.registry import METRICS as METRIC_REGISTRY  # export.METRICS is the 
 from ..train.tasks import Task
 from ..user_code import import_plugins
 from .record import TrialRecord
+from .uncertainty import separation_line
 
 FORMAT_VERSION = 1
 WEIGHTS = "weights.safetensors"
@@ -286,9 +288,42 @@ def model_card(recipe: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
         lines += [f"- {t['name']}: {', '.join(str(n) for n in t['class_names'])}" for t in named]
     if metrics.get("delta_m") is not None:
         statement = delta_m_statement(metrics.get("delta_m_convention") or DELTA_M_PRIMARY)  # exports made before it was recorded: primary
-        lines += ["", f"Δm (validation) = {metrics['delta_m']:+.2f}%. {statement}"]
+        lines += ["", f"Δm (validation) = {metrics['delta_m']:+.2f}%{_seed_spread(metrics)}. {statement}"]
+    lines += seeds_section(metrics)
     lines += ["", "Load it:", "", "```python", "import share_search as ss", "model = ss.load_model('<this folder>')  # eval-mode nn.Module; model(x) -> {task: output}", "```", ""]
     return "\n".join(lines)
+
+
+def _seed_spread(metrics: Mapping[str, Any]) -> str:
+    seeds = metrics.get("seeds") or {}
+    if (seeds.get("n") or 1) < 2:
+        return ""
+    se = seeds.get("delta_m_se")
+    return f", mean over {seeds['n']} seeds" + ("" if se is None else f" ± {se:.2f} (standard error)")
+
+
+def seeds_section(metrics: Mapping[str, Any]) -> list[str]:
+    """What the seeds say: whose weights these are, and whether the pick is tied (``uncertainty``)."""
+    from .uncertainty import REPEATS_STATEMENT, TIE_ALPHA
+
+    seeds = metrics.get("seeds")
+    if not seeds:
+        return []
+    n = seeds.get("n") or 1
+    lines = ["", f"Seeds: {n} per architecture. These weights are seed {seeds.get('weights_seed')}'s (the first seed, the spec's), "
+                 "so the validation and test values in the table are of that one network."]
+    if n > 1:
+        lines.append(REPEATS_STATEMENT)
+    tied, p = seeds.get("tied_with_best"), seeds.get("p_vs_best")
+    if metrics.get("rank") == 1:
+        lines.append(f"Against the runner-up: {seeds['separation']}." if seeds.get("separation") else "No runner-up was ranked.")
+    elif tied is None:
+        lines.append("With one seed it cannot be told apart from rank 1 (no seed-to-seed spread is known).")
+    elif tied:
+        lines.append(f"TIED with rank 1: a paired t-test over the seeds cannot tell them apart (p = {p:.3g} >= α = {TIE_ALPHA}).")
+    else:
+        lines.append(f"Separated from rank 1: rank 1 is better beyond seed noise (paired t-test, p = {p:.3g} < α = {TIE_ALPHA}).")
+    return lines
 
 
 def _fmt(v) -> str:
@@ -438,7 +473,8 @@ def export_ranked(run_dir: Path, problem, board, records: Sequence[TrialRecord],
         check_own_export(folder)
     ranking = {key: board.attrs.get(key) for key in ("rank_by", "budget", "delta_m_convention")}
     by_number = {r.number: r for r in records}
-    exports = [_ranked_export(run_dir, problem, row, by_number[int(row["trial"])], ranking) for _, row in ranked.head(top).iterrows()]
+    separation = separation_line(board)
+    exports = [_ranked_export(run_dir, problem, row, by_number[int(row["trial"])], ranking, separation) for _, row in ranked.head(top).iterrows()]
     out = [
         write_export(export_dir / f"rank-{metrics['rank']}", model=model, plan_dict=plan, tasks=problem.tasks, backbone=problem.backbone,
                      spec_dict=problem.spec.to_dict(), metrics=metrics, example_x=example_x)
@@ -464,7 +500,7 @@ def rank_folders(export_dir: Path) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
-def _ranked_export(run_dir: Path, problem, row, record: TrialRecord, ranking: Mapping[str, Any]):
+def _ranked_export(run_dir: Path, problem, row, record: TrialRecord, ranking: Mapping[str, Any], separation: str | None = None):
     """One leaderboard row's network with its best-validation weights and its metrics."""
     from ..train.loop import evaluate, first_inputs
 
@@ -486,8 +522,26 @@ def _ranked_export(run_dir: Path, problem, row, record: TrialRecord, ranking: Ma
         **ranking,
         "val": evaluate(model, problem.data.val, problem.tasks),
         "test": evaluate(model, problem.data.test, problem.tasks),
+        "seeds": seeds_of_row(row, record, separation),
     }
     return model, plan, metrics, first_inputs(problem.data.val, 8)
+
+
+def seeds_of_row(row, record: TrialRecord, separation: str | None) -> dict[str, Any]:
+    """The seeds behind a leaderboard row, for ``metrics.json`` and the model card."""
+
+    def number(value):
+        return None if value is None or pd.isna(value) else value
+
+    tied = number(row.get("tied_with_best"))
+    return {
+        "n": int(number(row.get("n_seeds")) or 1),
+        "weights_seed": record.plan.seed,
+        "delta_m_se": number(row.get("delta_m.se")),
+        "tied_with_best": None if tied is None else bool(tied),
+        "p_vs_best": number(row.get("p_vs_best")),
+        "separation": separation if int(row["rank"]) == 1 else None,
+    }
 
 
 def _plan_of(record: TrialRecord, checkpoint: Path) -> dict[str, Any]:

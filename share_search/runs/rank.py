@@ -20,6 +20,7 @@ from ..errors import ShareSearchError
 from ..spec.model import DELTA_M_ALL_METRICS, DELTA_M_CONVENTIONS, DELTA_M_PRIMARY, RANK_KEYS
 from ..train.selection import metric_value, relative_change
 from .record import ROLE_SEARCHED, ROLE_SINGLE_TASK, TrialRecord, baseline_of
+from .uncertainty import add_uncertainty, mean_and_se, per_seed_delta_m
 
 DELTA_M_CONVENTION = (  # search.delta_m: primary
     "Δm = 100/T · Σ_t (−1)^l_t (M_m,t − M_b,t) / M_b,t: the mean relative change (in %, higher "
@@ -186,6 +187,7 @@ def leaderboard(
     rank_by: str = "delta_m",
     budget: str | None = None,
     delta_m_over: DeltaMTerms | None = None,
+    seeds: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Trials with ``rank``, ``delta_m`` and ``pareto_front`` added, best first.
 
@@ -201,6 +203,13 @@ def leaderboard(
     ``delta_m_over``: the metrics Δm averages (``delta_m_terms``), read from the
     ``val.<task>.<metric>`` columns; by default each task's primary metric in ``val.<task>``.
     The board's ``attrs`` say how it was ranked: ``rank_by``, ``budget``, ``delta_m_convention``.
+
+    ``seeds``: one row per seed of each trial (``trial``, ``repeat`` and the same metric
+    columns; ``study.seeds_frame``). With it, a trial's Δm is the mean of its seeds' Δm, each
+    against the baseline's seed of the same repeat (paired), and the board gains ``n_seeds``,
+    a standard error ``<column>.se`` beside each metric and ``delta_m``, and ``p_vs_best`` /
+    ``tied_with_best`` (``uncertainty.add_uncertainty``). The metric columns stay the means
+    the trials table holds.
     """
     tasks = list(higher_is_better)
     if rank_by not in (*RANK_KEYS, *tasks):
@@ -217,6 +226,9 @@ def leaderboard(
     if cap is not None:
         ranked &= board[cap.column] <= cap.limit  # a NaN cost cannot prove it fits
     board["delta_m"] = _delta_m_column(board, terms.higher_is_better, columns, required=rank_by == "delta_m")
+    if seeds is not None:
+        seeds = _with_seed_delta_m(board, seeds, terms.higher_is_better, columns)
+        board["delta_m"] = [mean_and_se(list(seeds.loc[seeds["trial"] == n, "delta_m"])).mean for n in board["trial"]]
     board["pareto_front"] = pd.Series(pd.NA, index=board.index, dtype="Int64")
     board.loc[ranked, "pareto_front"] = pareto_fronts(board.loc[ranked, val], list(higher_is_better.values()))
 
@@ -233,7 +245,21 @@ def leaderboard(
     board = board.loc[order.append(rest)].reset_index(drop=True)
     # how it was ranked, for the exports' metrics.json and every statement of the Δm convention
     board.attrs = {**board.attrs, "rank_by": rank_by, "budget": budget, "delta_m_convention": terms.convention}
+    if seeds is not None:
+        key = {"delta_m": "delta_m", "pareto": None}.get(rank_by, f"val.{rank_by}")
+        board = add_uncertainty(board, seeds, [*(c for c in seeds.columns if c.startswith("val.")), "delta_m"], key)
+        board.attrs.update(tie_key=key, tie_key_label="Δm" if key == "delta_m" else key)
     return board
+
+
+def _with_seed_delta_m(board: pd.DataFrame, seeds: pd.DataFrame, higher_is_better, columns) -> pd.DataFrame:
+    """The seeds table with each seed's paired Δm (NaN throughout without a baseline)."""
+    try:
+        baseline = int(select_baseline(board)["trial"])
+    except RankError:
+        baseline = None
+    seeds = seeds.reset_index(drop=True)
+    return seeds.assign(delta_m=per_seed_delta_m(seeds, baseline, columns, higher_is_better, delta_m))
 
 
 _PRIMARY = "primary metric"  # the metric of ``val.<task>``, for a table that names no metrics (no ``delta_m_over``)

@@ -65,6 +65,50 @@ class Failure:
     origin: str | None = None  # one of FAIL_ORIGINS; None on trials recorded before it was
 
 
+SEED_MODULUS = 2**32  # the samplers and numpy take 32-bit seeds
+
+
+def seed_of_repeat(seed: int, repeat: int) -> int:
+    """The training seed of an architecture's ``repeat``-th run (``search.repeats``): the
+    spec's seed for the first, so ``repeats: 1`` trains exactly what it always did."""
+    return (int(seed) + repeat) % SEED_MODULUS
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    """One seed of an architecture: one Ray trial's outcome (``search.repeats``)."""
+
+    repeat: int  # 0 .. repeats-1; the pairing key: repeat r of every trial has the same seed
+    seed: int | None
+    state: str  # COMPLETE, PRUNED or FAIL
+    val: Mapping[str, Mapping[str, float | None]] | None = None
+    delta_m: float | None = None  # paired: against the baseline's seed of the same repeat
+    best_epoch: int | None = None
+    best_epochs: Mapping[str, int] | None = None
+    time_s: float | None = None
+    started_at: float | None = None  # wall clock (Unix time) when its Ray trial started training
+    ended_at: float | None = None
+    node: str | None = None
+    checkpoint: str | None = None
+    fail_reason: str | None = None
+    params: int | None = None
+    macs: int | None = None
+    history: Sequence[Mapping[str, Any]] | None = None  # kept per seed: a resumed run may keep the first seed's
+    details: Mapping[str, Any] | None = None
+
+    def value(self, task: str, metric: str) -> float:
+        value = ((self.val or {}).get(task) or {}).get(metric)
+        return math.nan if value is None else float(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json_safe({k: v for k, v in self.__dict__.items() if v is not None})
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SeedResult":
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**{"seed": None, "state": "COMPLETE", **known})
+
+
 @dataclass(frozen=True)
 class TrialRecord:
     number: int
@@ -86,6 +130,22 @@ class TrialRecord:
     failure: Failure | None = None
     retry_of: int | None = None  # the interrupted trial this one repeats
     fixed_arch: Mapping[str, Any] | None = None  # a reference queued with its recipe (outside the space)
+    seeds: Sequence[SeedResult] | None = None  # with search.repeats > 1: every seed; val and delta_m are their means
+
+    @property
+    def seed_results(self) -> list[SeedResult]:
+        """Its seeds: those recorded, or (one seed, as every trial before ``search.repeats``)
+        the trial itself as repeat 0, when it has metrics."""
+        if self.seeds is not None:
+            return list(self.seeds)
+        if self.val is None:
+            return []
+        return [SeedResult(0, self.plan.seed, self.state, self.val, self.delta_m, self.best_epoch, self.best_epochs,
+                           self.cost.time_s, node=self.node, checkpoint=self.checkpoint)]
+
+    def completed_seeds(self) -> dict[int, SeedResult]:
+        """Its COMPLETE seeds by repeat."""
+        return {s.repeat: s for s in self.seed_results if s.state == "COMPLETE"}
 
     @property
     def architecture(self) -> Mapping[str, Any] | None:
@@ -129,6 +189,8 @@ class TrialRecord:
         }
         if self.val:
             attrs.update({f"val.{t.name}": self.val[t.name].get(t.metric) for t in tasks if t.name in self.val})
+        if self.seeds is not None:  # sortable spreads for optuna-dashboard's trial table
+            attrs.update(self._spread_attrs(tasks))
         attrs.update({
             "role": None if self.role == ROLE_SEARCHED else self.role,
             "retry_of": self.retry_of,
@@ -137,8 +199,20 @@ class TrialRecord:
             "fail_traceback": self.failure and self.failure.traceback,
             "fail_origin": self.failure and self.failure.origin,
             "checkpoint": self.checkpoint,
+            "seeds": None if self.seeds is None else [seed.to_dict() for seed in self.seeds],
         })
         return {key: json_safe(value) for key, value in attrs.items() if value is not None}
+
+    def _spread_attrs(self, tasks: Sequence[TaskLike]) -> dict[str, Any]:
+        """``n_seeds`` (completed), and the standard error over them of Δm and of each primary metric."""
+        from .uncertainty import mean_and_se
+
+        done = list(self.completed_seeds().values())
+        attrs: dict[str, Any] = {"n_seeds": len(done)}
+        if done and all(s.delta_m is not None for s in done):
+            attrs["delta_m.se"] = mean_and_se([s.delta_m for s in done]).se
+        attrs.update({f"val.{t.name}.se": mean_and_se([s.value(t.name, t.metric) for s in done]).se for t in tasks if done})
+        return attrs
 
     @classmethod
     def from_frozen_trial(cls, t) -> "TrialRecord":
@@ -166,7 +240,15 @@ class TrialRecord:
             failure=None if reason is None else Failure(reason, a.get("fail_traceback"), a.get("fail_origin")),
             retry_of=a.get("retry_of"),
             fixed_arch=_json(a.get("fixed_arch")),
+            seeds=seeds_from_attr(a.get("seeds")),
         )
+
+
+def seeds_from_attr(value: Any) -> list[SeedResult] | None:
+    """The ``seeds`` user attribute back as results (None when absent or not a list of records)."""
+    if not isinstance(value, list) or not all(isinstance(v, dict) and isinstance(v.get("repeat"), int) for v in value):
+        return None
+    return [SeedResult.from_dict(v) for v in value]
 
 
 def _json(text: str | None) -> Any:
@@ -196,6 +278,15 @@ def baseline_metrics(records: Iterable[TrialRecord], tasks: Sequence[TaskLike]) 
     (NaN where not recorded), so Δm has what either convention needs; None without a baseline."""
     base = baseline_of(records)
     return None if base is None else {t.name: {m: base.value(t.name, m) for m in t.metrics} for t in tasks}
+
+
+def baselines_by_repeat(records: Iterable[TrialRecord], tasks: Sequence[TaskLike]) -> dict[int, dict[str, dict[str, float]]] | None:
+    """The baseline's validation metrics per seed, repeat -> task -> metric -> value: what
+    each seed of every trial is compared with (paired Δm); None without a baseline."""
+    base = baseline_of(records)
+    if base is None:
+        return None
+    return {r: {t.name: {m: seed.value(t.name, m) for m in t.metrics} for t in tasks} for r, seed in base.completed_seeds().items()}
 
 
 # --------------------------------------------------------------------------- drawings

@@ -26,6 +26,7 @@ from ..train.tasks import Task
 SQLITE_TIMEOUT_S = 30  # a dashboard reading the file must never make a write fail
 INTERRUPTED = "interrupted: the driver stopped before the trial finished"
 RETRY_OF = "retry_of"  # user attribute: the number of the interrupted trial this one repeats
+SEEDS = "seeds"  # user attribute: each seed's outcome (search.repeats > 1), kept by a retry
 STORAGE_ENV = "SHARE_SEARCH_STORAGE"  # the storage URL, when the spec names none (or keeps it masked)
 MASK = "***"
 
@@ -175,6 +176,7 @@ def check_study(spec: Spec, problem: Problem, storage, resume: bool) -> bool:
         if list(study.directions) != [optuna.study.StudyDirection[d.upper()] for d in directions]:
             raise RunError(f"study {spec.name!r} has other objectives than the spec ({', '.join(names)}); it cannot be resumed with this spec")
         check_same_delta_m(spec, delta_m_convention_of(study), f"study {spec.name!r}")
+        check_same_repeats(spec, repeats_of(study), f"study {spec.name!r}")
     return exists
 
 
@@ -183,6 +185,18 @@ def check_same_delta_m(spec: Spec, recorded: str, where: str) -> None:
     objective values) would otherwise mix two conventions."""
     if recorded != spec.search.delta_m:
         raise RunError(f"search.delta_m: a run resumes with the Δm convention it started with ({recorded!r} for {where}), got {spec.search.delta_m!r}")
+
+
+def check_same_repeats(spec: Spec, recorded: int, where: str) -> None:
+    """A run resumes with the seeds per architecture it started with: Δm pairs each seed with
+    the baseline's seed of the same repeat, which a run with fewer seeds never trained."""
+    if recorded != spec.search.repeats:
+        raise RunError(f"search.repeats: a run resumes with the seeds per architecture it started with ({recorded} for {where}), got {spec.search.repeats}")
+
+
+def repeats_of(study: optuna.Study) -> int:
+    """The ``search.repeats`` a study was started with, from the spec it keeps (1 before the setting existed)."""
+    return int(((study.user_attrs.get("spec") or {}).get("search") or {}).get("repeats", 1))
 
 
 def delta_m_convention_of(study: optuna.Study) -> str:
@@ -270,9 +284,18 @@ def queue_retries(study: optuna.Study) -> list[int]:
     retried = []
     for t in unretried_interrupted(study):
         attrs = {k: v for k, v in t.user_attrs.items() if k in ("role", "fixed_arch")}
+        kept = completed_seed_attrs(t)
+        if kept:  # search.repeats: seeds that finished are not trained again
+            attrs[SEEDS] = kept
         enqueue(study, planned_params(t), {**attrs, RETRY_OF: t.number})
         retried.append(t.number)
     return retried
+
+
+def completed_seed_attrs(t: optuna.trial.FrozenTrial) -> list[dict[str, Any]]:
+    """The COMPLETE seeds a trial recorded (user attribute ``seeds``), as stored."""
+    seeds = t.user_attrs.get(SEEDS)
+    return [s for s in seeds if isinstance(s, dict) and s.get("state") == "COMPLETE"] if isinstance(seeds, list) else []
 
 
 def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -293,7 +316,7 @@ def trials_frame(records: Sequence[TrialRecord], tasks: Sequence[Task]) -> pd.Da
     """
     rows = []
     for r in records:
-        if r.state == TrialState.WAITING.name or (r.state == TrialState.FAIL.name and (r.failure is None or r.failure.reason == INTERRUPTED)):  # as is_interrupted
+        if not _listed(r):
             continue
         rows.append({
             "trial": r.number,
@@ -314,6 +337,25 @@ def trials_frame(records: Sequence[TrialRecord], tasks: Sequence[Task]) -> pd.Da
     return pd.DataFrame(rows, columns=[*TRIAL_COLUMNS, *(f"val.{t.name}" for t in tasks), *every_metric])
 
 
+def _listed(r: TrialRecord) -> bool:
+    """Whether a trial is on the leaderboard: not queued, not interrupted (as ``is_interrupted``)."""
+    return not (r.state == TrialState.WAITING.name or (r.state == TrialState.FAIL.name and (r.failure is None or r.failure.reason == INTERRUPTED)))
+
+
+def seeds_frame(records: Sequence[TrialRecord], tasks: Sequence[Task]) -> pd.DataFrame:
+    """One row per seed of each listed trial that has metrics (``trial``, ``repeat``, and the
+    metric columns of ``trials_frame``): what ``rank.leaderboard`` pairs and spreads."""
+    rows = [
+        {"trial": r.number, "repeat": seed.repeat,
+         **{f"val.{t.name}": seed.value(t.name, t.metric) for t in tasks},
+         **{metric_column(t.name, m): seed.value(t.name, m) for t in tasks for m in t.metrics}}
+        for r in records if _listed(r) and r.val is not None
+        for seed in r.seed_results if seed.val is not None
+    ]
+    columns = ["trial", "repeat", *(f"val.{t.name}" for t in tasks), *(metric_column(t.name, m) for t in tasks for m in t.metrics)]
+    return pd.DataFrame(rows, columns=list(dict.fromkeys(columns)))
+
+
 def leaderboard_of(
     records: Sequence[TrialRecord], tasks: Sequence, rank_by: str = "delta_m", budget: str | None = None, convention: str = DELTA_M_PRIMARY,
 ) -> pd.DataFrame:
@@ -325,7 +367,7 @@ def leaderboard_of(
     if rank_by == "delta_m" and not frame["baseline"].any():
         rank_by = "pareto"  # Δm is undefined without the single-task networks
     return leaderboard(frame, {t.name: t.higher_is_better for t in tasks}, rank_by=rank_by, budget=budget,
-                       delta_m_over=delta_m_terms(tasks, convention))
+                       delta_m_over=delta_m_terms(tasks, convention), seeds=seeds_frame(records, tasks))
 
 
 def load_run_study(run_dir: str | Path, trust_code: bool = False) -> tuple[optuna.Study, Spec]:

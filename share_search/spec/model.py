@@ -481,6 +481,8 @@ class SearchSpec(_Section):
     export_top: int = Field(3, ge=0)
     baselines: bool = True
     out: Optional[str] = None
+    # seeds per architecture: one Optuna trial, this many Ray trials (seed + r for r < repeats)
+    repeats: int = Field(1, gt=0, le=100)
 
     @field_validator("sampler")
     @classmethod
@@ -505,6 +507,19 @@ class SearchSpec(_Section):
         if self.scheduler is not None and self.objective != "delta_m":
             raise ValueError(
                 f"an ASHA scheduler needs one scalar objective; use objective: delta_m, got objective: {self.objective}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _scheduler_needs_one_seed(self):
+        """ASHA stops single Ray trials, and an architecture's seeds are separate Ray trials: it
+        would stop some seeds of an architecture and not others, leaving means over different
+        numbers of seeds (and of epochs) to compare."""
+        if self.scheduler is not None and self.repeats > 1:
+            raise SpecError(
+                "search.repeats",
+                f"search.scheduler (ASHA) stops seeds one by one, so it cannot be combined with repeats > 1; "
+                f"use repeats: 1 with a scheduler, or drop search.scheduler, got repeats: {self.repeats}",
             )
         return self
 
@@ -625,6 +640,8 @@ class Spec(_Section):
         out["families"] = {k: v.model_dump(mode="json") for k, v in self.families.items()}
         if not out["plugins"]:  # specs without plugins read as they did before the key existed
             del out["plugins"]
+        if out["search"]["repeats"] == 1:  # likewise one seed per architecture
+            del out["search"]["repeats"]
         return out
 
     def to_yaml(self) -> str:
@@ -653,7 +670,7 @@ DELTA_M_CONVENTIONS = (DELTA_M_PRIMARY, DELTA_M_ALL_METRICS)
 # the leaderboard's names, here because a task may not take one. The trials table (``study.trials_frame`` builds it) and what ``leaderboard`` adds; a task's
 # column is ``val.<task>``, shown as ``<task>`` beside these, so no task may take one of these names
 TRIAL_COLUMNS = ("trial", "state", "family", "arch", "role", "baseline", "params", "macs", "time_s", "best_epoch", "fail_reason")
-RANKED_COLUMNS = ("rank", "delta_m", "pareto_front")
+RANKED_COLUMNS = ("rank", "delta_m", "pareto_front", "n_seeds", "tied_with_best", "p_vs_best")
 
 
 def reserved_task_names() -> tuple[str, ...]:
