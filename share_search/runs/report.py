@@ -22,6 +22,7 @@ from ..errors import RunError
 from ..text import plural
 from . import drawing
 from .rank import board_statement, metric_column
+from .uncertainty import TIE_TEST, separation_line
 from .record import TrialRecord, stage_count, study_records
 
 DEFAULT_TOP = 3
@@ -75,6 +76,9 @@ class Point:
     params: float | None
     macs: float | None
     front: bool  # on the Pareto front of the per-task metrics
+    se: dict[str, float | None] = field(default_factory=dict)  # task -> standard error over seeds (search.repeats)
+    delta_m_se: float | None = None
+    tied: bool = False  # in the tied group: rank 1, or tied_with_best (only where seeds measured a spread)
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ class ReportData:
     drawings: list[TopDrawing]
     has_delta_m: bool
     notes: list[str] = field(default_factory=list)
+    seeded: bool = False  # some ranked architecture has 2 or more seeds: error bars and the tied group are drawn
 
     @property
     def families(self) -> list[str]:
@@ -150,17 +155,45 @@ def _num(value: Any) -> float | None:
     return out if math.isfinite(out) else None
 
 
+def is_seeded(board: pd.DataFrame) -> bool:
+    """Whether seeds measured a spread: some ranked trial has 2 or more (``search.repeats``)."""
+    if "n_seeds" not in board:
+        return False
+    return bool((board.loc[board["rank"].notna(), "n_seeds"].fillna(0) >= 2).any())
+
+
 def points_of(board: pd.DataFrame, tasks: Sequence[TaskInfo]) -> list[Point]:
-    """The ranked trials of a leaderboard as points, best first; ``front`` means front 1."""
+    """The ranked trials of a leaderboard as points, best first; ``front`` means front 1;
+    ``se`` and ``tied`` only where seeds measured a spread (``is_seeded``)."""
     ranked = board[board["rank"].notna()].sort_values("rank")
+    seeded = is_seeded(board)
     return [
         Point(
             trial=int(r["trial"]), rank=int(r["rank"]), family=str(r["family"]), arch=str(r["arch"]),
             values={t.name: float(r[f"val.{t.name}"]) for t in tasks}, delta_m=_num(r.get("delta_m")),
             params=_num(r.get("params")), macs=_num(r.get("macs")), front=on_front(r["pareto_front"]),
+            se={t.name: _num(r.get(f"val.{t.name}.se")) for t in tasks} if seeded else {},
+            delta_m_se=_num(r.get("delta_m.se")) if seeded else None,
+            tied=seeded and in_tied_group(r),
         )
         for _, r in ranked.iterrows()
     ]
+
+
+def in_tied_group(row) -> bool:
+    """Rank 1, or an architecture its seeds cannot tell from rank 1 (``tied_with_best``)."""
+    tied = row.get("tied_with_best")
+    return int(row["rank"]) == 1 or (tied is not None and not pd.isna(tied) and bool(tied))
+
+
+def uncertainty_note(board: pd.DataFrame) -> str:
+    """What the report says about seeds: the error bars and tied group, or that one seed measures neither."""
+    if not is_seeded(board):
+        return ("One seed per architecture: no uncertainty is measured, so there are no error bars and no "
+                "tied group (search.repeats >= 2 measures them).")
+    return ("Error bars are ± one standard error over each architecture's seeds; the tied group (rank 1 and every "
+            f"architecture tied_with_best, circled in the figures and marked in the table's `tied` column) is what the "
+            f"seeds cannot separate from the best. {TIE_TEST}")
 
 
 def on_front(value: Any) -> bool:
@@ -190,7 +223,10 @@ def report_data(study, top: int = DEFAULT_TOP, rank_by: str = "delta_m", board: 
     has_delta_m = bool(board["delta_m"].notna().any())
     n_stages = stage_count(study.user_attrs, records.values())
     points = points_of(board, tasks)
-    notes = []
+    notes = [uncertainty_note(board)]
+    separation = separation_line(board) if is_seeded(board) else None
+    if separation:
+        notes.append(separation[0].upper() + separation[1:] + ".")
     if not has_delta_m:
         notes.append("Δm is undefined in this study (no finished single-task baseline): trials are ranked by Pareto front.")
     curves, drawings = [], []
@@ -210,11 +246,30 @@ def report_data(study, top: int = DEFAULT_TOP, rank_by: str = "delta_m", board: 
         name=study.study_name, tasks=tasks, board=board, rank_by=rank_by if has_delta_m else "pareto",
         counts={str(k): int(v) for k, v in board["state"].value_counts().items()},
         objectives=list(study.metric_names or []), points=points, curves=curves, drawings=drawings,
-        has_delta_m=has_delta_m, notes=notes,
+        has_delta_m=has_delta_m, notes=notes, seeded=is_seeded(board),
     )
 
 
 # --------------------------------------------------------------------------- figures
+TIED_LABEL = "tied group (rank 1 and tied_with_best)"
+TIED_MARKS = dict(  # an open black ring around each point of the tied group, drawn over the family's marker
+    mode="markers", name=TIED_LABEL, hoverinfo="skip",
+    marker=dict(symbol="circle-open", size=22, color="black", line=dict(width=2)),
+)
+
+
+def error_bars(se: Sequence[float | None], seeded: bool) -> dict | None:
+    """Plotly error bars of ± one standard error (none with one seed, where none is measured)."""
+    if not seeded:
+        return None
+    return dict(type="data", array=list(se), visible=True, thickness=1.2, width=4)
+
+
+def tied_group(data: ReportData) -> list[Point]:
+    """The points the seeds cannot separate from the best (empty with one seed)."""
+    return [p for p in data.points if p.tied] if data.seeded else []
+
+
 def pareto_figure(data: ReportData):
     """Per-task metrics against each other, the Pareto front marked; None for one task."""
     import plotly.graph_objects as go
@@ -232,10 +287,15 @@ def pareto_figure(data: ReportData):
                 marker=dict(color=drawing.family_colour(family), size=[13 if p.front else 8 for p in mine],
                             symbol=["diamond" if p.front else "circle" for p in mine], line=dict(color="black", width=[2 if p.front else 0 for p in mine])),
                 hovertext=[_hover(p) for p in mine], hoverinfo="text",
+                error_x=error_bars([p.se.get(a.name) for p in mine], data.seeded),
+                error_y=error_bars([p.se.get(b.name) for p in mine], data.seeded),
             ))
         front = sorted(data.front, key=lambda p: p.values[a.name])
         fig.add_trace(go.Scatter(x=[p.values[a.name] for p in front], y=[p.values[b.name] for p in front], mode="lines",
                                  name="Pareto front", line=dict(color="black", dash="dot"), hoverinfo="skip"))
+        tied = tied_group(data)
+        if tied:
+            fig.add_trace(go.Scatter(x=[p.values[a.name] for p in tied], y=[p.values[b.name] for p in tied], **TIED_MARKS))
         fig.update_layout(xaxis_title=a.axis_title, yaxis_title=b.axis_title)
     else:
         for family in data.families:
@@ -246,14 +306,23 @@ def pareto_figure(data: ReportData):
                 marker=dict(color=drawing.family_colour(family), size=[12 if p.front else 7 for p in mine],
                             symbol=["diamond" if p.front else "circle" for p in mine], line=dict(color="black", width=[2 if p.front else 0 for p in mine])),
             ))
-    fig.update_layout(title="validation metrics per task: Pareto front as black-edged diamonds", height=520 if len(tasks) > 2 else 460, legend_title="family")
+        tied = tied_group(data)
+        if tied:  # a scatter matrix draws no error bars: the table holds each metric's ± s.e.
+            marks = {k: v for k, v in TIED_MARKS.items() if k != "mode"}
+            fig.add_trace(go.Splom(dimensions=[dict(label=f"{t.name} {'↑' if t.higher_is_better else '↓'}", values=[p.values[t.name] for p in tied]) for t in tasks],
+                                   diagonal_visible=False, showupperhalf=False, **marks))
+    title = "validation metrics per task: Pareto front as black-edged diamonds"
+    if data.seeded:
+        title += ", tied group circled" + (", ± s.e." if len(tasks) == 2 else "")
+    fig.update_layout(title=title, height=520 if len(tasks) > 2 else 460, legend_title="family")
     return fig
 
 
 def _hover(p: Point) -> str:
     values = ", ".join(f"{k} {v:.4g}" for k, v in p.values.items())
-    dm = "" if p.delta_m is None else f"<br>Δm {p.delta_m:+.2f}%"
-    return f"rank {p.rank} · trial {p.trial}<br>{html.escape(p.arch)}<br>{values}{dm}" + ("<br>on the Pareto front" if p.front else "")
+    dm = "" if p.delta_m is None else f"<br>Δm {p.delta_m:+.2f}%" + ("" if p.delta_m_se is None else f" ± {p.delta_m_se:.2f}")
+    return (f"rank {p.rank} · trial {p.trial}<br>{html.escape(p.arch)}<br>{values}{dm}" + ("<br>on the Pareto front" if p.front else "")
+            + ("<br>in the tied group" if p.tied else ""))
 
 
 def delta_m_by_family_figure(data: ReportData):
@@ -262,13 +331,37 @@ def delta_m_by_family_figure(data: ReportData):
     if not data.has_delta_m:
         return None
     fig = go.Figure()
-    for family in data.families:
-        mine = [p for p in data.points if p.family == family and p.delta_m is not None]
-        fig.add_trace(go.Box(y=[p.delta_m for p in mine], name=family, boxpoints="all", jitter=0.4, pointpos=0,
-                             marker=dict(color=drawing.family_colour(family)), hovertext=[_hover(p) for p in mine], hoverinfo="text"))
+    if data.seeded:
+        _delta_m_with_error_bars(fig, data)
+    else:
+        for family in data.families:
+            mine = [p for p in data.points if p.family == family and p.delta_m is not None]
+            fig.add_trace(go.Box(y=[p.delta_m for p in mine], name=family, boxpoints="all", jitter=0.4, pointpos=0,
+                                 marker=dict(color=drawing.family_colour(family)), hovertext=[_hover(p) for p in mine], hoverinfo="text"))
     fig.add_hline(y=0, line=dict(color="grey", dash="dash"), annotation_text="single-task networks (Δm = 0)")
     fig.update_layout(title="Δm by family", yaxis_title="Δm (%), higher is better", showlegend=False, height=420)
     return fig
+
+
+def _delta_m_with_error_bars(fig, data: ReportData) -> None:
+    """Δm by family with ± s.e.: a box per family at x = its index, its architectures spread
+    evenly beside it (not jittered, so each error bar stays on its point), the tied group circled."""
+    import plotly.graph_objects as go
+
+    placed: list[tuple[float, Point]] = []
+    for i, family in enumerate(data.families):
+        mine = [p for p in data.points if p.family == family and p.delta_m is not None]
+        colour = drawing.family_colour(family)
+        fig.add_trace(go.Box(x=[i] * len(mine), y=[p.delta_m for p in mine], name=family, boxpoints=False,
+                             marker=dict(color=colour), hoverinfo="skip", width=0.7))
+        xs = [i + (0.0 if len(mine) < 2 else -0.3 + 0.6 * k / (len(mine) - 1)) for k in range(len(mine))]
+        fig.add_trace(go.Scatter(x=xs, y=[p.delta_m for p in mine], mode="markers", name=family, marker=dict(color=colour, size=8),
+                                 error_y=error_bars([p.delta_m_se for p in mine], True), hovertext=[_hover(p) for p in mine], hoverinfo="text"))
+        placed += zip(xs, mine)
+    tied = [(x, p) for x, p in placed if p.tied]
+    if tied:
+        fig.add_trace(go.Scatter(x=[x for x, _ in tied], y=[p.delta_m for _, p in tied], **TIED_MARKS))
+    fig.update_xaxes(tickvals=list(range(len(data.families))), ticktext=data.families)
 
 
 def cost_figure(data: ReportData):
@@ -285,8 +378,11 @@ def cost_figure(data: ReportData):
             fig.add_trace(go.Scatter(
                 x=[getattr(p, key) for p in mine], y=[p.delta_m for p in mine], mode="markers", name=family, legendgroup=family,
                 showlegend=col == 1, marker=dict(color=drawing.family_colour(family), size=9),
-                hovertext=[_hover(p) for p in mine], hoverinfo="text",
+                hovertext=[_hover(p) for p in mine], hoverinfo="text", error_y=error_bars([p.delta_m_se for p in mine], data.seeded),
             ), row=1, col=col)
+    tied = [p for p in tied_group(data) if p.delta_m is not None]
+    for col, key in ((1, "params"), (2, "macs")) if tied else ():
+        fig.add_trace(go.Scatter(x=[getattr(p, key) for p in tied], y=[p.delta_m for p in tied], legendgroup="tied", showlegend=col == 1, **TIED_MARKS), row=1, col=col)
     fig.update_xaxes(type="log")
     fig.update_yaxes(title_text="Δm (%), higher is better", row=1, col=1)
     fig.update_layout(title="cost against Δm", height=420, legend_title="family")
@@ -356,6 +452,7 @@ table.sortable th[aria-sort=descending]::after { content: " ▼"; }
 table.sortable td, table.sortable th { border: 1px solid #ddd; padding: 3px 7px; text-align: right; }
 table.sortable td.text { text-align: left; }
 tr.front td:first-child { font-weight: bold; }
+tr.tied td { background: #fff6d5; }
 .figures { display: flex; flex-wrap: wrap; gap: 12px; }
 .figures > div { flex: 1 1 100%; }
 .figures.drawings > div { flex: 0 0 auto; }
@@ -369,7 +466,7 @@ def _header(column: str, tasks: Sequence[TaskInfo]) -> str:
         for m, higher in t.metric_directions.items():
             if column == metric_column(t.name, m):
                 return f"{t.name} {m} {'↑' if higher else '↓'}"
-    return {"delta_m": "Δm (%) ↑", "pareto_front": "front", "time_s": "time (s)", "best_epoch": "best epoch", "fail_reason": "failure"}.get(column, column)
+    return {"delta_m": "Δm (%) ↑", "pareto_front": "front", "tied_with_best": "tied", "n_seeds": "seeds", "p_vs_best": "p vs best", "time_s": "time (s)", "best_epoch": "best epoch", "fail_reason": "failure"}.get(column, column)
 
 
 def _cell(value: Any, column: str) -> tuple[str, str, bool]:
@@ -379,26 +476,46 @@ def _cell(value: Any, column: str) -> tuple[str, str, bool]:
     if isinstance(value, (bool,)) or column in ("family", "arch", "role", "state", "fail_reason"):
         return str(value), str(value), True
     number = float(value)
-    if column in ("rank", "trial", "pareto_front", "params", "macs", "best_epoch"):
+    if column in ("rank", "trial", "pareto_front", "params", "macs", "best_epoch", "n_seeds"):
         return f"{int(number):,}", repr(number), False
     if column == "delta_m":
         return f"{number:+.2f}", repr(number), False
     return f"{number:.4g}", repr(number), False
 
 
+def _tied_cell(row) -> tuple[str, str, bool]:
+    """The table's ``tied`` cell (shown, sort value, is text): best (rank 1), tied, separated,
+    or – (unranked, or untested)."""
+    tied = row.get("tied_with_best")
+    if pd.isna(row["rank"]) or (int(row["rank"]) != 1 and (tied is None or pd.isna(tied))):
+        return "–", "", True
+    shown = "best" if int(row["rank"]) == 1 else ("tied" if bool(tied) else "separated")
+    return shown, shown, True
+
+
 def leaderboard_html(board: pd.DataFrame, tasks: Sequence[TaskInfo]) -> str:
-    """The leaderboard as an HTML table sorted by clicking a header (each cell carries its sort value)."""
+    """The leaderboard as an HTML table sorted by clicking a header (each cell carries its sort value).
+    With seeds (``is_seeded``): each mean shown ± its standard error, the ``tied`` column and
+    highlighted rows mark the tied group, and ``seeds`` and ``p vs best`` columns follow Δm."""
+    seeded = is_seeded(board)
     extra = [metric_column(t.name, m) for t in tasks for m in t.metrics[1:] if metric_column(t.name, m) in board]  # extra_metrics
     columns = [c for c in _TABLE_COLUMNS[:5] if c in board] + [f"val.{t.name}" for t in tasks] + extra + [c for c in _TABLE_COLUMNS[5:] if c in board]
+    if seeded:
+        columns.insert(1, "tied_with_best")
+        columns[columns.index("delta_m") + 1:columns.index("delta_m") + 1] = ["n_seeds", "p_vs_best"]
     head = "".join(f'<th title="click to sort">{html.escape(_header(c, tasks))}</th>' for c in columns)
     rows = []
     for _, r in board.iterrows():
         cells = []
         for c in columns:
-            shown, key, text = _cell(r[c], c)
+            shown, key, text = _tied_cell(r) if c == "tied_with_best" else _cell(r[c], c)
+            se = _num(r.get(f"{c}.se")) if seeded and c != "tied_with_best" else None
+            if se is not None and key:
+                shown += f" ± {se:.2g}"
             cells.append(f'<td data-value="{html.escape(key)}"{" class=text" if text else ""}>{html.escape(shown)}</td>')
-        front = ' class="front"' if on_front(r.get("pareto_front")) else ""
-        rows.append(f"<tr{front}>{''.join(cells)}</tr>")
+        marks = [m for m, on in (("front", on_front(r.get("pareto_front"))), ("tied", seeded and not pd.isna(r["rank"]) and in_tied_group(r))) if on]
+        row_class = f' class="{" ".join(marks)}"' if marks else ""
+        rows.append(f"<tr{row_class}>{''.join(cells)}</tr>")
     return f'<table class="sortable" id="leaderboard"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
@@ -422,7 +539,8 @@ def render_html(data: ReportData) -> str:
         + f"; objectives: {e(', '.join(data.objectives) or '-')}; ranked by {e(data.rank_by)}.</p>",
         f'<p class="convention" id="delta-m-convention">{e(board_statement(data.board))}</p>',
         *(f"<p><em>{e(n)}</em></p>" for n in data.notes),
-        "<h2>Leaderboard</h2><p>Validation metrics; click a column header to sort. Bold ranks are on the Pareto front.</p>",
+        "<h2>Leaderboard</h2><p>Validation metrics; click a column header to sort. Bold ranks are on the Pareto front."
+        + (" Means ± standard error over seeds; highlighted rows (column “tied”) are the tied group." if data.seeded else "") + "</p>",
         leaderboard_html(data.board, data.tasks),
     ]
     sections = [
