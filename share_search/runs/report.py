@@ -352,7 +352,7 @@ def _delta_m_with_error_bars(fig, data: ReportData) -> None:
     for i, family in enumerate(data.families):
         mine = [p for p in data.points if p.family == family and p.delta_m is not None]
         colour = drawing.family_colour(family)
-        fig.add_trace(go.Box(x=[i] * len(mine), y=[p.delta_m for p in mine], name=family, boxpoints=False,
+        fig.add_trace(go.Box(x=[i] * len(mine), y=[p.delta_m for p in mine], name=family, boxpoints=False, orientation="v",
                              marker=dict(color=colour), hoverinfo="skip", width=0.7))
         xs = [i + (0.0 if len(mine) < 2 else -0.3 + 0.6 * k / (len(mine) - 1)) for k in range(len(mine))]
         fig.add_trace(go.Scatter(x=xs, y=[p.delta_m for p in mine], mode="markers", name=family, marker=dict(color=colour, size=8),
