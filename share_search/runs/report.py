@@ -22,8 +22,8 @@ from ..errors import RunError
 from ..text import plural
 from . import drawing
 from .rank import board_statement, metric_column
-from .uncertainty import TIE_TEST, separation_line
 from .record import TrialRecord, stage_count, study_records
+from .uncertainty import TIE_TEST, separation_line
 
 DEFAULT_TOP = 3
 REPORT_TITLE = "share-search report: "  # the page title starts so; a run rewrites only such a report.html
@@ -162,11 +162,17 @@ def is_seeded(board: pd.DataFrame) -> bool:
     return bool((board.loc[board["rank"].notna(), "n_seeds"].fillna(0) >= 2).any())
 
 
+def ties_tested(board: pd.DataFrame) -> bool:
+    """Whether the board has a tied group: seeds measured a spread and the ranking has a single
+    best to test against (a Pareto ranking has none; its ``tie_key`` is None)."""
+    return is_seeded(board) and board.attrs.get("tie_key") is not None
+
+
 def points_of(board: pd.DataFrame, tasks: Sequence[TaskInfo]) -> list[Point]:
     """The ranked trials of a leaderboard as points, best first; ``front`` means front 1;
     ``se`` and ``tied`` only where seeds measured a spread (``is_seeded``)."""
     ranked = board[board["rank"].notna()].sort_values("rank")
-    seeded = is_seeded(board)
+    seeded, tested = is_seeded(board), ties_tested(board)
     return [
         Point(
             trial=int(r["trial"]), rank=int(r["rank"]), family=str(r["family"]), arch=str(r["arch"]),
@@ -174,7 +180,7 @@ def points_of(board: pd.DataFrame, tasks: Sequence[TaskInfo]) -> list[Point]:
             params=_num(r.get("params")), macs=_num(r.get("macs")), front=on_front(r["pareto_front"]),
             se={t.name: _num(r.get(f"val.{t.name}.se")) for t in tasks} if seeded else {},
             delta_m_se=_num(r.get("delta_m.se")) if seeded else None,
-            tied=seeded and in_tied_group(r),
+            tied=tested and in_tied_group(r),
         )
         for _, r in ranked.iterrows()
     ]
@@ -191,9 +197,11 @@ def uncertainty_note(board: pd.DataFrame) -> str:
     if not is_seeded(board):
         return ("One seed per architecture: no uncertainty is measured, so there are no error bars and no "
                 "tied group (search.repeats >= 2 measures them).")
-    return ("Error bars are ± one standard error over each architecture's seeds; the tied group (rank 1 and every "
-            f"architecture tied_with_best, circled in the figures and marked in the table's `tied` column) is what the "
-            f"seeds cannot separate from the best. {TIE_TEST}")
+    bars = "Error bars are ± one standard error over each architecture's seeds; "
+    if not ties_tested(board):
+        return bars + "a Pareto ranking has no single best, so no tied group is marked."
+    return (bars + "the tied group (rank 1 and every architecture tied_with_best, circled in the figures and marked in "
+            f"the table's `tied` column) is what the seeds cannot separate from the best. {TIE_TEST}")
 
 
 def on_front(value: Any) -> bool:
@@ -267,7 +275,7 @@ def error_bars(se: Sequence[float | None], seeded: bool) -> dict | None:
 
 def tied_group(data: ReportData) -> list[Point]:
     """The points the seeds cannot separate from the best (empty with one seed)."""
-    return [p for p in data.points if p.tied] if data.seeded else []
+    return [p for p in data.points if p.tied]
 
 
 def pareto_figure(data: ReportData):
@@ -313,7 +321,7 @@ def pareto_figure(data: ReportData):
                                    diagonal_visible=False, showupperhalf=False, **marks))
     title = "validation metrics per task: Pareto front as black-edged diamonds"
     if data.seeded:
-        title += ", tied group circled" + (", ± s.e." if len(tasks) == 2 else "")
+        title += (", tied group circled" if tied_group(data) else "") + (", ± s.e." if len(tasks) == 2 else "")
     fig.update_layout(title=title, height=520 if len(tasks) > 2 else 460, legend_title="family")
     return fig
 
@@ -497,11 +505,12 @@ def leaderboard_html(board: pd.DataFrame, tasks: Sequence[TaskInfo]) -> str:
     """The leaderboard as an HTML table sorted by clicking a header (each cell carries its sort value).
     With seeds (``is_seeded``): each mean shown ± its standard error, the ``tied`` column and
     highlighted rows mark the tied group, and ``seeds`` and ``p vs best`` columns follow Δm."""
-    seeded = is_seeded(board)
+    seeded, tested = is_seeded(board), ties_tested(board)
     extra = [metric_column(t.name, m) for t in tasks for m in t.metrics[1:] if metric_column(t.name, m) in board]  # extra_metrics
     columns = [c for c in _TABLE_COLUMNS[:5] if c in board] + [f"val.{t.name}" for t in tasks] + extra + [c for c in _TABLE_COLUMNS[5:] if c in board]
-    if seeded:
+    if tested:
         columns.insert(1, "tied_with_best")
+    if seeded:
         columns[columns.index("delta_m") + 1:columns.index("delta_m") + 1] = ["n_seeds", "p_vs_best"]
     head = "".join(f'<th title="click to sort">{html.escape(_header(c, tasks))}</th>' for c in columns)
     rows = []
@@ -513,7 +522,7 @@ def leaderboard_html(board: pd.DataFrame, tasks: Sequence[TaskInfo]) -> str:
             if se is not None and key:
                 shown += f" ± {se:.2g}"
             cells.append(f'<td data-value="{html.escape(key)}"{" class=text" if text else ""}>{html.escape(shown)}</td>')
-        marks = [m for m, on in (("front", on_front(r.get("pareto_front"))), ("tied", seeded and not pd.isna(r["rank"]) and in_tied_group(r))) if on]
+        marks = [m for m, on in (("front", on_front(r.get("pareto_front"))), ("tied", tested and not pd.isna(r["rank"]) and in_tied_group(r))) if on]
         row_class = f' class="{" ".join(marks)}"' if marks else ""
         rows.append(f"<tr{row_class}>{''.join(cells)}</tr>")
     return f'<table class="sortable" id="leaderboard"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
@@ -540,7 +549,8 @@ def render_html(data: ReportData) -> str:
         f'<p class="convention" id="delta-m-convention">{e(board_statement(data.board))}</p>',
         *(f"<p><em>{e(n)}</em></p>" for n in data.notes),
         "<h2>Leaderboard</h2><p>Validation metrics; click a column header to sort. Bold ranks are on the Pareto front."
-        + (" Means ± standard error over seeds; highlighted rows (column “tied”) are the tied group." if data.seeded else "") + "</p>",
+        + (" Means ± standard error over seeds." if data.seeded else "")
+        + (" Highlighted rows (column “tied”) are the tied group." if tied_group(data) else "") + "</p>",
         leaderboard_html(data.board, data.tasks),
     ]
     sections = [

@@ -211,3 +211,14 @@ def test_the_seeded_page_draws_its_error_bars_in_chromium(seeded, tmp_path):
         tab.close()
     finally:
         browser.close()
+
+
+def test_a_pareto_ranking_draws_error_bars_but_no_tied_group():
+    data = report_data(_study(3), top=1, rank_by="pareto")
+    assert data.seeded and not any(p.tied for p in data.points)
+    fig = pareto_figure(data)
+    assert not _by_name(fig, TIED_LABEL) and fig.data[0].error_x.array is not None
+    text = render_html(data)
+    headers, rows = _table(text)
+    assert "tied" not in headers and "seeds" in headers and not any("tied" in cls.split() for cls, _ in rows)
+    assert "a Pareto ranking has no single best, so no tied group is marked" in text
