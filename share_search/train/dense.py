@@ -32,7 +32,8 @@ def as_output_shape(target: Tensor, output: Tensor) -> Tensor:
 
 
 def valid_pixels(task_type: str, target: Tensor) -> Tensor:
-    """Boolean (N, H, W) (depth: (N, 1, H, W)): the pixels whose label counts (NaN is never valid)."""
+    """Boolean, the target's shape without a channel axis for normals: the pixels whose label
+    counts (NaN is never valid)."""
     if task_type == "segmentation":
         return target >= 0
     if task_type == "depth":

@@ -40,7 +40,7 @@ class Task:
     name: str
     label: str
     type: str
-    n_outputs: int  # classes for multiclass, 1 for binary, label width for regression
+    n_outputs: int  # classes for multiclass, 1 for binary, label width for regression; per pixel: classes, 1 depth, 3 normals, 1 binary_dense
     metric: str
     extra_metrics: tuple[str, ...] = ()
     class_names: tuple[str, ...] | None = None
