@@ -320,7 +320,11 @@ class Derived:
 def derive_labels(
     wanted: Collection[str] | None, fields: Mapping[str, FieldInfo], root: Path
 ) -> tuple[dict[str, Derived], dict[str, LabelInfo]]:
-    """The labels the tasks read (``field`` or ``field:reduce``, keyed to task names when a mapping)."""
+    """The labels the tasks read (``field`` or ``field:reduce``, keyed to task names when a mapping).
+
+    A field read without ``reduce`` is the label as it is: a vector a regression label; a mask a
+    ``segmentation`` label (its ``classes`` required, its ``ignore`` value read as -1), depth a
+    ``depth`` label, normals a ``normals`` label (``DENSE_LABEL``); an image only through ``reduce``."""
     if wanted is None:
         wanted = [name for name, info in fields.items() if info.kind == "vector"]
     derived, infos = {}, {}
