@@ -2,7 +2,10 @@
 
 Inputs are float32 arrays ``(N, *input_shape)``. Labels are float32 arrays ``(N,)`` or
 ``(N, k)`` with NaN where a sample carries no label for that task; class labels are
-integral floats. Splits are fixed before training from the spec's seed.
+integral floats. Per-pixel (dense) labels, also float32: ``segmentation`` (N, H, W) class
+ids, -1 or NaN where a pixel is unlabelled; ``depth`` (N, 1, H, W), 0 where invalid;
+``normals`` (N, 3, H, W), a zero vector where invalid; ``binary_dense`` (N, H, W) in {0, 1},
+-1 or NaN where unlabelled. Splits are fixed before training from the spec's seed.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 if TYPE_CHECKING:  # the folder module imports torch, which this one does not need
     from .folder import FolderSplit
 
-LabelKind = Literal["multiclass", "binary", "regression"]
+LabelKind = Literal["multiclass", "binary", "regression", "segmentation", "depth", "normals", "binary_dense"]
 
 # What ``Dataset.split_origin`` says when a source splits one pool of rows at random.
 RANDOM_SPLIT_ORIGIN = "random split by the spec's seed (data.val_fraction, data.test_fraction)"
@@ -25,8 +28,8 @@ RANDOM_SPLIT_ORIGIN = "random split by the spec's seed (data.val_fraction, data.
 class LabelInfo:
     """What a label column holds, so a task can default its type and output size."""
 
-    kind: str  # "multiclass" | "binary" | "regression"
-    n_outputs: int  # classes, 1 for binary, width for regression
+    kind: str  # a LabelKind: the task type a task on this label defaults to
+    n_outputs: int  # classes, 1 for binary, width for regression; per pixel: classes, 1 depth, 3 normals, 1 binary_dense
     class_names: tuple[str, ...] | None = None
     description: str = ""
 

@@ -43,7 +43,7 @@ from ..spec.registry import create_optimizer
 from .precision import Precision
 from .schedule import make_scheduler
 from .selection import EpochSelection
-from .tasks import Task
+from .tasks import SplitScores, Task
 from .weighting import Weighting, make_weighting
 
 
@@ -412,19 +412,29 @@ def _check_finite(values: Mapping[str, float], epoch: int, phase: str) -> None:
 def _evaluate(
     model: nn.Module, split: _Tensors | _Streamed, tasks: Sequence[Task], batch_size: int, precision: Precision | None = None, channels_last: bool = False
 ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Per-task loss and metrics over a whole split, predicted in eval mode in batches (under the fit's precision)."""
+    """Per-task loss and metrics over a whole split, predicted in eval mode in batches (under the fit's precision).
+
+    A per-sample task's outputs are gathered and scored at once; a dense task's are summed
+    batch by batch (``SplitScores``), its outputs never held for the whole split."""
     model.eval()
     names = [t.name for t in tasks]
+    whole = [t for t in tasks if not t.dense]
+    scores = {t.name: SplitScores(t) for t in tasks if t.dense}
     chunks, parts = [], []
-    with contextlib.nullcontext() if precision is None else precision.autocast():
-        for x, y in split.batches(batch_size, None, names):
-            chunks.append(_forward(model, x, channels_last))
-            parts.append(y)
-    outputs = {t.name: torch.cat([c[t.name] for c in chunks]) for t in tasks}
-    targets = split.y if isinstance(split, _Tensors) else {n: torch.cat([p[n] for p in parts]) for n in names}
-    losses = {t.name: t.loss(outputs[t.name], targets[t.name]).item() for t in tasks}
-    metrics = {t.name: t.evaluate(outputs[t.name].cpu().numpy(), targets[t.name].cpu().numpy()) for t in tasks}
-    return losses, metrics
+    for x, y in split.batches(batch_size, None, names):
+        with contextlib.nullcontext() if precision is None else precision.autocast():
+            out = _forward(model, x, channels_last)
+        chunks.append({t.name: out[t.name] for t in whole})
+        parts.append({t.name: y[t.name] for t in whole})
+        for name, score in scores.items():
+            score.update(out[name], y[name])
+    outputs = {t.name: torch.cat([c[t.name] for c in chunks]) for t in whole}
+    targets = split.y if isinstance(split, _Tensors) else {t.name: torch.cat([p[t.name] for p in parts]) for t in whole}
+    losses = {t.name: t.loss(outputs[t.name], targets[t.name]).item() for t in whole}
+    metrics = {t.name: t.evaluate(outputs[t.name].cpu().numpy(), targets[t.name].cpu().numpy()) for t in whole}
+    for name, score in scores.items():
+        losses[name], metrics[name] = score.result()
+    return {n: losses[n] for n in names}, {n: metrics[n] for n in names}
 
 
 def evaluate(model: nn.Module, split: Split | FolderSplit, tasks: Sequence[Task], batch_size: int = 256) -> dict[str, dict[str, float]]:
