@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import optuna
 from optuna.trial import TrialState
 
-from ..runs.artifacts import attach_trial_artifacts
+from ..runs.artifacts import attach_trial_artifacts, pictures_from_result
 from ..runs.rank import DeltaMTerms, delta_m
 from ..runs.record import Cost, Failure, Plan, TrialRecord, baseline_metrics, study_records
 from ..runs.study import ask
@@ -184,7 +184,9 @@ def make_searcher(**kwargs):
             for key, value in attrs.items():
                 trial.set_user_attr(key, value)
             if trial_id in self.plans:
-                attach_trial_artifacts(self.study, trial, os.path.join(self.run_dir, "artifacts"), self.plans[trial_id]["arch"], record.details)
+                attach_trial_artifacts(
+                    self.study, trial, os.path.join(self.run_dir, "artifacts"), self.plans[trial_id]["arch"], record.details, pictures_from_result(result)
+                )
             try:
                 self.study.tell(trial, values, state=state)
             except Exception as exc:  # e.g. a NaN objective: record the trial as failed
