@@ -336,15 +336,26 @@ def derive_labels(
     return derived, infos
 
 
+# A task on a field without ``reduce`` reads it whole: a vector is a regression label, a
+# per-pixel field a dense label of the task type its kind gives.
+DENSE_LABEL = {"mask": "segmentation", "depth": "depth", "normals": "normals"}
+
+
 def _label_info(info: FieldInfo, reduce: str | None, key: str, description: str) -> LabelInfo:
     if reduce is None:
-        if info.kind != "vector":
+        if info.kind == "vector":
+            return LabelInfo("regression", info.shape[0], None, description)
+        if info.kind not in DENSE_LABEL:
             raise SpecError(
                 f"{key}.reduce",
-                f"field {info.name!r} is per-pixel ({info.kind}); until dense tasks exist a task on it needs "
-                "reduce: mean (regression over valid pixels) or reduce: mode (a mask's most frequent class)",
+                f"field {info.name!r} is an image; a per-pixel task reads a mask, depth or normals field, "
+                "and a task on an image needs reduce: mean",
             )
-        return LabelInfo("regression", info.shape[0], None, description)
+        if info.kind == "mask":
+            if info.classes is None:
+                raise SpecError(f"data.fields.{info.name}.classes", f"required for a segmentation task on mask {info.name!r}: the number of classes")
+            return LabelInfo("segmentation", info.classes, tuple(str(c) for c in range(info.classes)), f"per-pixel classes of {description}")
+        return LabelInfo(DENSE_LABEL[info.kind], info.shape[0], None, f"per-pixel {info.kind} of {description}")
     if reduce == "mode":
         if info.kind != "mask":
             raise SpecError(f"{key}.reduce", f"reduce: mode takes a mask's most frequent class; field {info.name!r} is {info.kind} (use mean)")
@@ -356,11 +367,19 @@ def _label_info(info: FieldInfo, reduce: str | None, key: str, description: str)
     return LabelInfo("regression", info.shape[0], None, f"mean over valid pixels of {description}")
 
 
+def _label_size(info: FieldInfo, derived: Derived, label: LabelInfo) -> int:
+    """Floats one sample's label takes in memory: the whole field read as it is, else one value per output."""
+    if derived.reduce is None:
+        return math.prod(info.shape)
+    return label.n_outputs if label.kind == "regression" else 1
+
+
 def reduce_field(value: Tensor, info: FieldInfo, reduce: str | None) -> Tensor:
-    """One sample's label from its (channels-first) field; NaN when no pixel is valid."""
+    """One sample's label from its (channels-first) field; NaN when no pixel is valid. A mask
+    read whole is a segmentation label: float class ids, -1 where it holds its ignore value."""
     # sums over a validity mask rather than indexing by it: a boolean index costs several times more
     if reduce is None:
-        return value
+        return torch.where(value == info.ignore, -1, value).float() if info.kind == "mask" else value
     nan = torch.tensor(float("nan"))
     if reduce == "mode":
         classes = int(info.classes)
@@ -584,7 +603,7 @@ def load_folder(
         name: FolderSplit(str(root), folder, idx, read, input_name, derived, spec.loader, train_transform if name == "train" else None)
         for name, (folder, idx) in splits.items()
     }
-    per_sample = math.prod(fields[input_name].shape) + sum(info.n_outputs if info.kind == "regression" else 1 for info in infos.values())
+    per_sample = math.prod(fields[input_name].shape) + sum(_label_size(fields[d.field], d, infos[label]) for label, d in derived.items())
     in_memory, why = keep_in_memory(spec, FLOAT_BYTES * per_sample * sum(len(s) for s in streamed.values()), augmented=train_transform is not None)
     manifest = Manifest(root=str(root), fields=fields, input=input_name, in_memory=in_memory, memory=why)
     parts: dict[str, Any] = {name: _in_memory(s) if in_memory else s for name, s in streamed.items()}

@@ -318,11 +318,12 @@ REDUCE_TYPES = {"mean": "regression", "mode": "multiclass"}  # a folder field re
 
 class TaskSpec(_Section):
     label: Optional[str] = None
-    type: Optional[Literal["multiclass", "binary", "regression"]] = None
+    # per sample: multiclass, binary, regression; per pixel (spec.heads.DENSE_TASK_TYPES): the rest
+    type: Optional[Literal["multiclass", "binary", "regression", "segmentation", "depth", "normals", "binary_dense"]] = None
     metric: Optional[str] = None
     extra_metrics: list[str] = Field(default_factory=list)
     # a per-pixel folder field made one label per sample: mean (regression over valid pixels)
-    # or mode (the most frequent valid class, multiclass); until dense tasks exist
+    # or mode (the most frequent valid class, multiclass); without it the task is per pixel
     reduce: Optional[Literal["mean", "mode"]] = None
     head: Optional[HeadChoice] = None  # None: the head of the task's type (spec.heads.default_head)
 

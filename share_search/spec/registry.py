@@ -112,12 +112,18 @@ class Registry(Mapping[str, T], Generic[T]):
 # --------------------------------------------------------------------------- the registries
 @dataclass(frozen=True)
 class Metric:
-    """A metric with its direction; ``fn(y_true, output) -> float`` on masked numpy arrays."""
+    """A metric with its direction; ``fn(y_true, output, task) -> float`` on masked numpy arrays.
+
+    ``accumulate`` (a per-pixel metric's): ``factory(task)`` of an object whose ``update(output,
+    target)`` takes each batch's device tensors and whose ``compute()`` returns ``{metric: value}``
+    for the whole split, or that factory's ``"module:attr"``; the metrics of one task that name
+    the same factory share one. A dense task's metrics without one get the whole split's arrays."""
 
     name: str
     higher_is_better: bool
     task_types: tuple[str, ...]
     fn: Callable[[Any, Any, "Any"], float]
+    accumulate: Any = None
 
 
 def _family(module: str, cls: str, options: str) -> Ref:
@@ -143,9 +149,11 @@ WEIGHTINGS: Registry = Registry("weighting", {
     "gradnorm": "share_search.train.weighting:GradNorm",
     "pcgrad": "share_search.train.weighting:PCGrad",
 })
-METRICS: Registry = Registry(
-    "metric", {n: f"share_search.train.metrics:{n}" for n in ("accuracy", "balanced_accuracy", "f1", "auc", "mae", "rmse", "r2")}
-)
+METRICS: Registry = Registry("metric", {n: f"share_search.train.metrics:{n}" for n in (
+    "accuracy", "balanced_accuracy", "f1", "auc", "mae", "rmse", "r2",  # per sample
+    "miou", "pixel_accuracy", "abs_err", "rel_err", "mean_angle", "median_angle",  # per pixel
+    "within_11_25", "within_22_5", "within_30", "iou", "f_score",
+)})
 SAMPLERS: Registry = Registry("sampler", {n: f"share_search.space.samplers:{n}" for n in ("tpe", "random", "nsga2", "grid")})
 OPTIMIZERS: Registry = Registry("optimizer", {n: f"share_search.train.optimizers:{n}" for n in ("adam", "sgd")})
 REGISTRIES: dict[str, Registry] = {r.kind: r for r in (FAMILIES, FAMILY_SPACES, BACKBONES, HEADS, WEIGHTINGS, OPTIMIZERS, METRICS, SAMPLERS)}
@@ -279,10 +287,11 @@ def create_optimizer(name: str, param_groups, config):
 
 
 # metrics
-def register_metric(name: str, *, higher_is_better: bool, task_types: Sequence[str]):
-    """Decorator: add ``fn(y_true, output, task) -> float`` (masked numpy arrays) as a metric."""
+def register_metric(name: str, *, higher_is_better: bool, task_types: Sequence[str], accumulate: Any = None):
+    """Decorator: add ``fn(y_true, output, task) -> float`` (masked numpy arrays) as a metric;
+    ``accumulate``: see ``Metric`` (per-pixel metrics summed batch by batch)."""
     def decorator(fn):
-        METRICS.register(name, Metric(name, higher_is_better, tuple(task_types), fn))
+        METRICS.register(name, Metric(name, higher_is_better, tuple(task_types), fn, accumulate))
         return fn
 
     return decorator

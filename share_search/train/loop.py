@@ -31,7 +31,7 @@ from ..errors import DataError, ShareSearchError, SpecError
 from ..spec.model import TrainConfig
 from ..spec.registry import create_optimizer
 from .selection import EpochSelection
-from .tasks import Task
+from .tasks import SplitScores, Task
 from .weighting import Weighting, make_weighting
 
 
@@ -336,18 +336,28 @@ def _check_finite(values: Mapping[str, float], epoch: int, phase: str) -> None:
 def _evaluate(
     model: nn.Module, split: _Tensors | _Streamed, tasks: Sequence[Task], batch_size: int
 ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Per-task loss and metrics over a whole split, predicted in eval mode in batches."""
+    """Per-task loss and metrics over a whole split, predicted in eval mode in batches.
+
+    A per-sample task's outputs are gathered and scored at once; a dense task's are summed
+    batch by batch (``SplitScores``), its outputs never held for the whole split."""
     model.eval()
     names = [t.name for t in tasks]
+    whole = [t for t in tasks if not t.dense]
+    scores = {t.name: SplitScores(t) for t in tasks if t.dense}
     chunks, parts = [], []
     for x, y in split.batches(batch_size, None, names):
-        chunks.append(model(x))
-        parts.append(y)
-    outputs = {t.name: torch.cat([c[t.name] for c in chunks]) for t in tasks}
-    targets = split.y if isinstance(split, _Tensors) else {n: torch.cat([p[n] for p in parts]) for n in names}
-    losses = {t.name: t.loss(outputs[t.name], targets[t.name]).item() for t in tasks}
-    metrics = {t.name: t.evaluate(outputs[t.name].cpu().numpy(), targets[t.name].cpu().numpy()) for t in tasks}
-    return losses, metrics
+        out = model(x)
+        chunks.append({t.name: out[t.name] for t in whole})
+        parts.append({t.name: y[t.name] for t in whole})
+        for name, score in scores.items():
+            score.update(out[name], y[name])
+    outputs = {t.name: torch.cat([c[t.name] for c in chunks]) for t in whole}
+    targets = split.y if isinstance(split, _Tensors) else {t.name: torch.cat([p[t.name] for p in parts]) for t in whole}
+    losses = {t.name: t.loss(outputs[t.name], targets[t.name]).item() for t in whole}
+    metrics = {t.name: t.evaluate(outputs[t.name].cpu().numpy(), targets[t.name].cpu().numpy()) for t in whole}
+    for name, score in scores.items():
+        losses[name], metrics[name] = score.result()
+    return {n: losses[n] for n in names}, {n: metrics[n] for n in names}
 
 
 def evaluate(model: nn.Module, split: Split | FolderSplit, tasks: Sequence[Task], batch_size: int = 256) -> dict[str, dict[str, float]]:

@@ -1,5 +1,9 @@
 """Metrics on masked numpy arrays, with their direction and the task types they fit.
 
+Per-pixel metrics are summed batch by batch over a split by an accumulator of
+``dense_metrics`` (named here by import path); their ``fn`` runs that accumulator once on
+whole arrays, so each metric is also a plain function of (labels, outputs).
+
 No torch here: the spec checks metric names and task types against these without
 loading a model. Built-ins are found by name through ``registry.METRICS``; a user adds
 one with ``registry.register_metric``.
@@ -99,3 +103,38 @@ auc = Metric("auc", True, _CLASSIFICATION, _auc)
 mae = Metric("mae", False, ("regression",), _mae)
 rmse = Metric("rmse", False, ("regression",), _rmse)
 r2 = Metric("r2", True, ("regression",), _r2)
+
+
+# --------------------------------------------------------------------------- per pixel
+def _on_whole_arrays(name: str, accumulator: str):
+    """``fn(y_true, output, task)``: the accumulator updated once with the whole arrays."""
+
+    def fn(y, out, task):
+        import torch
+
+        from ..spec.registry import resolve
+
+        scores = resolve(accumulator)(task)
+        scores.update(torch.as_tensor(np.asarray(out, dtype=np.float32)), torch.as_tensor(np.asarray(y, dtype=np.float32)))
+        return scores.compute()[name]
+
+    fn.__name__ = f"_{name}"
+    return fn
+
+
+def _dense(name: str, higher_is_better: bool, task_type: str, accumulator: str) -> Metric:
+    path = f"share_search.train.dense_metrics:{accumulator}"
+    return Metric(name, higher_is_better, (task_type,), _on_whole_arrays(name, path), path)
+
+
+miou = _dense("miou", True, "segmentation", "SegmentationScores")
+pixel_accuracy = _dense("pixel_accuracy", True, "segmentation", "SegmentationScores")
+abs_err = _dense("abs_err", False, "depth", "DepthErrors")
+rel_err = _dense("rel_err", False, "depth", "DepthErrors")
+mean_angle = _dense("mean_angle", False, "normals", "NormalAngles")
+median_angle = _dense("median_angle", False, "normals", "NormalAngles")
+within_11_25 = _dense("within_11_25", True, "normals", "NormalAngles")
+within_22_5 = _dense("within_22_5", True, "normals", "NormalAngles")
+within_30 = _dense("within_30", True, "normals", "NormalAngles")
+iou = _dense("iou", True, "binary_dense", "BinaryScores")
+f_score = _dense("f_score", True, "binary_dense", "BinaryScores")

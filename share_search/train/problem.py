@@ -48,6 +48,8 @@ def resolve_tasks(spec: Spec, data: Dataset) -> tuple[Task, ...]:
         if kind != info.kind:
             if kind == "multiclass" and info.kind == "binary":
                 n_outputs = 2
+            elif kind == "binary_dense" and info.kind == "segmentation" and info.n_outputs == 2:
+                n_outputs = 1  # a two-class mask (0, 1, -1 unlabelled) is a binary per-pixel label
             else:
                 raise SpecError(f"tasks.{name}.type", f"label {label!r} is {info.kind}; type {kind!r} does not fit it")
         metric = ts.metric or DEFAULT_METRIC[kind]
