@@ -173,9 +173,9 @@ def load_multimnist(spec: DataSpec, seed: int) -> Dataset:
 # Per-pixel labels derived (not annotated) from the same digit pairs, on the full canvas.
 DENSE_CLASS_NAMES = ("background", *DIGIT_NAMES)  # segmentation class 0 is background, digit d is class d + 1
 STROKE_INK = 0.5  # a pixel is part of a digit's stroke where the digit's ink (in [0, 1]) reaches this
-NEAR_DEPTH = (1.0, 2.0)  # the top digit's depth, drawn uniformly per pair
-DEPTH_GAP = (0.5, 1.0)  # how much farther the occluded digit is, drawn uniformly per pair
-BACKGROUND_DEPTH = 4.0  # a far wall behind both digits (every digit is at depth 3 or nearer); valid, not masked
+NEAR_DEPTH = (0.3, 0.5)  # the top digit's depth, drawn uniformly per pair
+DEPTH_GAP = (0.15, 0.3)  # how much farther the occluded digit is, drawn uniformly per pair
+BACKGROUND_DEPTH = 1.0  # a far wall behind both digits (every digit is at depth 0.8 or nearer); valid, not masked
 
 
 @dataclass(frozen=True)
@@ -190,8 +190,8 @@ class DenseLayers:
 
 
 def digit_brightness(depth: np.ndarray) -> np.ndarray:
-    """How bright a digit at ``depth`` is drawn (1 at depth 1, 0.5 at depth 3): the depth cue in the image."""
-    return 1.25 - depth / 4
+    """How bright a digit at ``depth`` is drawn (1 at depth 0.3, 0.5 at depth 0.8): the depth cue in the image."""
+    return 1.3 - depth
 
 
 def compose_dense(

@@ -176,3 +176,39 @@ def test_every_dense_type_draws_a_few_kilobytes(kind):
     side = 36 * (TILE_SIDE // 36)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and image.size == (3 * side + 4 * GAP, 3 * side + 4 * GAP)
     assert len(png) < 12_000, len(png)
+
+
+# --------------------------------------------------------------------------- read back from a run folder
+def test_pictures_are_read_back_only_as_pngs_inside_the_artifact_folder(tmp_path):
+    """A run folder may come from anyone: an artifact record naming a file outside the store,
+    a file that is no PNG, a symlink or a huge file is passed over, never read into the report."""
+    import json
+    import os
+
+    import optuna
+
+    from share_search.runs.artifacts import MAX_PICTURE_BYTES, attach_trial_artifacts, trial_pictures
+
+    png = panel_png([(np.zeros((4, 4, 3), np.uint8),)])
+    store = tmp_path / "artifacts"
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    trial = study.ask()
+    arch = {"family": "tree", "stages": [[["a", "b"]]]}
+    attach_trial_artifacts(study, trial, store, arch, None, pictures={"seg": png, "depth": png})
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(png)  # a PNG, but outside the artifact folder
+    forged = {
+        "11111111-1111-4111-8111-111111111111": ("predictions-outside.png", "../secret.png"),
+        "22222222-2222-4222-8222-222222222222": ("predictions-text.png", "22222222-2222-4222-8222-222222222222"),
+        "33333333-3333-4333-8333-333333333333": ("predictions-link.png", "33333333-3333-4333-8333-333333333333"),
+        "44444444-4444-4444-8444-444444444444": ("predictions-huge.png", "44444444-4444-4444-8444-444444444444"),
+    }
+    (store / "22222222-2222-4222-8222-222222222222").write_text("<script>alert(1)</script>")
+    os.symlink(secret, store / "33333333-3333-4333-8333-333333333333")
+    (store / "44444444-4444-4444-8444-444444444444").write_bytes(png + b"\0" * MAX_PICTURE_BYTES)
+    for key, (name, artifact_id) in forged.items():
+        meta = {"artifact_id": artifact_id, "filename": name, "mimetype": "image/png", "encoding": None}
+        trial.storage.set_trial_system_attr(trial._trial_id, f"artifacts:{key}", json.dumps(meta))
+    study.tell(trial, 1.0)
+    found = trial_pictures(study.trials[0], store)
+    assert found == {"seg": png, "depth": png}
