@@ -41,7 +41,7 @@ def test_broken_spec_exits_2_with_key_path_and_no_traceback(tmp_path):
     path.write_text("name: x\ndata: {source: digits}\ntasks: {a: {metric: acuracy}, b: {}}\nfamilies: [tree]\n")
     proc = subprocess.run([sys.executable, "-m", "share_search.cli", "validate", str(path)], capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: tasks.a.metric: unknown metric 'acuracy' (known: accuracy, balanced_accuracy, f1, auc, mae, rmse, r2)"
+    assert proc.stderr.strip() == "error: tasks.a.metric: unknown metric 'acuracy' (known: accuracy, balanced_accuracy, f1, auc, mae, rmse, r2, miou, pixel_accuracy, abs_err, rel_err, mean_angle, median_angle, within_11_25, within_22_5, within_30, iou, f_score)"
     assert "Traceback" not in proc.stderr
     debug = subprocess.run([sys.executable, "-m", "share_search.cli", "--debug", "validate", str(path)], capture_output=True, text=True)
     assert debug.returncode != 0 and "Traceback" in debug.stderr

@@ -87,4 +87,4 @@ def test_the_nyuv2_example_validates_on_a_folder_in_its_layout(tmp_path, capsys)
     out = capsys.readouterr().out
     assert "data nyuv2: input shape (3, 24, 32); train 11, val 1, test 4" in out
     assert "label  │ mask, 13 classes" in out and "normal │ normals" in out and "image  │ image (input)" in out
-    assert "data held: in memory (data.in_memory: auto)" in out
+    assert "data held: streamed from disk (data.augment draws anew every epoch)" in out

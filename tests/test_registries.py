@@ -24,7 +24,7 @@ BUILT_IN = {
     "weighting": ["dwa", "equal", "gradnorm", "pcgrad", "uncertainty"],
     "family space": ["cross_stitch", "progressive", "tree"],
     "optimizer": ["adam", "sgd"],
-    "metric": ["accuracy", "auc", "balanced_accuracy", "f1", "mae", "r2", "rmse"],
+    "metric": ["abs_err", "accuracy", "auc", "balanced_accuracy", "f1", "f_score", "iou", "mae", "mean_angle", "median_angle", "miou", "pixel_accuracy", "r2", "rel_err", "rmse", "within_11_25", "within_22_5", "within_30"],
     "sampler": ["grid", "nsga2", "random", "tpe"],
 }
 CASES = [(kind, name) for kind, names in BUILT_IN.items() for name in names]

@@ -33,7 +33,7 @@ DELETE = object()
 
 BAD = [
     # (dotted key to change, new value, expected path, words in the message)
-    ("tasks.digit.metric", "acuracy", "tasks.digit.metric", "unknown metric 'acuracy' (known: accuracy, balanced_accuracy, f1, auc, mae, rmse, r2)"),
+    ("tasks.digit.metric", "acuracy", "tasks.digit.metric", "unknown metric 'acuracy' (known: accuracy, balanced_accuracy, f1, auc, mae, rmse, r2, miou, pixel_accuracy, abs_err, rel_err, mean_angle, median_angle, within_11_25, within_22_5, within_30, iou, f_score)"),
     ("data.bogus", 1, "data.bogus", "unknown key 'bogus' (known: source, inputs"),
     ("bogus", 1, "bogus", "unknown key 'bogus'"),
     ("name", DELETE, "name", "required key is missing"),
@@ -41,7 +41,7 @@ BAD = [
     ("name", "my run", "name", "letters, digits"),
     ("tasks", {"only": None}, "tasks", "at least 2 tasks, got 1"),
     ("tasks.digit", {"type": "binary", "metric": "mae"}, "tasks.digit", "metric 'mae' does not fit a binary task"),
-    ("tasks.digit.type", "ranking", "tasks.digit.type", "'multiclass', 'binary' or 'regression'"),
+    ("tasks.digit.type", "ranking", "tasks.digit.type", "'multiclass', 'binary', 'regression', 'segmentation', 'depth', 'normals' or 'binary_dense'"),
     ("families", {}, "families", "needs at least one sharing family"),
     ("families", {"stitch": {}}, "families.stitch", "unknown family 'stitch' (known: tree"),
     ("families", {"tree": {"first_stage_shared": "maybe"}}, "families.tree.first_stage_shared", "got 'maybe'"),

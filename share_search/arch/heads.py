@@ -70,6 +70,22 @@ class _Upsampled(nn.Module):
         return y if tuple(y.shape[-2:]) == self.size else F.interpolate(y, size=self.size, mode="bilinear", align_corners=False)
 
 
+def predict_at_input_size(model: nn.Module) -> nn.Module:
+    """Make ``model``'s dense heads upsample to each input's own height and width rather than the
+    size the network was built for, so a loaded network predicts every pixel of any image its
+    stages take (a convolutional encoder takes any size). Returns ``model``."""
+    heads = [m for m in model.modules() if isinstance(m, _Upsampled)]
+
+    def follow(module: nn.Module, args: tuple) -> None:
+        size = tuple(int(s) for s in args[0].shape[-2:])
+        for head in heads:
+            head.size = size
+
+    if heads:
+        model.register_forward_pre_hook(follow)
+    return model
+
+
 def _input_size(input_shape: Sequence[int]) -> tuple[int, int]:
     if len(input_shape) not in (2, 3):
         raise ValueError(f"a dense head predicts per pixel of an image input (H, W) or (C, H, W), got input shape {tuple(input_shape)}")

@@ -34,6 +34,7 @@ from safetensors.torch import save as safetensors_bytes
 from ..arch import build_model, config_from_dict
 from ..arch._cost import count_macs, count_parameters
 from ..arch.backbones import BACKBONES, StageBuilder, make_backbone
+from ..arch.heads import predict_at_input_size
 from ..errors import CheckpointError
 from ..spec.heads import DENSE_TASK_TYPES
 from ..spec.registry import FAMILIES, HEADS
@@ -48,6 +49,7 @@ RECIPE = "recipe.json"
 METRICS = "metrics.json"
 EXAMPLE = "example.safetensors"
 CARD = "MODEL_CARD.md"
+EVAL_BATCH = 256  # rows evaluated at once where the trial's batch size is not recorded
 MANIFEST = "manifest.json"
 MANIFEST_KIND = "share-search export"
 MAX_MANIFEST_BYTES = 1 << 20  # a manifest lists a handful of files; a larger one is not ours
@@ -375,7 +377,8 @@ def load_model(
     and nothing is imported: a backbone that is not built in is imported from the recipe's
     ``module:function`` only with ``trust_code=True``, or ``backbone`` gives its stage
     builder (``function(input_shape, **options)``). The model carries ``model.tasks``
-    (task definitions with label names and directions) and ``model.recipe``.
+    (task definitions with label names and directions) and ``model.recipe``. A dense task's
+    output has its input's height and width, whatever size the network was trained on.
     """
     folder = Path(path)
     verify_export(folder)
@@ -394,7 +397,7 @@ def load_model(
         raise CheckpointError(f"{where}: not a share-search recipe ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
     input_shape = checked_input_shape(b["input_shape"], where)
     stages = make_backbone(name, input_shape, options, builder=_stage_builder(where, name, trust_code, backbone))
-    model = build_model(arch, stages, tasks)
+    model = predict_at_input_size(build_model(arch, stages, tasks))
     load_weights_into(model, folder / WEIGHTS, weights_sha256)
     model.tasks = tasks
     model.recipe = recipe
@@ -479,6 +482,7 @@ def _ranked_export(run_dir: Path, problem, row, record: TrialRecord, ranking: Ma
     model = build_model(config_from_dict(plan["arch"]), problem.backbone, problem.tasks)
     load_weights_into(model, ckpt / WEIGHTS)
     model.eval()
+    batch_size = int(plan["train"].get("batch_size") or EVAL_BATCH)  # as the trial evaluated: a dense split's 256 outputs at once may not fit
     metrics = {
         "rank": int(row["rank"]),
         "trial": trial,
@@ -489,8 +493,8 @@ def _ranked_export(run_dir: Path, problem, row, record: TrialRecord, ranking: Ma
         "macs": count_macs(model, problem.backbone.input_shape),
         "delta_m": None if row.get("delta_m") is None or row.get("delta_m") != row.get("delta_m") else float(row["delta_m"]),
         **ranking,
-        "val": evaluate(model, problem.data.val, problem.tasks),
-        "test": evaluate(model, problem.data.test, problem.tasks),
+        "val": evaluate(model, problem.data.val, problem.tasks, batch_size),
+        "test": evaluate(model, problem.data.test, problem.tasks, batch_size),
     }
     return model, plan, metrics, first_inputs(problem.data.val, 8)
 

@@ -161,5 +161,7 @@ class BinaryScores(Accumulator):
         self.stats.update((output > 0).long(), class_ids(target, valid_pixels("binary_dense", target)))
 
     def compute(self) -> dict[str, float]:
+        if not self.stats.update_called:
+            return {"iou": math.nan, "f_score": math.nan}
         tp, fp, _, fn, _ = (float(v) for v in self.stats.compute())
         return {"iou": _ratio(tp, tp + fp + fn), "f_score": _ratio(2 * tp, 2 * tp + fp + fn)}
