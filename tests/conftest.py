@@ -39,3 +39,21 @@ def small_run(ray_session, tmp_path_factory):
         }
     )
     return run_search(spec, out=tmp_path_factory.mktemp("small_run") / "small", show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def dense_run(ray_session, tmp_path_factory):
+    """``search_spaces/dense.yaml`` shortened (fewer pairs, one epoch, 5 trials: the two
+    references and one per family), run once for the dense demo and dense report tests."""
+    import yaml
+
+    from share_search.engine.runner import run_search
+    from share_search.spec.model import parse_spec
+
+    from .runs import REPO
+
+    raw = yaml.safe_load((REPO / "search_spaces" / "dense.yaml").read_text())
+    raw["data"]["options"]["pairs"] = {"train": 96, "val": 32, "test": 32}
+    raw["train"]["epochs"] = 1
+    raw["search"].update(trials=5, concurrency=2, export_top=2)
+    return run_search(parse_spec(raw), out=tmp_path_factory.mktemp("dense_run") / "dense", show_progress=False)

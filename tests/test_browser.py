@@ -65,12 +65,17 @@ def test_the_harness_sees_errors_and_blank_pages(browser, tmp_path):
 
 
 # --------------------------------------------------------------------------- the report
-@pytest.fixture(scope="module")
-def report_tab(browser, small_run, tmp_path_factory):
-    path = write_report(small_run.run_dir, tmp_path_factory.mktemp("report") / "report.html", top=3)
-    tab = browser.open(path.as_uri(), settle_s=1.0)
+def opened_report(browser, run_dir, folder):
+    """A run's report (top 3) written to ``folder``, open in a tab of ``browser`` until the
+    fixture that ``yield from``s this ends."""
+    tab = browser.open(write_report(run_dir, folder / "report.html", top=3).as_uri(), settle_s=1.0)
     yield tab
     tab.close()
+
+
+@pytest.fixture(scope="module")
+def report_tab(browser, small_run, tmp_path_factory):
+    yield from opened_report(browser, small_run.run_dir, tmp_path_factory.mktemp("report"))
 
 
 def test_report_opens_offline_without_javascript_errors(report_tab):

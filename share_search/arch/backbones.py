@@ -87,15 +87,17 @@ class _BasicBlock(nn.Module):
         return torch.relu(self.bn2(self.conv2(y)) + self.skip(x))
 
 
-def resnet(input_shape: Sequence[int], channels: Sequence[int] = (16, 32, 64)) -> list[nn.Module]:
-    """A small ResNet: a stem stage, one basic block per width (stride 2 after the first), then pooling."""
+def resnet(input_shape: Sequence[int], channels: Sequence[int] = (16, 32, 64), pool: bool = True) -> list[nn.Module]:
+    """A small ResNet: a stem stage, one basic block per width (stride 2 after the first), then
+    global pooling; ``pool: false`` keeps the last block's feature map, the encoder a dense
+    task's decoder needs."""
     c, _, _ = _as_image(input_shape)
     stem = nn.Sequential(_Unsqueeze(), nn.Conv2d(c, channels[0], 3, 1, 1, bias=False), nn.BatchNorm2d(channels[0]), nn.ReLU())
     stages: list[nn.Module] = [stem]
     c = channels[0]
     for i, out in enumerate(channels):
         block = _BasicBlock(c, out, 1 if i == 0 else 2)
-        if i == len(channels) - 1:
+        if pool and i == len(channels) - 1:
             block = nn.Sequential(block, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         stages.append(block)
         c = out

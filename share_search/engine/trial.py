@@ -14,6 +14,7 @@ Ray is imported inside the trial only, so the package imports without starting i
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sysconfig
 import tempfile
@@ -25,7 +26,9 @@ from typing import Any, Sequence
 from ..arch import build_model
 from ..arch._cost import count_macs, count_parameters
 from ..errors import SpecError
+from ..runs.artifacts import pictures_to_result
 from ..runs.export import TRIAL_FILE, WEIGHTS, save_weights
+from ..runs.pictures import dense_pictures
 from ..runs.rank import delta_m, delta_m_terms
 from ..runs.study import json_safe
 from ..space.spaces import TrialPlan, plan_from_dict
@@ -48,6 +51,7 @@ PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # sha
 # epoch (``train.eval_every``) reports its Δm (Optuna's intermediate values count every
 # report) but no scheduler epoch, so ASHA's clock stays in whole epochs.
 SCHEDULER_EPOCH = "scheduler_epoch"
+log = logging.getLogger("share_search")
 LIBRARY_DIRS = tuple({os.path.abspath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib", "purelib", "platlib")})
 
 
@@ -108,6 +112,18 @@ def delta_m_baseline(problem: Problem, baseline: dict[str, dict[str, float]] | N
     return {task: {m: baseline.get(task, {}).get(m) for m in metrics} for task, metrics in terms.items()}
 
 
+def prediction_pictures(model, problem: Problem, number: int) -> dict[str, str]:
+    """``{"pictures_json": ...}``: the dense tasks' predictions on the first validation samples,
+    drawn here with the selected weights (``fit`` leaves them in ``model``); the searcher stores
+    them as the trial's artifacts. A picture that cannot be drawn is logged, never a failed trial."""
+    try:
+        pictures = dense_pictures(model, problem.data.val, problem.tasks)
+    except Exception as exc:
+        log.warning("trial %s: no prediction pictures (%s: %s)", number, type(exc).__name__, exc)
+        return {}
+    return {"pictures_json": pictures_to_result(pictures)} if pictures else {}
+
+
 def run_trial(config: dict[str, Any], problem: Problem, baselines: dict[int, dict[str, dict[str, float]]] | None) -> None:
     """Ray Tune function trainable: build, train, report every epoch, checkpoint the best weights with the final result.
 
@@ -155,5 +171,6 @@ def run_trial(config: dict[str, Any], problem: Problem, baselines: dict[int, dic
         # JSON strings: Ray flattens nested dicts in results
         "history_json": json.dumps(json_safe(result.history)),
         "details_json": json.dumps(json_safe(model.architecture_details())),
+        **prediction_pictures(model, problem, number),
     }
     tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(checkpoint)))

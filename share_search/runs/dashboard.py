@@ -31,6 +31,7 @@ import optuna
 import pandas as pd
 
 from ..errors import RunError
+from .artifacts import ARTIFACT_ATTR as _ARTIFACT_KEY
 from .artifacts import artifact_store
 from .rank import board_statement
 from .report import on_front, study_tasks
@@ -44,7 +45,6 @@ _HOST_HEADER = re.compile(r"(?P<name>\[[^\]]*\]|[^:]*)(?::(?P<port>\d+))?")  # n
 DEFAULT_PORT = 8080
 NOTE_ROWS = 5
 EXPORT_ARTIFACT_PREFIX = "export-"  # study artifacts this module owns (replaced on each export)
-_ARTIFACT_KEY = "artifacts:"  # Optuna's system-attribute prefix of artifact records
 
 
 def artifact_dir(run_dir: str | Path) -> Path:

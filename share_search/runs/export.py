@@ -37,6 +37,7 @@ from ..arch._cost import count_macs, count_parameters
 from ..arch.backbones import BACKBONES, StageBuilder, make_backbone
 from ..arch.heads import predict_at_input_size
 from ..errors import CheckpointError
+from ..spec.heads import DENSE_TASK_TYPES
 from ..spec.registry import FAMILIES, HEADS
 from ..spec.registry import METRICS as METRIC_REGISTRY  # export.METRICS is the metrics file name
 from ..train.tasks import Task
@@ -284,6 +285,10 @@ def model_card(recipe: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
             v = metrics.get("val", {}).get(t["name"], {}).get(m)
             s = metrics.get("test", {}).get(t["name"], {}).get(m)
             lines.append(f"| {t['name']} | {m} | {direction} | {_fmt(v)} | {_fmt(s)} |")
+    dense = [f"{t['name']} ({t['type']})" for t in recipe["tasks"] if t.get("type") in DENSE_TASK_TYPES]
+    if dense:
+        lines += ["", f"Per-pixel tasks: {', '.join(dense)}. Each of their metrics is computed over the valid pixels of the "
+                  "whole split (mIoU from one confusion matrix); their outputs have the input's height and width."]
     named = [t for t in recipe["tasks"] if t.get("class_names")]
     if named:
         lines += ["", "Classes, in output order (a binary task's one output is the chance of its second class):", ""]

@@ -9,8 +9,10 @@ come from its ``tasks`` user attribute), never the dataset.
 
 from __future__ import annotations
 
+import base64
 import html
 import math
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
@@ -21,6 +23,8 @@ from ..arch.layout import ArchDrawing, layout
 from ..errors import RunError
 from ..text import plural
 from . import drawing
+from .artifacts import trial_pictures
+from .pictures import PICTURE_SAMPLES, SEGMENTATION_PALETTE, colour_legend
 from .rank import board_statement, metric_column
 from .record import TrialRecord, stage_count, study_records
 from .uncertainty import TIE_TEST, separation_line
@@ -38,6 +42,7 @@ class TaskInfo(NamedTuple):
     higher_is_better: bool
     class_names: tuple[str, ...] = ()
     directions: tuple[tuple[str, bool], ...] = ()  # (metric, higher is better) for every metric, primary first
+    type: str = ""  # the task type ("" in a study made before it was recorded)
 
     @property
     def metric_directions(self) -> dict[str, bool]:
@@ -102,6 +107,18 @@ class TopDrawing:
     drawing: ArchDrawing
 
 
+@dataclass(frozen=True)
+class TopPictures:
+    """A top trial's prediction pictures (its artifacts): task -> PNG, a row per validation
+    sample of input, ground truth, prediction."""
+
+    rank: int
+    trial: int
+    arch: str
+    delta_m: float | None
+    pictures: dict[str, bytes]
+
+
 @dataclass
 class ReportData:
     name: str
@@ -116,6 +133,7 @@ class ReportData:
     has_delta_m: bool
     notes: list[str] = field(default_factory=list)
     seeded: bool = False  # some ranked architecture has 2 or more seeds: error bars and the tied group are drawn
+    pictures: list[TopPictures] = field(default_factory=list)
 
     @property
     def families(self) -> list[str]:
@@ -133,7 +151,7 @@ def study_tasks(study) -> tuple[TaskInfo, ...]:
         raise RunError(f"study {study.study_name!r} has no `tasks` user attribute; it was not written by share-search run")
     return tuple(
         TaskInfo(t["name"], t["metric"], bool(t["higher_is_better"]), tuple(t.get("class_names") or ()),
-                 tuple((str(m), bool(h)) for m, h in (t.get("metrics") or {}).items()))
+                 tuple((str(m), bool(h)) for m, h in (t.get("metrics") or {}).items()), str(t.get("type") or ""))
         for t in raw
     )
 
@@ -218,9 +236,12 @@ def curve_of(rank: int, record: TrialRecord, tasks: Sequence[TaskInfo]) -> Curve
     )
 
 
-def report_data(study, top: int = DEFAULT_TOP, rank_by: str = "delta_m", board: pd.DataFrame | None = None) -> ReportData:
+def report_data(
+    study, top: int = DEFAULT_TOP, rank_by: str = "delta_m", board: pd.DataFrame | None = None, artifact_dir: str | Path | None = None
+) -> ReportData:
     """Everything the report shows, read from the study (no data set, no plotly). ``board``:
-    the study's leaderboard when the caller has it (ranked as its ``rank_by`` attribute says)."""
+    the study's leaderboard when the caller has it (ranked as its ``rank_by`` attribute says);
+    ``artifact_dir``: the run's artifact store, where the top trials' prediction pictures are."""
     tasks = study_tasks(study)
     records = {r.number: r for r in study_records(study)}
     if board is None:
@@ -250,12 +271,26 @@ def report_data(study, top: int = DEFAULT_TOP, rank_by: str = "delta_m", board: 
             notes.append(f"rank {p.rank} (trial {p.trial}) is not drawn: {exc}")
             continue
         drawings.append(TopDrawing(p.rank, p.trial, p.delta_m, d))
+    pictures = top_pictures(study, points[:top], tasks, artifact_dir) if artifact_dir is not None else []
     return ReportData(
         name=study.study_name, tasks=tasks, board=board, rank_by=rank_by if has_delta_m else "pareto",
         counts={str(k): int(v) for k, v in board["state"].value_counts().items()},
         objectives=list(study.metric_names or []), points=points, curves=curves, drawings=drawings,
-        has_delta_m=has_delta_m, notes=notes, seeded=is_seeded(board),
+        has_delta_m=has_delta_m, notes=notes, seeded=is_seeded(board), pictures=pictures,
     )
+
+
+def top_pictures(study, points: Sequence[Point], tasks: Sequence[TaskInfo], artifact_dir: str | Path) -> list[TopPictures]:
+    """The prediction pictures the given trials stored, in the study's task order (trials
+    without dense tasks have none)."""
+    frozen = {t.number: t for t in study.get_trials(deepcopy=False)}
+    out = []
+    for p in points:
+        found = trial_pictures(frozen[p.trial], artifact_dir) if p.trial in frozen else {}
+        shown = {t.name: found[t.name] for t in tasks if t.name in found}
+        if shown:
+            out.append(TopPictures(p.rank, p.trial, p.arch, p.delta_m, shown))
+    return out
 
 
 # --------------------------------------------------------------------------- figures
@@ -464,6 +499,10 @@ tr.tied td { background: #fff6d5; }
 .figures { display: flex; flex-wrap: wrap; gap: 12px; }
 .figures > div { flex: 1 1 100%; }
 .figures.drawings > div { flex: 0 0 auto; }
+figure.prediction { margin: 0 18px 12px 0; display: inline-block; vertical-align: top; }
+figure.prediction img { image-rendering: pixelated; border: 1px solid #ddd; }
+figure.prediction figcaption { font-size: 12px; max-width: 260px; }
+.swatch { display: inline-block; width: 10px; height: 10px; margin: 0 2px 0 6px; border: 1px solid #999; }
 """
 
 
@@ -567,8 +606,55 @@ def render_html(data: ReportData) -> str:
             continue
         kind = "figures drawings" if title == "Top architectures" else "figures"
         parts.append(f'<div class="{kind}">' + "".join(f"<div>{_figure_html(fig, 'fig-' + name)}</div>" for name, fig in shown) + "</div>")
+    if data.pictures:
+        parts += pictures_html(data)
     parts += [f"<script>{_SORT_JS}</script>", "</body></html>"]
     return "\n".join(parts)
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's header (its IHDR chunk comes first)."""
+    return struct.unpack(">II", png[16:24])
+
+
+def pictures_html(data: ReportData) -> list[str]:
+    """The top trials' prediction pictures, embedded as data URIs (the page stays one file);
+    small pictures are shown at twice their size, pixels kept sharp."""
+    e = html.escape
+    tasks = {t.name: t for t in data.tasks}
+    parts = [
+        '<h2 id="predictions">Predictions of the top architectures</h2>',
+        f"<p>The first {PICTURE_SAMPLES} validation samples, the same for every trial, predicted by each trial at the end of "
+        "its training with the weights selected on validation. One row per sample: input | ground truth | prediction. "
+        "Magenta: no label (ignored or invalid pixels).</p>",
+    ]
+    for top in data.pictures:
+        dm = "" if top.delta_m is None else f" · Δm {top.delta_m:+.2f}%"
+        parts.append(f'<div class="predictions" id="predictions-rank-{top.rank}"><h3>rank {top.rank} · trial {top.trial}{e(dm)} · {e(top.arch)}</h3>')
+        for name, png in top.pictures.items():
+            task = tasks[name]
+            width, height = png_size(png)
+            scale = 2 if max(width, height) <= 300 else 1
+            uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+            parts.append(
+                f'<figure class="prediction" data-task="{e(name)}"><img src="{uri}" width="{width * scale}" height="{height * scale}" '
+                f'alt="{e(name)}: input, ground truth and prediction of {PICTURE_SAMPLES} validation samples">'
+                f"<figcaption><b>{e(name)}</b> ({e(task.type or 'dense')}): {_legend_html(task)}</figcaption></figure>"
+            )
+        parts.append("</div>")
+    return parts
+
+
+def _legend_html(task: TaskInfo) -> str:
+    """What the colours mean; a segmentation's classes as swatches."""
+    text = html.escape(colour_legend(task.type))
+    if task.type != "segmentation" or not task.class_names:
+        return text
+    swatches = "".join(
+        f'<span class="swatch" style="background: rgb{tuple(int(v) for v in SEGMENTATION_PALETTE[i % len(SEGMENTATION_PALETTE)])}"></span>{html.escape(str(n))}'
+        for i, n in enumerate(task.class_names)
+    )
+    return f"{text}<br>{swatches}"
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, top: int = DEFAULT_TOP, trust_code: bool = False) -> Path:

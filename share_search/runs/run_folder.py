@@ -107,12 +107,13 @@ class Run:
     def report(self, out: str | Path | None = None, top: int = DEFAULT_TOP) -> Path:
         """Write the HTML report (``report.html`` in the run folder, or ``out``); returns its path.
         ``top`` architectures are drawn and given learning curves."""
+        from .dashboard import artifact_dir
         from .report import render_html, report_data
 
         if isinstance(top, bool) or not isinstance(top, int) or top < 1:
             raise RunError(f"top must be an integer >= 1, got {top!r}")
         path = Path(out) if out else self.path / "report.html"
-        text = render_html(report_data(self.study, top=top))
+        text = render_html(report_data(self.study, top=top, artifact_dir=artifact_dir(self.path)))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         return path

@@ -211,7 +211,7 @@ def delta_m_convention_of(study: optuna.Study) -> str:
 
 def _task_attr(task) -> dict:
     """What the report needs of a task; class names only where the data named its classes."""
-    attr = {"name": task.name, "metric": task.metric, "higher_is_better": task.higher_is_better, "metrics": task.metric_directions}
+    attr = {"name": task.name, "type": task.type, "metric": task.metric, "higher_is_better": task.higher_is_better, "metrics": task.metric_directions}
     return {**attr, "class_names": list(task.class_names)} if task.class_names else attr
 
 

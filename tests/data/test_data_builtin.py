@@ -38,6 +38,7 @@ LABELS = {
     "digits": {"digit", "odd", "ge5", "prime", "loop"},
     "adult": {"income", "never_married", "female"},
     "fashion": {"item", "group"},
+    "multimnist_dense": {"segmentation", "depth", "edges"},  # checked in test_multimnist_dense.py
 }
 INPUT_SHAPES = {"multimnist": (1, 28, 28), "digits": (1, 8, 8), "adult": (92,), "fashion": (1, 28, 28)}
 DEFAULT_SIZES = {

@@ -61,7 +61,7 @@ TABLE = "a,b,y\n" + "".join(f"{i},{i * 2},{i % 2}\n" for i in range(10))
 # id, make(tmp_path, monkeypatch) -> (DataSpec kwargs, seed), error type, SpecError path, message fragments
 CASES = [
     ("unknown-source", lambda t, m: ({"source": "digitz"}, 0), SpecError, "data.source",
-     ["unknown data source 'digitz' (known: adult, digits, fashion, multimnist, or a .npz/.csv/.parquet file, module:function, or a folder path such as ./nyuv2)"]),
+     ["unknown data source 'digitz' (known: adult, digits, fashion, multimnist, multimnist_dense, or a .npz/.csv/.parquet file, module:function, or a folder path such as ./nyuv2)"]),
     ("negative-seed", lambda t, m: ({"source": "digits"}, -1), SpecError, "seed", ["must be an integer >= 0, got -1"]),
     ("builtin-unknown-option", lambda t, m: ({"source": "digits", "options": {"foo": 1}}, 0), SpecError,
      "data.options.foo", ["unknown option 'foo' for data source 'digits' (known: none)"]),
