@@ -210,3 +210,15 @@ def package_attr(name: str, *modules: str) -> Any:
         if (root / rel).with_suffix(".py").is_file() or (root / rel / "__init__.py").is_file():
             return getattr(importlib.import_module(module), name)
     raise ImportError(f"{name} is in none of {', '.join(modules)} under {root}")
+
+
+def gpu_missing(device: str) -> bool:
+    """True (and says so on stderr) when ``device`` is cuda but PyTorch sees no CUDA device."""
+    import sys
+
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device visible to PyTorch; this benchmark needs a GPU (--device cpu for a dry run)", file=sys.stderr)
+        return True
+    return False

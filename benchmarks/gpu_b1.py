@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import HERE, median, print_table, write_json
+from _common import HERE, gpu_missing, median, print_table, write_json
 
 SPEC = HERE.parent / "search_spaces" / "mtl.yaml"
 
@@ -97,12 +97,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     global DEVICE
     DEVICE = args.device
-
+    if gpu_missing(DEVICE):
+        return 2
     import torch
 
-    if DEVICE == "cuda" and not torch.cuda.is_available():
-        print("no CUDA device visible to PyTorch; this benchmark needs a GPU", file=sys.stderr)
-        return 2
     from share_search.engine.search import start_ray
 
     started = time.perf_counter()

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import median, median_range, print_table, write_json
+from _common import gpu_missing, median, median_range, print_table, write_json
 
 DEVICE = "cuda"
 SIZE = (288, 384)
@@ -146,11 +146,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     global DEVICE
     DEVICE = args.device
+    if gpu_missing(DEVICE):
+        return 2
     import torch
 
-    if DEVICE == "cuda" and not torch.cuda.is_available():
-        print("no CUDA device visible to PyTorch; this benchmark needs a GPU (--device cpu for a dry run)", file=sys.stderr)
-        return 2
     size = (72, 96) if args.quick else SIZE
     a = precision_modes(size, 2 if args.quick else 8, 2 if args.quick else 10)
     work = Path(tempfile.mkdtemp(prefix="gpu-dense-data-"))
