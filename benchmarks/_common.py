@@ -222,3 +222,31 @@ def gpu_missing(device: str) -> bool:
         print("no CUDA device visible to PyTorch; this benchmark needs a GPU (--device cpu for a dry run)", file=sys.stderr)
         return True
     return False
+
+
+NYU_FIELDS = ("image", "label", "depth", "normal")
+
+
+def write_nyuv2_folder(root: Path, n_train: int, n_val: int, size: tuple[int, int], fields: Sequence[str] = NYU_FIELDS, seed: int = 0) -> int:
+    """A folder in the NYUv2 layout MTAN and LibMTL use (``{split}/{field}/{i}.npy``, channels
+    last) with random content: image in [0, 1), label in 13 classes with -1 unlabelled, depth
+    that follows the image's brightness (valid everywhere), unit normals. Returns its bytes on disk."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    h, w = size
+    for split, n in (("train", n_train), ("val", n_val)):
+        for field in fields:
+            (root / split / field).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            image = rng.random((h, w, 3), dtype=np.float32)
+            normal = rng.normal(size=(h, w, 3)).astype(np.float32)
+            arrays = {
+                "image": image,
+                "label": rng.integers(-1, 13, (h, w)).astype(np.float32),
+                "depth": (1 + 4 * image.mean(axis=2, keepdims=True)).astype(np.float32),
+                "normal": normal / np.linalg.norm(normal, axis=2, keepdims=True),
+            }
+            for field in fields:
+                np.save(root / split / field / f"{i}.npy", arrays[field])
+    return sum(p.stat().st_size for p in root.rglob("*.npy"))

@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import HERE, print_table, write_json
+from _common import HERE, print_table, write_json, write_nyuv2_folder
 
 REPO = HERE.parent
 CHILD = r"""
@@ -134,23 +134,13 @@ def measure(spec: Path) -> dict:
 FOLDER_SIZE = (288, 384)  # NYUv2 as MTAN stores it
 
 
-def write_folder(root: Path, gigabytes: float, seed: int = 0) -> tuple[int, int]:
+def write_folder(root: Path, gigabytes: float) -> tuple[int, int]:
     """A folder of random NYUv2-size samples (image, label, depth) of about ``gigabytes`` GB: (samples, bytes)."""
-    import numpy as np
-
     h, w = FOLDER_SIZE
     per_sample = 4 * (h * w * 3 + h * w + h * w)
     n = max(20, int(gigabytes * 2**30 / per_sample))
     n_val = max(4, n // 50)
-    rng = np.random.default_rng(seed)
-    for split, count in (("train", n - n_val), ("val", n_val)):
-        for field in ("image", "label", "depth"):
-            (root / split / field).mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            np.save(root / split / "image" / f"{i}.npy", rng.random((h, w, 3), dtype=np.float32))
-            np.save(root / split / "label" / f"{i}.npy", rng.integers(-1, 13, (h, w)).astype(np.float32))
-            np.save(root / split / "depth" / f"{i}.npy", rng.random((h, w, 1), dtype=np.float32))
-    return n, n * per_sample
+    return n, write_nyuv2_folder(root, n - n_val, n_val, FOLDER_SIZE, fields=("image", "label", "depth"))
 
 
 def folder_spec(root: Path, cap_mb: int, path: Path) -> Path:

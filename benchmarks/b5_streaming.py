@@ -30,29 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import HERE, median, median_range, print_table, write_json
+from _common import HERE, median, median_range, print_table, write_json, write_nyuv2_folder
 
 sys.path.insert(0, str(HERE.parent))
 
 ARMS = ("memory", "stream-0", "stream-1", "stream-2")
 CLASSES = 13
-
-
-def write_folder(root: Path, n_train: int, n_val: int, size: tuple[int, int], seed: int = 0) -> int:
-    """The NYUv2 layout with random content; returns its bytes on disk."""
-    rng = np.random.default_rng(seed)
-    h, w = size
-    for split, n in (("train", n_train), ("val", n_val)):
-        for field in ("image", "label", "depth", "normal"):
-            (root / split / field).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            image = rng.random((h, w, 3), dtype=np.float32)
-            label = rng.integers(-1, CLASSES, (h, w)).astype(np.float32)
-            depth = (1 + 4 * image.mean(axis=2, keepdims=True)).astype(np.float32)
-            normal = rng.normal(size=(h, w, 3)).astype(np.float32)
-            for field, array in (("image", image), ("label", label), ("depth", depth), ("normal", normal)):
-                np.save(root / split / field / f"{i}.npy", array)
-    return sum(p.stat().st_size for p in root.rglob("*.npy"))
 
 
 def spec_for(root: Path, arm: str, args):
@@ -119,7 +102,7 @@ def main() -> None:
 
 
 def measure(root: Path, args, size: tuple[int, int]) -> None:
-    on_disk = write_folder(root, args.train, args.val, size)
+    on_disk = write_nyuv2_folder(root, args.train, args.val, size)
     print(f"folder: {root}, {args.train} train + {args.val} val samples of {size[0]}x{size[1]}, {on_disk / 2**20:.0f} MB on disk", flush=True)
     one_fit(root, "memory", argparse.Namespace(**{**vars(args), "epochs": 1}))  # warm-up: torch's first calls
     runs: dict[str, list[dict]] = {arm: [] for arm in ARMS}

@@ -27,9 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
-from _common import gpu_missing, median, median_range, print_table, write_json
+from _common import gpu_missing, median, median_range, print_table, write_json, write_nyuv2_folder
 
 DEVICE = "cuda"
 SIZE = (288, 384)
@@ -92,21 +91,6 @@ def precision_modes(size, batch: int, rounds: int) -> dict:
     return {"batch": batch, "size": list(size), "seconds_per_step": times, "peak_mb": peak}
 
 
-def write_folder(root: Path, n: int, size, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    h, w = size
-    for split, count in (("train", n), ("val", max(8, n // 5))):
-        for field in ("image", "label", "depth", "normal"):
-            (root / split / field).mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            normal = rng.normal(size=(h, w, 3)).astype(np.float32)
-            normal /= np.linalg.norm(normal, axis=2, keepdims=True)
-            np.save(root / split / "image" / f"{i}.npy", rng.random((h, w, 3), dtype=np.float32))
-            np.save(root / split / "label" / f"{i}.npy", rng.integers(-1, 13, (h, w)).astype(np.float32))
-            np.save(root / split / "depth" / f"{i}.npy", rng.random((h, w, 1), dtype=np.float32) + 0.1)
-            np.save(root / split / "normal" / f"{i}.npy", normal)
-
-
 def packing(folder: Path, fraction: float, trials: int, precision: str) -> dict:
     from share_search.engine.runner import run_search
     from share_search.spec.model import parse_spec
@@ -154,7 +138,8 @@ def main(argv=None) -> int:
     a = precision_modes(size, 2 if args.quick else 8, 2 if args.quick else 10)
     work = Path(tempfile.mkdtemp(prefix="gpu-dense-data-"))
     try:
-        write_folder(work / "nyu", 16 if args.quick else args.samples, size)
+        n = 16 if args.quick else args.samples
+        write_nyuv2_folder(work / "nyu", n, max(8, n // 5), size)
         trials = 4 if args.quick else args.trials
         rows = [packing(work / "nyu", f, trials, args.precision if DEVICE == "cuda" else "fp32")
                 for f in args.fractions]
