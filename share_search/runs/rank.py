@@ -20,7 +20,7 @@ from ..errors import ShareSearchError
 from ..spec.model import DELTA_M_ALL_METRICS, DELTA_M_CONVENTIONS, DELTA_M_PRIMARY, RANK_KEYS
 from ..train.selection import metric_value, relative_change
 from .record import ROLE_SEARCHED, ROLE_SINGLE_TASK, TrialRecord, baseline_of
-from .uncertainty import add_uncertainty, mean_and_se, per_seed_delta_m
+from .uncertainty import add_uncertainty, mean_and_se, per_seed_delta_m, row_metrics
 
 DELTA_M_CONVENTION = (  # search.delta_m: primary
     "Δm = 100/T · Σ_t (−1)^l_t (M_m,t − M_b,t) / M_b,t: the mean relative change (in %, higher "
@@ -274,12 +274,9 @@ def _delta_m_column(
 ) -> pd.Series:
     """Δm of every row that has metrics; NaN throughout when no baseline and not ``required``."""
 
-    def metrics_of(row) -> dict[str, dict[str, float]]:
-        return {task: {metric: row[column] for metric, column in of_task.items()} for task, of_task in columns.items()}
-
     try:
-        reference = metrics_of(select_baseline(board))
-        values = [delta_m(metrics_of(row), reference, higher_is_better) for row in board.to_dict("records")]
+        reference = row_metrics(select_baseline(board), columns)
+        values = [delta_m(row_metrics(row, columns), reference, higher_is_better) for row in board.to_dict("records")]
     except RankError:
         if required:
             raise

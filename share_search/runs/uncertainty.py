@@ -71,6 +71,11 @@ def paired_p_value(best: Mapping[int, float], other: Mapping[int, float]) -> flo
     return float(2.0 * student_t.sf(abs(statistic), df=len(diffs) - 1))
 
 
+def row_metrics(row: Mapping[str, float], columns: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, float]]:
+    """A table row's metrics as ``delta_m`` takes them: task -> metric -> the value of its column."""
+    return {task: {metric: row[column] for metric, column in of_task.items()} for task, of_task in columns.items()}
+
+
 def per_seed_delta_m(
     seeds: pd.DataFrame, baseline_trial: int | None, columns: Mapping[str, Mapping[str, str]], higher_is_better, delta_m,
 ) -> pd.Series:
@@ -78,14 +83,11 @@ def per_seed_delta_m(
     trial's row of the same repeat (paired); NaN where that seed of the baseline is missing.
     ``delta_m(metrics, baseline, higher_is_better)`` is ``rank.delta_m``."""
 
-    def metrics_of(row) -> dict[str, dict[str, float]]:
-        return {task: {metric: row[column] for metric, column in of_task.items()} for task, of_task in columns.items()}
-
     if baseline_trial is None:
         return pd.Series(math.nan, index=seeds.index, dtype=float)
-    reference = {int(row["repeat"]): metrics_of(row) for row in seeds[seeds["trial"] == baseline_trial].to_dict("records")}
+    reference = {int(row["repeat"]): row_metrics(row, columns) for row in seeds[seeds["trial"] == baseline_trial].to_dict("records")}
     values = [
-        delta_m(metrics_of(row), reference[int(row["repeat"])], higher_is_better) if int(row["repeat"]) in reference else math.nan
+        delta_m(row_metrics(row, columns), reference[int(row["repeat"])], higher_is_better) if int(row["repeat"]) in reference else math.nan
         for row in seeds.to_dict("records")
     ]
     return pd.Series(values, index=seeds.index, dtype=float)
