@@ -141,3 +141,11 @@ def test_the_readme_test_command_passes_without_the_debian_datasets():
         assert "1 skipped" in done.stdout and "dataset-fashion-mnist is not installed" in done.stdout
         under_ci = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test], cwd=REPO, env={**env, "CI": "true"}, capture_output=True, text=True)
         assert under_ci.returncode != 0 and "CI is set" in under_ci.stdout
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    """CI's contract: ``.ci/run`` ends with the README's test command, character for character."""
+    readme = [b.text.strip() for b in blocks_of(README.read_text()) if "pytest" in b.text and b.exempt is not None]
+    assert len(readme) == 1, readme
+    ci = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert ci[-1] == readme[0]
