@@ -15,7 +15,12 @@ How each kind of field is treated (``KINDS``):
 - ``depth`` (1, H, W), 0 where invalid: nearest as well. Bilinear depth would mix a valid
   value with a 0 (invalid) neighbour, and across an object's edge would invent "flying
   pixels" at depths belonging to neither surface; nearest keeps every value one that was
-  measured, and 0 stays 0. Crop padding is 0 (invalid). Depth values are not rescaled.
+  measured, and 0 stays 0. Crop padding is 0 (invalid). Scaling by a factor s divides the
+  depth values by s (``depth_follows_scale``, on by default): an image enlarged s times looks
+  as if the camera were s times closer, and a depth map that kept its values would pair the
+  closer view with the far distances. MTAN's and LibMTL's NYUv2 augmentation does the same
+  (Liu, Johns, Davison 2019, "End-to-End Multi-Task Learning with Attention", CVPR), so
+  results stay comparable with theirs. 0 (invalid) stays 0.
 - ``normals`` (3, H, W) unit vectors, zero where invalid: bilinear (normals vary smoothly over a
   surface, nearest would make them blocky when enlarged), then re-normalised to unit length;
   which pixels are valid is resampled by nearest, as depth's are. Channel 0 is the component
@@ -81,20 +86,24 @@ class RandomScale(v2.Transform):
 
     Masks and depth (``tv_tensors.Mask``) take nearest-exact, which keeps pixel centres where
     bilinear puts them (plain nearest shifts a label map by up to half a pixel against the image).
+    With ``depth_follows_scale`` depth values are divided by the factor (module docstring).
     """
 
-    def __init__(self, low: float, high: float):
+    def __init__(self, low: float, high: float, depth_follows_scale: bool = True):
         super().__init__()
-        self.low, self.high = low, high
+        self.low, self.high, self.depth_follows_scale = low, high, depth_follows_scale
 
     def make_params(self, flat_inputs: list) -> dict:
         height, width = F.get_size(next(x for x in flat_inputs if isinstance(x, (tv_tensors.Image, tv_tensors.Mask))))
         factor = self.low + (self.high - self.low) * float(torch.rand(()))
-        return {"size": [max(1, round(height * factor)), max(1, round(width * factor))]}
+        return {"size": [max(1, round(height * factor)), max(1, round(width * factor))], "factor": factor}
 
     def transform(self, inpt, params: dict):
         mode = InterpolationMode.NEAREST_EXACT if isinstance(inpt, tv_tensors.Mask) else InterpolationMode.BILINEAR
-        return self._call_kernel(F.resize, inpt, size=params["size"], interpolation=mode, antialias=True)
+        resized = self._call_kernel(F.resize, inpt, size=params["size"], interpolation=mode, antialias=True)
+        if isinstance(inpt, Depth) and self.depth_follows_scale:
+            return tv_tensors.wrap(resized.as_subclass(torch.Tensor) / params["factor"], like=resized)  # 0 (invalid) stays 0
+        return resized
 
 
 WRAPPERS = {"image": tv_tensors.Image, "mask": tv_tensors.Mask, "depth": Depth, "normals": Normals}
@@ -112,7 +121,7 @@ class JointAugment:
         self.spec = spec
         self.kinds = dict(kinds)
         self.ignore_index = ignore_index
-        self.scale = RandomScale(*spec.scale) if spec.scale is not None else None
+        self.scale = RandomScale(*spec.scale, depth_follows_scale=spec.depth_follows_scale) if spec.scale is not None else None
         self.flip = v2.RandomHorizontalFlip(p=hflip_probability) if spec.hflip else None
         self._crops: dict[tuple[int, int], v2.RandomCrop] = {}
 
@@ -191,7 +200,8 @@ def describe_augment(spec: AugmentSpec | None) -> str:
         return "none"
     steps = []
     if spec.scale is not None:
-        steps.append(f"scale by a factor in [{spec.scale[0]:g}, {spec.scale[1]:g}] (masks and depth nearest, normals bilinear and re-normalised)")
+        depth = "depth nearest and divided by the factor" if spec.depth_follows_scale else "depth nearest, its values kept"
+        steps.append(f"scale by a factor in [{spec.scale[0]:g}, {spec.scale[1]:g}] (masks nearest, {depth}, normals bilinear and re-normalised)")
     if spec.crop is not None:
         steps.append(f"random crop {spec.crop[0]}x{spec.crop[1]} (padded where smaller: masks with the ignore value, depth and normals with 0)")
     elif spec.scale is not None:

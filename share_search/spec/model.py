@@ -219,6 +219,8 @@ class AugmentSpec(_Section):
     hflip: bool = Field(False, strict=True)  # flip left-right with probability 1/2
     crop: Optional[tuple[int, int]] = None  # [height, width] of a random window, padded where the sample is smaller
     scale: Optional[tuple[float, float]] = None  # [low, high]: resize by a factor drawn uniformly from it
+    # a sample enlarged s times is seen as if from s times closer: its depth values are divided by s (MTAN, LibMTL)
+    depth_follows_scale: bool = Field(True, strict=True)
 
     @field_validator("crop", mode="before")
     @classmethod

@@ -62,10 +62,11 @@ def draws(transform, sample, count: int = 5):
         yield transform(sample)
 
 
-def scaled_nyu(scale):
-    """A NYUv2-like sample and five draws of it scaled by ``scale``, cropped back to its size."""
+def scaled_nyu(scale, depth_follows_scale: bool = False):
+    """A NYUv2-like sample and five draws of it scaled by ``scale``, cropped back to its size
+    (depth values kept unless asked: these tests follow where a pixel came from)."""
     sample = nyu_like(24, 30)
-    return sample, list(draws(augment(AugmentSpec(scale=scale, crop=(24, 30))), sample))
+    return sample, list(draws(augment(AugmentSpec(scale=scale, crop=(24, 30), depth_follows_scale=depth_follows_scale)), sample))
 
 
 # --------------------------------------------------------------------------- flip (the issue's done-when)
@@ -165,6 +166,19 @@ def test_scaled_depth_is_never_blended_with_invalid_pixels(scale):
         assert set(out["depth"].unique().tolist()) <= measured | {0.0}
 
 
+@pytest.mark.parametrize("factor", [0.5, 1.6, 2.0])
+def test_scaled_depth_is_divided_by_the_factor_and_invalid_stays_zero(factor):
+    """MTAN's and LibMTL's convention (on by default): enlarged s times, seen s times closer."""
+    sample, kept = scaled_nyu((factor, factor))
+    _, divided = scaled_nyu((factor, factor), depth_follows_scale=True)
+    for a, b in zip(kept, divided):
+        torch.testing.assert_close(b["depth"], a["depth"] / factor)
+        assert torch.equal(b["depth"] == 0, a["depth"] == 0)
+        for name in ("image", "label", "normal"):
+            assert torch.equal(a[name], b[name]), name
+    assert AugmentSpec(scale=(1.0, 2.0)).depth_follows_scale
+
+
 @pytest.mark.parametrize("scale", SCALES)
 def test_mask_depth_and_normal_validity_come_from_the_same_source_pixel(scale):
     """Each output pixel of the label and the depth names one source pixel, the same for both,
@@ -174,7 +188,7 @@ def test_mask_depth_and_normal_validity_come_from_the_same_source_pixel(scale):
     valid_normal = torch.rand(height, width, generator=torch.Generator().manual_seed(1)) > 0.3
     sample["normal"] = sample["normal"] * valid_normal
     kinds = {"image": "image", "label": "mask", "depth": "depth", "normal": "normals"}
-    for out in draws(augment(AugmentSpec(scale=scale, crop=(height, width)), kinds=kinds), sample):
+    for out in draws(augment(AugmentSpec(scale=scale, crop=(height, width), depth_follows_scale=False), kinds=kinds), sample):
         source = out["label"]
         inside = source >= 0
         assert torch.equal(out["depth"][0][inside], (source[inside] + 1).float())
@@ -278,10 +292,11 @@ def test_no_augmentation_builds_no_transform(spec):
 def test_describe_states_each_step_and_the_training_split():
     text = describe_augment(AugmentSpec(hflip=True, crop=(256, 320), scale=(0.75, 1.25)))
     assert text.startswith("training split only: ")
-    for words in ("scale by a factor in [0.75, 1.25]", "masks and depth nearest", "re-normalised", "random crop 256x320",
+    for words in ("scale by a factor in [0.75, 1.25]", "masks nearest", "depth nearest and divided by the factor", "re-normalised", "random crop 256x320",
                   "masks with the ignore value, depth and normals with 0", "horizontal flip with probability 0.5", "normals' x negated"):
         assert words in text, text
     assert "back to the sample's size" in describe_augment(AugmentSpec(scale=(0.5, 1.0)))
+    assert "its values kept" in describe_augment(AugmentSpec(scale=(0.5, 1.0), depth_follows_scale=False))
 
 
 def test_an_unknown_kind_is_refused_naming_the_field():

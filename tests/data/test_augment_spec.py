@@ -21,7 +21,7 @@ def test_the_issue_s_example_is_read_and_round_trips_through_the_resolved_spec()
     spec = parse_spec(with_augment({"hflip": True, "crop": [256, 320], "scale": [0.75, 1.25]}))
     assert spec.data.augment == AugmentSpec(hflip=True, crop=(256, 320), scale=(0.75, 1.25))
     assert spec.data.augment.active
-    assert spec.to_dict()["data"]["augment"] == {"hflip": True, "crop": [256, 320], "scale": [0.75, 1.25]}
+    assert spec.to_dict()["data"]["augment"] == {"hflip": True, "crop": [256, 320], "scale": [0.75, 1.25], "depth_follows_scale": True}
     assert parse_spec(spec.to_dict()) == spec  # spec.resolved.yaml reads back as the same spec
     assert "crop:\n    - 256\n    - 320" in spec.to_yaml()  # safe YAML: lists, not Python tuples
 
