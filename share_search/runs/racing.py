@@ -76,9 +76,13 @@ class RaceStanding:
                 f"compute {int(c.get('seeds', 0))} seed trainings, {int(c.get('trial_epochs', 0))} trial-epochs, {c.get('seconds', 0.0):.1f} s of training")
 
 
-def race_setup(records: Sequence[TrialRecord]) -> Mapping[str, Any] | None:
+SETUP_KEYS = ("candidates", "baseline", "start_seeds", "max_seeds", "alpha")  # beside a race trial's own "of", "round", "pairing"
+
+
+def race_setup(records: Sequence[TrialRecord]) -> dict[str, Any] | None:
     """The setup every race trial carries (candidates, baseline, seeds, α), None without a race."""
-    return next((r.race for r in records if r.race is not None and "candidates" in r.race), None)
+    race = next((r.race for r in records if r.race is not None and "candidates" in r.race), None)
+    return None if race is None else {key: race[key] for key in SETUP_KEYS}
 
 
 def per_seed_delta_m(record: TrialRecord, baseline: TrialRecord, tasks: Sequence, convention: str, upto: int) -> dict[int, float]:
