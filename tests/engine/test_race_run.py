@@ -149,3 +149,22 @@ def test_a_resumed_race_keeps_the_seeds_that_finished(raced):
     pairing = sorted(p for p in (run_dir / "ray").iterdir() if p.name.startswith("race-baseline-seeds-"))
     assert len(pairing) == 2
     assert len([p for p in pairing[-1].iterdir() if p.is_dir() and p.name.startswith("run_trial")]) == 1  # seed 2's only
+
+
+def test_the_report_draws_the_race(raced):
+    from share_search.runs.report import race_figure, render_html, report_data
+
+    run_dir, _, _, _ = raced
+    data = report_data(study_of(run_dir, "race"))
+    fig = race_figure(data)
+    standing = data.board.attrs["race"]
+    by_name = {trace.name: trace for trace in fig.data}
+    assert {f"trial {c}" for c in standing.candidates if c != standing.leader} <= set(by_name)
+    last = standing.rounds[-1]
+    hard = by_name[f"trial {HARD}" + (" (leader)" if HARD == standing.leader else "")]
+    assert list(hard.x) == [r.number for r in standing.rounds]
+    assert hard.y[-1] == pytest.approx(last.spreads[HARD].mean) and hard.error_y.array[-1] == pytest.approx(last.spreads[HARD].se)
+    dropped = by_name["dropped"]
+    assert any("trial 3 dropped" in text for text in dropped.hovertext)
+    page = render_html(data)
+    assert 'id="fig-race"' in page and "Confirmation race" in page and "Confirmation race finished" in page
