@@ -171,6 +171,7 @@ def cmd_run(args) -> int:
     outcome = run_search(spec, resume=args.resume, address=args.address, show_progress=not args.quiet, on_phase=on_phase)
     _print_board(con, outcome.board, outcome.problem.task_names, rows=10)
     _print_separation(con, outcome.board)
+    _print_race(con, outcome.board)
     c = outcome.counts
     con.print(f"trials this run: {c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed")
     failed = outcome.board[outcome.board["state"] == "FAIL"]
@@ -250,6 +251,15 @@ def _print_separation(con, board) -> None:
     line = separation_line(board)
     if line:
         con.print(f"winner: {escape(line)}", soft_wrap=True)
+
+
+def _print_race(con, board) -> None:
+    """The run summary's line on the confirmation race (``search.confirm``): who raced, who was dropped, what it cost."""
+    from rich.markup import escape
+
+    standing = board.attrs.get("race")
+    if standing is not None:
+        con.print(f"race: {escape(standing.line())}", soft_wrap=True)
 
 
 def _family_and_role(row) -> str:

@@ -116,6 +116,7 @@ def run_search(
 ) -> RunOutcome:
     """Everything ``share-search run`` does; every input is checked before anything is written."""
     from . import search
+    from .race import confirm
 
     run_dir = run_dir_for(spec, out)
     check_run_dir(run_dir, resume)
@@ -153,6 +154,7 @@ def run_search(
             queue_retries(study)
         try:
             counts = search.search(study, problem, storage, run_dir, show_progress=show_progress, on_phase=on_phase)
+            confirm(study, problem, storage, run_dir, show_progress=show_progress, on_phase=on_phase, counts=counts)
         except BaseException as stop:  # Ctrl-C or a crash: trials this driver left running are retried by --resume
             if isinstance(stop, KeyboardInterrupt):
                 _free_interrupted_frames(stop)
@@ -202,6 +204,8 @@ def _rank_and_export(study, problem: Problem, run_dir: Path, spec: Spec) -> tupl
     separation = separation_line(board)
     if separation:
         log.info("winner: %s", separation)
+    if board.attrs.get("race") is not None:
+        log.info("%s", board.attrs["race"].line())
     exported = []
     top = min(spec.search.export_top, ranked)
     if top:

@@ -221,21 +221,24 @@ def run_phase(
     baseline: Baselines | None,
     use_scheduler: bool,
     show_progress: bool,
+    repeats: int | None = None,
 ) -> PhaseOutcome:
     """One Tuner over ``n_trials`` trials of the study (queued ones first): one Tune trial
-    per seed each still needs (``search.repeats``; ``baseline``: the baseline's metrics by repeat)."""
+    per seed each still needs (``repeats`` seeds each, by default ``search.repeats``;
+    ``baseline``: the baseline's metrics by repeat)."""
     from ray import tune
 
     spec = problem.spec
+    repeats = repeats or spec.search.repeats
     names, directions = objective_names(spec, problem)
     modes = ["max" if d == "maximize" else "min" for d in directions]
     searcher = make_searcher(
         study_name=study.study_name, storage=storage, sampler=make_sampler(problem), space=SpaceFunction(problem),
         tasks=problem.tasks, objectives=names, modes=modes, baselines=baseline,
         delta_m_over=delta_m_terms(problem.tasks, spec.search.delta_m), run_dir=str(run_dir),
-        repeats=spec.search.repeats, n_trials=n_trials,
+        repeats=repeats, n_trials=n_trials,
     )
-    seeds = seeds_needed(study, n_trials, spec.search.repeats)
+    seeds = seeds_needed(study, n_trials, repeats)
     scheduler = None
     if use_scheduler and spec.search.scheduler is not None:
         from ray.tune.schedulers import ASHAScheduler

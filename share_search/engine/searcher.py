@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from ..arch import config_from_dict
 from ..runs.artifacts import attach_trial_artifacts, pictures_from_result
 from ..runs.rank import DeltaMTerms, delta_m
-from ..runs.record import Cost, Failure, Plan, SeedResult, TrialRecord, baselines_by_repeat, seed_of_repeat, seeds_from_attr, study_records
+from ..runs.record import Cost, Failure, Plan, SeedResult, TrialRecord, baselines_by_repeat, seed_means, seed_of_repeat, seeds_from_attr, study_records
 from ..runs.study import SEEDS, ask, completed_seed_attrs
 from ..runs.uncertainty import mean_and_se
 from ..space.spaces import ROLE_SINGLE_TASK
@@ -120,8 +120,7 @@ def combined_record(number: int, plan: dict, seeds: Sequence[SeedResult], tasks:
     if failure is not None:
         return TrialRecord(number, TrialState.FAIL.name, plan=Plan.from_dict(plan), family=arch.family, arch=arch.summary(),
                            cost=Cost(params, macs, None), failure=failure, seeds=seeds)
-    val = {t.name: {m: mean_and_se([s.value(t.name, m) for s in seeds]).mean for m in (first.val or {}).get(t.name, {})}
-           for t in tasks if t.name in (first.val or {})}
+    val = seed_means(seeds)
     deltas = [s.delta_m for s in seeds]
     return TrialRecord(
         number, TrialState.COMPLETE.name, plan=Plan.from_dict(plan), family=arch.family, arch=arch.summary(), val=val,
@@ -311,19 +310,26 @@ def make_searcher(**kwargs):
                                              failure=seed_failure(failed[0], result, self.repeats))
                     self._tell(number, record, None, TrialState.FAIL)
                     return
-            if self.needs_baseline and self.baselines is None:
+            if self.needs_baseline and not self._baseline_covers(number):
                 if self.trials[number].user_attrs.get("role") != ROLE_SINGLE_TASK:
                     self.waiting.add(number)
                     return
                 this = TrialRecord(number, "COMPLETE", ROLE_SINGLE_TASK, seeds=[SeedResult(r, self._seed(number, r), "COMPLETE", val)
                                                                             for r, val in self._seed_vals(number).items()])
-                self.baselines = baselines_by_repeat([*study_records(self.study), this], self.tasks)
+                # the baseline's seeds: the study's first single-task trial's, and this trial's for the repeats
+                # it lacks (the confirmation race trains the baseline's new seeds in a trial of its own)
+                known = baselines_by_repeat([*study_records(self.study), this], self.tasks) or {}
+                self.baselines = {**(baselines_by_repeat([this], self.tasks) or {}), **known}
                 self._tell_complete(number)
-                for waiting in sorted(self.waiting):
+                for waiting in sorted(w for w in self.waiting if self._baseline_covers(w)):
                     self._tell_complete(waiting)
-                self.waiting.clear()
+                    self.waiting.discard(waiting)
             else:
                 self._tell_complete(number)
+
+        def _baseline_covers(self, number: int) -> bool:
+            """Whether the baseline's seed of every repeat of this architecture is known (paired Δm)."""
+            return self.baselines is not None and all(r in self.baselines for r in self._seed_vals(number))
 
         def _seed_vals(self, number: int) -> dict[int, dict]:
             if self.repeats == 1:

@@ -322,6 +322,8 @@ def seeds_section(metrics: Mapping[str, Any]) -> list[str]:
     if n > 1:
         lines.append(REPEATS_STATEMENT)
     tied, p = seeds.get("tied_with_best"), seeds.get("p_vs_best")
+    if metrics.get("race"):
+        lines.append(f"The {metrics['race']} (rank 1 is the race's leader).")
     if metrics.get("rank") == 1:
         lines.append(f"Against the runner-up: {seeds['separation']}." if seeds.get("separation") else "No runner-up was ranked.")
     elif tied is None:
@@ -482,7 +484,9 @@ def export_ranked(run_dir: Path, problem, board, records: Sequence[TrialRecord],
     ranking = {key: board.attrs.get(key) for key in ("rank_by", "budget", "delta_m_convention")}
     by_number = {r.number: r for r in records}
     separation = separation_line(board)
-    exports = [_ranked_export(run_dir, problem, row, by_number[int(row["trial"])], ranking, separation) for _, row in ranked.head(top).iterrows()]
+    race = board.attrs.get("race")
+    exports = [_ranked_export(run_dir, problem, row, by_number[int(row["trial"])], ranking, separation, race and race.line())
+               for _, row in ranked.head(top).iterrows()]
     out = [
         write_export(export_dir / f"rank-{metrics['rank']}", model=model, plan_dict=plan, tasks=problem.tasks, backbone=problem.backbone,
                      spec_dict=problem.spec.to_dict(), metrics=metrics, example_x=example_x)
@@ -508,7 +512,8 @@ def rank_folders(export_dir: Path) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
-def _ranked_export(run_dir: Path, problem, row, record: TrialRecord, ranking: Mapping[str, Any], separation: str | None = None):
+def _ranked_export(run_dir: Path, problem, row, record: TrialRecord, ranking: Mapping[str, Any], separation: str | None = None,
+                   race: str | None = None):
     """One leaderboard row's network with its best-validation weights and its metrics."""
     from ..train.loop import evaluate, first_inputs
 
@@ -532,6 +537,7 @@ def _ranked_export(run_dir: Path, problem, row, record: TrialRecord, ranking: Ma
         "val": evaluate(model, problem.data.val, problem.tasks, batch_size),
         "test": evaluate(model, problem.data.test, problem.tasks, batch_size),
         "seeds": seeds_of_row(row, record, separation),
+        "race": race,  # the confirmation race's line (search.confirm), None without one
     }
     return model, plan, metrics, first_inputs(problem.data.val, 8)
 

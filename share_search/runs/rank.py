@@ -188,6 +188,7 @@ def leaderboard(
     budget: str | None = None,
     delta_m_over: DeltaMTerms | None = None,
     seeds: pd.DataFrame | None = None,
+    first: Sequence[int] = (),
 ) -> pd.DataFrame:
     """Trials with ``rank``, ``delta_m`` and ``pareto_front`` added, best first.
 
@@ -210,6 +211,9 @@ def leaderboard(
     a standard error ``<column>.se`` beside each metric and ``delta_m``, and ``p_vs_best`` /
     ``tied_with_best`` (``uncertainty.add_uncertainty``). The metric columns stay the means
     the trials table holds.
+
+    ``first``: trial numbers ranked before the others, in that order, when ranked at all (the
+    confirmation race's leader and the candidates it kept, ``racing.race_order``).
     """
     tasks = list(higher_is_better)
     if rank_by not in (*RANK_KEYS, *tasks):
@@ -239,6 +243,9 @@ def leaderboard(
     else:
         keys, ascending = [f"val.{rank_by}"], [not higher_is_better[rank_by]]
     order = board[ranked].sort_values([*keys, "trial"], ascending=[*ascending, True]).index
+    if first:
+        place = {int(n): i for i, n in enumerate(first)}
+        order = pd.Index(sorted(order, key=lambda i: place.get(int(board.at[i, "trial"]), len(place))))  # stable: the rest keep their order
     rest = board[~ranked].sort_values("trial").index
     board.insert(0, "rank", pd.Series(pd.NA, index=board.index, dtype="Int64"))
     board.loc[order, "rank"] = np.arange(1, len(order) + 1)

@@ -18,7 +18,9 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from ..spec.roles import ROLE_HARD_SHARING, ROLE_SEARCHED, ROLE_SINGLE_TASK  # noqa: F401 (re-exported to readers)
 
-FAIL_ORIGINS = ("user", "internal")  # user code (backbone, data, a NaN loss) or share-search itself
+FAIL_ORIGINS = ("user", "internal")
+INTERRUPTED = "interrupted: the driver stopped before the trial finished"  # the reason of a trial a stopped driver left
+RACE = "race"  # user attribute of a confirmation-race trial: whose seeds it holds, its round, the race's setup  # user code (backbone, data, a NaN loss) or share-search itself
 
 
 class TaskLike(Protocol):
@@ -131,6 +133,7 @@ class TrialRecord:
     retry_of: int | None = None  # the interrupted trial this one repeats
     fixed_arch: Mapping[str, Any] | None = None  # a reference queued with its recipe (outside the space)
     seeds: Sequence[SeedResult] | None = None  # with search.repeats > 1: every seed; val and delta_m are their means
+    race: Mapping[str, Any] | None = None  # a confirmation-race trial: {"of": the candidate's number, "round", setup...}
 
     @property
     def seed_results(self) -> list[SeedResult]:
@@ -241,6 +244,7 @@ class TrialRecord:
             retry_of=a.get("retry_of"),
             fixed_arch=_json(a.get("fixed_arch")),
             seeds=seeds_from_attr(a.get("seeds")),
+            race=a.get(RACE) if isinstance(a.get(RACE), dict) else None,
         )
 
 
@@ -256,8 +260,51 @@ def _json(text: str | None) -> Any:
 
 
 def study_records(study, states: Sequence | None = None) -> list[TrialRecord]:
-    """Every trial of ``study`` (those in ``states`` when given), in trial order."""
-    return [TrialRecord.from_frozen_trial(t) for t in study.get_trials(deepcopy=False, states=states)]
+    """Every trial of ``study`` (those in ``states`` when given), in trial order, with the
+    seeds the confirmation race trained folded into their architectures (``fold_race_seeds``)."""
+    return fold_race_seeds([TrialRecord.from_frozen_trial(t) for t in study.get_trials(deepcopy=False, states=states)])
+
+
+def seed_means(seeds: Sequence[SeedResult]) -> dict[str, dict[str, float]]:
+    """Every validation metric's mean over ``seeds`` (task -> metric -> mean), the first seed's tasks and metrics."""
+    from .uncertainty import mean_and_se
+
+    first = (seeds[0].val or {}) if seeds else {}
+    return {task: {m: mean_and_se([s.value(task, m) for s in seeds]).mean for m in metrics} for task, metrics in first.items()}
+
+
+def fold_race_seeds(records: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """The records with each race trial's COMPLETE seeds added to the trial it raced for
+    (``race.of``), so the leaderboard, export and report read one architecture's seeds in
+    one record: its metrics and Δm become the means over all of them, its time their sum.
+
+    A race trial holds copies of the seeds its candidate had before (``engine.race``), and a
+    trial a stopped driver left keeps the seeds that finished: each repeat is taken once,
+    the candidate's own first. The race trials stay in the list (the report draws the race
+    from them) and are never listed as rows (``race`` set)."""
+    extra: dict[int, dict[int, SeedResult]] = {}
+    for r in records:
+        if r.race is not None and isinstance(r.race.get("of"), int):
+            for seed in r.seeds or ():
+                if seed.state == "COMPLETE":
+                    extra.setdefault(r.race["of"], {}).setdefault(seed.repeat, seed)
+    return [_with_race_seeds(r, extra[r.number]) if r.race is None and r.state == "COMPLETE" and r.number in extra else r for r in records]
+
+
+def _with_race_seeds(record: TrialRecord, race_seeds: Mapping[int, SeedResult]) -> TrialRecord:
+    from dataclasses import replace
+
+    from .uncertainty import mean_and_se
+
+    own = record.completed_seeds()
+    added = {r: s for r, s in race_seeds.items() if r not in own}
+    if not added:
+        return record
+    seeds = [s for _, s in sorted({**own, **added}.items())]
+    deltas = [s.delta_m for s in seeds]
+    time_s = None if record.cost.time_s is None else record.cost.time_s + math.fsum(s.time_s or 0.0 for s in added.values())
+    return replace(record, seeds=seeds, val=seed_means(seeds), delta_m=None if any(d is None for d in deltas) else mean_and_se(deltas).mean,
+                   cost=Cost(record.cost.params, record.cost.macs, time_s))
 
 
 # --------------------------------------------------------------------------- the Δm baseline
@@ -269,7 +316,7 @@ def baseline_of(records: Iterable[TrialRecord]) -> TrialRecord | None:
     search had, so every Δm recorded during the search and the leaderboard's use the same
     trial, and a later one cannot move the zero by being stronger or weaker.
     """
-    done = [r for r in records if r.role == ROLE_SINGLE_TASK and r.state == "COMPLETE"]
+    done = [r for r in records if r.role == ROLE_SINGLE_TASK and r.state == "COMPLETE" and r.race is None]
     return min(done, key=lambda r: r.number, default=None)
 
 

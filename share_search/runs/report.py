@@ -256,6 +256,8 @@ def report_data(
     separation = separation_line(board) if is_seeded(board) else None
     if separation:
         notes.append(separation[0].upper() + separation[1:] + ".")
+    if board.attrs.get("race") is not None:
+        notes.append(board.attrs["race"].line()[0].upper() + board.attrs["race"].line()[1:] + ".")
     if not has_delta_m:
         notes.append("Δm is undefined in this study (no finished single-task baseline): trials are ranked by Pareto front.")
     curves, drawings = [], []
@@ -432,6 +434,35 @@ def cost_figure(data: ReportData):
     return fig
 
 
+def race_figure(data: ReportData):
+    """The confirmation race (``search.confirm``): each candidate's mean paired Δm ± one standard
+    error after each round, over the seeds every candidate of the round had; a cross where the
+    race dropped it (or its seed failed). None without a judged round."""
+    import plotly.graph_objects as go
+
+    standing = data.board.attrs.get("race")
+    if standing is None or not standing.rounds:
+        return None
+    fig = go.Figure()
+    for c in standing.candidates:
+        judged = [(r.number, r.spreads[c]) for r in standing.rounds if c in r.spreads]
+        label = f"trial {c}" + (" (leader)" if c == standing.leader else "")
+        fig.add_trace(go.Scatter(
+            x=[n for n, _ in judged], y=[s.mean for _, s in judged], mode="lines+markers", name=label,
+            error_y=error_bars([s.se for _, s in judged], True), hovertext=[f"{label}, round {n}: Δm {s.mean:.3g} ± {s.se:.2g}" for n, s in judged],
+            hoverinfo="text",
+        ))
+    out = [(r.number, c, r.spreads[c].mean, f"dropped, p = {p:.3g}") for r in standing.rounds for c, p in r.dropped.items()]
+    if out:
+        fig.add_trace(go.Scatter(x=[o[0] for o in out], y=[o[2] for o in out], mode="markers", name="dropped",
+                                 marker=dict(symbol="x", size=14, color="black"), hovertext=[f"trial {o[1]} {o[3]}" for o in out], hoverinfo="text"))
+    rounds = [r.number for r in standing.rounds]
+    fig.update_xaxes(tickvals=rounds, ticktext=[f"round {r.number} ({r.seeds} seeds)" for r in standing.rounds])
+    fig.update_layout(title=f"confirmation race (paired t-test by seed, α = {standing.alpha})", yaxis_title="Δm (%), mean ± s.e.",
+                      height=420, legend_title="candidate")
+    return fig
+
+
 def curves_figure(data: ReportData):
     """Validation metric per epoch of the top architectures, one panel per task."""
     import plotly.graph_objects as go
@@ -595,6 +626,7 @@ def render_html(data: ReportData) -> str:
     sections = [
         ("Trade-offs between tasks", [("pareto", pareto_figure(data))]),
         ("Δm by family and cost", [("delta-m-by-family", delta_m_by_family_figure(data)), ("cost", cost_figure(data))]),
+        *([("Confirmation race", [("race", race_figure(data))])] if data.board.attrs.get("race") is not None else []),
         ("Learning curves", [("curves", curves_figure(data))]),
         ("Top architectures", [(f"arch-rank-{d.rank}", f) for d, f in zip(data.drawings, drawing_figures(data))]),
     ]

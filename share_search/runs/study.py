@@ -18,13 +18,13 @@ from optuna.trial import TrialState
 
 from ..errors import RunError, SpecError
 from ..train.problem import Problem
+from .racing import race_order, race_standing
 from .rank import delta_m_terms, leaderboard, metric_column
-from .record import ROLE_SEARCHED, ROLE_SINGLE_TASK, TrialRecord, json_safe  # noqa: F401 (json_safe: the searcher and trial import it from here)
+from .record import INTERRUPTED, RACE, ROLE_SEARCHED, ROLE_SINGLE_TASK, TrialRecord, json_safe  # noqa: F401 (json_safe: the searcher and trial import it from here)
 from ..spec.model import DELTA_M_CONVENTIONS, DELTA_M_PRIMARY, TRIAL_COLUMNS, Spec
 from ..train.tasks import Task
 
 SQLITE_TIMEOUT_S = 30  # a dashboard reading the file must never make a write fail
-INTERRUPTED = "interrupted: the driver stopped before the trial finished"
 RETRY_OF = "retry_of"  # user attribute: the number of the interrupted trial this one repeats
 SEEDS = "seeds"  # user attribute: each seed's outcome (search.repeats > 1), kept by a retry
 STORAGE_ENV = "SHARE_SEARCH_STORAGE"  # the storage URL, when the spec names none (or keeps it masked)
@@ -247,12 +247,25 @@ def ask(study: optuna.Study) -> optuna.Trial:
 
 def mark_interrupted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Trials a stopped or killed driver left RUNNING become FAIL (their reason, set when they
-    were asked, is ``interrupted``); returns them for a retry."""
+    were asked, is ``interrupted``), and race trials it left queued too; returns the
+    RUNNING ones, for a retry."""
     left = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for t in left:
         study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+    _close_queued_race_trials(study)
     now = study.get_trials(deepcopy=False)
     return [now[t.number] for t in left]
+
+
+def _close_queued_race_trials(study: optuna.Study) -> None:
+    """Race trials a stopped driver queued and never asked are closed as interrupted, so no
+    later phase asks them (queued trials are asked oldest first); the race queues what it
+    still lacks when it resumes (``engine.race``)."""
+    while True:
+        waiting = min(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)), key=lambda t: t.number, default=None)
+        if waiting is None or RACE not in waiting.user_attrs:
+            return
+        study.tell(ask(study), state=TrialState.FAIL)
 
 
 def planned_params(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
@@ -275,7 +288,8 @@ def unretried_interrupted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]
     """Interrupted trials that no later trial retries yet (a retry records ``retry_of``)."""
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get(RETRY_OF) for t in trials}
-    return [t for t in trials if is_interrupted(t) and t.number not in retried]
+    # a race trial is not retried here: the race resumes its rounds itself (engine.race)
+    return [t for t in trials if is_interrupted(t) and t.number not in retried and RACE not in t.user_attrs]
 
 
 def queue_retries(study: optuna.Study) -> list[int]:
@@ -299,9 +313,12 @@ def completed_seed_attrs(t: optuna.trial.FrozenTrial) -> list[dict[str, Any]]:
 
 
 def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Trials that count against the budget: complete, pruned, or failed for a reason of their own."""
+    """Trials that count against the budget: complete, pruned, or failed for a reason of their own
+    (the race's trials add seeds to architectures already counted)."""
     out = []
     for t in study.get_trials(deepcopy=False):
+        if RACE in t.user_attrs:
+            continue
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
             out.append(t)
         elif t.state == TrialState.FAIL and not is_interrupted(t):
@@ -339,6 +356,8 @@ def trials_frame(records: Sequence[TrialRecord], tasks: Sequence[Task]) -> pd.Da
 
 def _listed(r: TrialRecord) -> bool:
     """Whether a trial is on the leaderboard: not queued, not interrupted (as ``is_interrupted``)."""
+    if r.race is not None:  # its seeds are folded into the trial it raced for (record.fold_race_seeds)
+        return False
     return not (r.state == TrialState.WAITING.name or (r.state == TrialState.FAIL.name and (r.failure is None or r.failure.reason == INTERRUPTED)))
 
 
@@ -359,15 +378,20 @@ def seeds_frame(records: Sequence[TrialRecord], tasks: Sequence[Task]) -> pd.Dat
 def leaderboard_of(
     records: Sequence[TrialRecord], tasks: Sequence, rank_by: str = "delta_m", budget: str | None = None, convention: str = DELTA_M_PRIMARY,
 ) -> pd.DataFrame:
-    """The leaderboard of a study's trials, Δm by ``convention`` (``search.delta_m``); ranked
+    """The leaderboard of a study's trials, Δm by ``convention`` (``search.delta_m``), the
+    confirmation race's leader and the candidates it kept first (``racing``); ranked
     by Pareto front instead of Δm when the study has no single-task baseline
     (``search.baselines: false``). ``tasks``: each with ``name``, ``metric``,
     ``higher_is_better``, ``metrics`` and ``metric_directions`` (a ``Task`` or the report's ``TaskInfo``)."""
     frame = trials_frame(records, tasks)
     if rank_by == "delta_m" and not frame["baseline"].any():
         rank_by = "pareto"  # Δm is undefined without the single-task networks
-    return leaderboard(frame, {t.name: t.higher_is_better for t in tasks}, rank_by=rank_by, budget=budget,
-                       delta_m_over=delta_m_terms(tasks, convention), seeds=seeds_frame(records, tasks))
+    standing = race_standing(records, tasks, convention) if rank_by == "delta_m" else None  # the race ranks on paired Δm
+    board = leaderboard(frame, {t.name: t.higher_is_better for t in tasks}, rank_by=rank_by, budget=budget,
+                        delta_m_over=delta_m_terms(tasks, convention), seeds=seeds_frame(records, tasks), first=race_order(standing))
+    if standing is not None:
+        board.attrs["race"] = standing
+    return board
 
 
 def load_run_study(run_dir: str | Path, trust_code: bool = False) -> tuple[optuna.Study, Spec]:

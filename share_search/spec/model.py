@@ -471,6 +471,16 @@ class SchedulerSpec(_Section):
     reduction_factor: float = Field(3.0, gt=1)
 
 
+class ConfirmSpec(_Section):
+    """The confirmation race after the search (``search.confirm``): the ``top`` best by mean
+    get one more seed per round until one is left or each has ``max_seeds``; a paired t-test
+    at ``alpha`` drops the clearly worse after each round (``runs.race``)."""
+
+    top: int = Field(..., ge=2)
+    max_seeds: int = Field(..., gt=1, le=100)
+    alpha: float = Field(0.05, gt=0, lt=1, allow_inf_nan=False)
+
+
 class SearchSpec(_Section):
     sampler: str = "tpe"
     objective: Literal["delta_m", "per_task"] = "delta_m"
@@ -486,6 +496,7 @@ class SearchSpec(_Section):
     out: Optional[str] = None
     # seeds per architecture: one Optuna trial, this many Ray trials (seed + r for r < repeats)
     repeats: int = Field(1, gt=0, le=100)
+    confirm: Optional[ConfirmSpec] = None  # the confirmation race before export; off by default
 
     @field_validator("sampler")
     @classmethod
@@ -524,6 +535,23 @@ class SearchSpec(_Section):
                 f"search.scheduler (ASHA) stops seeds one by one, so it cannot be combined with repeats > 1; "
                 f"use repeats: 1 with a scheduler, or drop search.scheduler, got repeats: {self.repeats}",
             )
+        return self
+
+
+    @model_validator(mode="after")
+    def _confirm_adds_seeds(self):
+        """The race gives each candidate seeds beyond the search's, and ranks them by paired Δm,
+        which needs the single-task networks."""
+        if self.confirm is None:
+            return self
+        if self.confirm.max_seeds <= self.repeats:
+            raise SpecError(
+                "search.confirm.max_seeds",
+                f"the race adds seeds beyond the {self.repeats} the search gives each architecture (search.repeats), "
+                f"so max_seeds must be above it, got {self.confirm.max_seeds}",
+            )
+        if not self.baselines:
+            raise SpecError("search.confirm", "the race compares paired Δm, which needs the single-task networks; use search.baselines: true")
         return self
 
 
@@ -645,6 +673,8 @@ class Spec(_Section):
             del out["plugins"]
         if out["search"]["repeats"] == 1:  # likewise one seed per architecture
             del out["search"]["repeats"]
+        if out["search"]["confirm"] is None:  # and no confirmation race
+            del out["search"]["confirm"]
         return out
 
     def to_yaml(self) -> str:
