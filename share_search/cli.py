@@ -133,7 +133,7 @@ def cmd_validate(args) -> int:
         con.print("train: searched " + "; ".join(f"{k}: {p.describe()}" for k, p in searched.items()))
     con.print("train: " + spec.train.features(), markup=False, highlight=False)
     s = spec.search
-    con.print(f"search: sampler {s.sampler}, objective {s.objective}{' + ' + s.cost if s.cost else ''}, delta_m {s.delta_m}, {plural(s.trials, 'trial')}, concurrency {s.concurrency}, resources {s.resources.model_dump()}")
+    con.print(f"search: sampler {s.sampler}, objective {s.objective}{' + ' + s.cost if s.cost else ''}, delta_m {s.delta_m}, {s.budget()}, concurrency {s.concurrency}, resources {s.resources.model_dump()}")
     if s.sampler == "grid":
         con.print(f"grid: {plural(len(grid_points(problem)), 'architecture/training combination')}")
     return 0

@@ -88,7 +88,7 @@ def _log_start(spec: Spec, problem: Problem, run_dir: Path, resume: bool) -> Non
         log.info("backbone.weights: %s", problem.backbone.weights_note)
     s = spec.search
     log.info("search: sampler %s, objective %s, Δm over %s, %s, concurrency %d", s.sampler, s.objective,
-             "every metric of each task" if s.delta_m == DELTA_M_ALL_METRICS else "each task's primary metric", plural(s.trials, "trial"), s.concurrency)
+             "every metric of each task" if s.delta_m == DELTA_M_ALL_METRICS else "each task's primary metric", s.budget(), s.concurrency)
     if s.repeats > 1:
         log.info("search.repeats: %d seeds per architecture (seeds %d..%d), each a Ray trial; Δm paired by seed", s.repeats, spec.seed, spec.seed + s.repeats - 1)
 

@@ -208,7 +208,7 @@ def make_sampler(problem: Problem):
     """The spec's sampler, from the sampler registry."""
     from ..spec.registry import create_sampler
 
-    return create_sampler(problem.spec.search.sampler, seed=problem.spec.seed, trials=problem.spec.search.trials)
+    return create_sampler(problem.spec.search.sampler, seed=problem.spec.seed, trials=problem.spec.search.searched_trials)
 
 
 def run_phase(
@@ -358,7 +358,7 @@ def search(
             enqueue(study, p)
         remaining = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
     else:
-        remaining = spec.search.trials - len(finished_trials(study))
+        remaining = spec.search.searched_trials - len(finished_trials(study))
         enqueue_untried_families(study, problem, remaining)
     if remaining > 0:
         begin("search", remaining)

@@ -480,6 +480,11 @@ class ConfirmSpec(_Section):
     max_seeds: int = Field(..., gt=1, le=100)
     alpha: float = Field(0.05, gt=0, lt=1, allow_inf_nan=False)
 
+    def most_seed_trainings(self, repeats: int) -> int:
+        """The most seeds the race can train: each candidate's and the baseline's seeds from
+        ``repeats`` up to ``max_seeds``."""
+        return (self.top + 1) * (self.max_seeds - repeats)
+
 
 class SearchSpec(_Section):
     sampler: str = "tpe"
@@ -552,7 +557,41 @@ class SearchSpec(_Section):
             )
         if not self.baselines:
             raise SpecError("search.confirm", "the race compares paired Δm, which needs the single-task networks; use search.baselines: true")
+        least = max(self.confirm.top, 3)  # the candidates (the references may be among them), and a trial beyond the 2 references
+        if self.sampler != "grid" and self.searched_trials < least:
+            raise SpecError(
+                "search.trials",
+                f"the race's compute counts against search.trials: it may train {self.confirm.most_seed_trainings(self.repeats)} seeds "
+                f"({self.race_reserve} trials of {self.repeats} seed{'s' if self.repeats > 1 else ''}), which leaves {self.searched_trials} of "
+                f"{self.trials} trials to search, fewer than {least} (search.confirm.top candidates, and one trial beyond the 2 references); "
+                f"raise trials to at least {self.race_reserve + least}",
+            )
         return self
+
+    @property
+    def race_reserve(self) -> int:
+        """Trials (of ``repeats`` seeds each) kept from ``trials`` for the confirmation race's
+        worst case, so that the race's compute counts against the budget (0 without a race;
+        a grid search trains its whole grid, and the race comes on top)."""
+        if self.confirm is None or self.sampler == "grid":
+            return 0
+        return -(-self.confirm.most_seed_trainings(self.repeats) // self.repeats)
+
+    @property
+    def searched_trials(self) -> int:
+        """The trials the search itself runs, the references included: ``trials`` less the race's reserve."""
+        return self.trials - self.race_reserve
+
+    def budget(self) -> str:
+        """The budget in words, for ``validate`` and ``run.log``."""
+        trials = f"{self.trials} trial{'s' if self.trials != 1 else ''}"
+        if self.confirm is None:
+            return trials
+        most = self.confirm.most_seed_trainings(self.repeats)
+        if self.race_reserve == 0:
+            return f"{trials}, then a confirmation race of up to {most} seed trainings on top (a grid trains its whole grid)"
+        return (f"{trials}: {self.searched_trials} searched (the references included), {self.race_reserve} kept for "
+                f"the confirmation race (up to {most} seed trainings)")
 
 
 class Spec(_Section):

@@ -4,7 +4,8 @@ the middle of the race and resumed: one run shared by every test of this module.
 The search (sampler ``race_replay``, ``tests/engine/race_plugin.py``) trains the two
 references and two searched trials: a twin of the hard-sharing reference (same architecture,
 values and seeds: tied by construction) and a copy with a useless learning rate (clearly
-worse). The race takes all four (``top: 4``) to 3 seeds. Its first phase trains the
+worse). The race takes all four (``top: 4``) to 3 seeds; ``trials: 14`` keeps the race's
+worst case, (4 + 1) x 2 seeds, from the budget, which leaves those 4 trials to search. Its first phase trains the
 baseline's seeds 1 and 2; seed 2 sleeps in the first driver, which is killed once seed 1
 finished, and ``--resume`` finishes the race.
 
@@ -58,7 +59,7 @@ def raced(tmp_path_factory, ray_session):
         backbone={"name": "tests.engine.race_backbones:race",
                   "options": {"widths": [16], "barrier": str(tmp / "barrier"), "parties": 2, "from_seed": 1, "slow_seed": 2, "slow_env": SLOW}},
         train={"lr": [0.01, 0.000001], "epochs": 1},
-        search={"sampler": "race_replay", "trials": 4, "concurrency": 3, "export_top": 1, "confirm": {"top": 4, "max_seeds": 3}},
+        search={"sampler": "race_replay", "trials": 14, "concurrency": 3, "export_top": 1, "confirm": {"top": 4, "max_seeds": 3}},
     ))
     run_dir = tmp / "run"
     marker = uuid.uuid4().hex
