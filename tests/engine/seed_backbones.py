@@ -1,15 +1,16 @@
 """A user backbone (``tests.engine.seed_backbones:by_seed``) that acts on the seed its trial
-trains with, for the ``search.repeats`` tests.
+trains with, for the ``search.repeats`` and confirmation-race tests.
 
 A trial seeds torch with its plan's seed before it builds the network, so a stage reads its
 seed back with ``torch.initial_seed()`` when it is built, and acts on its first training
 batch (the driver builds stages to learn their shapes, but never trains them):
 
+- ``fail_seed: S``: the seed S raises.
 - ``barrier: DIR, parties: N``: write ``DIR/<seed>`` and wait until N seeds wrote theirs; a
   seed left alone (its seeds trained one after another) fails after ``barrier_timeout`` s.
-- ``fail_seed: S``: the seed S raises.
-- ``slow_seed: S, slow_env: NAME``: with NAME set in the environment, the seed S sleeps for an
-  hour per batch (a driver killed meanwhile leaves it unfinished; without NAME it is fast).
+  With ``from_seed: S`` only seeds >= S take part (the race's new seeds), the others pass.
+- ``slow_seed: S, slow_env: NAME``: with NAME set in the environment, the seed S then sleeps
+  for an hour (a driver killed meanwhile leaves it unfinished; without NAME it is fast).
 """
 
 from __future__ import annotations
@@ -41,11 +42,9 @@ class BySeed(nn.Module):
 
     def _first_batch(self) -> None:
         o = self.options
-        if o.get("slow_env") and os.environ.get(o["slow_env"]) and self.seed == o.get("slow_seed"):
-            time.sleep(3600)
         if self.seed == o.get("fail_seed"):
             raise RuntimeError(f"planted fault for seed {self.seed}")
-        if o.get("barrier"):
+        if o.get("barrier") and self.seed >= int(o.get("from_seed", 0)):
             folder = Path(o["barrier"])
             folder.mkdir(parents=True, exist_ok=True)
             (folder / str(self.seed)).write_text("started")
@@ -54,6 +53,8 @@ class BySeed(nn.Module):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"seed {self.seed} waited alone: the other seeds did not train at the same time")
                 time.sleep(0.05)
+        if o.get("slow_env") and os.environ.get(o["slow_env"]) and self.seed == o.get("slow_seed"):
+            time.sleep(3600)
 
 
 def by_seed(input_shape: Sequence[int], widths: Sequence[int] = (16,), **options) -> list[nn.Module]:

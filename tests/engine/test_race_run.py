@@ -17,38 +17,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
-import time
 import uuid
 
 import pandas as pd
 import pytest
 
 from share_search.cli import main
-from tests.runs import end_marked, running_driver, small_spec, study_of, write_spec
+from tests.runs import end_marked, running_driver, small_spec, study_of, wait_for_a_finished_seed, write_spec
 
 MARKER = "SHARE_SEARCH_TEST_MARKER"
 SLOW = "SHARE_SEARCH_TEST_SLOW_RACE_SEED"
 BASELINE, HARD, TWIN, USELESS = 0, 1, 2, 3
-
-
-def _wait_for_a_race_seed(proc, db, timeout=600.0):
-    """Block until a RUNNING race trial recorded a COMPLETE seed the race trained (repeat >= 1)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the driver ended before it could be stopped"
-        try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
-                rows = con.execute(
-                    "SELECT a.value_json FROM trial_user_attributes a JOIN trials t ON a.trial_id = t.trial_id "
-                    "WHERE a.key = 'seeds' AND t.state = 'RUNNING'"
-                ).fetchall()
-        except sqlite3.OperationalError:
-            rows = []
-        if any(s["state"] == "COMPLETE" and s["repeat"] >= 1 for (value,) in rows for s in json.loads(value)):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"no running race trial with a finished seed after {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +35,7 @@ def raced(tmp_path_factory, ray_session):
     tmp = tmp_path_factory.mktemp("race")
     spec = write_spec(tmp / "s.yaml", small_spec(
         name="race", plugins=["tests.engine.race_plugin"], families={"tree": {}},
-        backbone={"name": "tests.engine.race_backbones:race",
+        backbone={"name": "tests.engine.seed_backbones:by_seed",
                   "options": {"widths": [16], "barrier": str(tmp / "barrier"), "parties": 2, "from_seed": 1, "slow_seed": 2, "slow_env": SLOW}},
         train={"lr": [0.01, 0.000001], "epochs": 1},
         search={"sampler": "race_replay", "trials": 14, "concurrency": 3, "export_top": 1, "confirm": {"top": 4, "max_seeds": 3}},
@@ -65,7 +44,7 @@ def raced(tmp_path_factory, ray_session):
     marker = uuid.uuid4().hex
     try:
         with running_driver(["run", str(spec), "--out", str(run_dir), "--quiet"], tmp / "driver.log", {MARKER: marker, SLOW: "1"}) as proc:
-            _wait_for_a_race_seed(proc, run_dir / "study.db")
+            wait_for_a_finished_seed(proc, run_dir / "study.db", min_repeat=1)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=300)
     finally:

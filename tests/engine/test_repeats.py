@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
-import time
 import uuid
 
 import optuna
@@ -21,7 +19,7 @@ import pytest
 
 from share_search.cli import main
 from share_search.runs.study import RETRY_OF
-from tests.runs import end_marked, one_line_error, running_driver, small_spec, study_of, write_spec
+from tests.runs import end_marked, one_line_error, running_driver, small_spec, study_of, wait_for_a_finished_seed, write_spec
 
 BACKBONE = "tests.engine.seed_backbones:by_seed"
 MARKER = "SHARE_SEARCH_TEST_MARKER"
@@ -121,32 +119,13 @@ def test_delta_m_pairs_each_seed_with_the_baseline_of_the_same_seed(tmp_path, ra
     assert "mean over 3 seeds" in card and ("TIED" in line) == ("TIED" in card)
 
 
-def _wait_for_a_kept_seed(proc, db, timeout=600.0):
-    """Block until a RUNNING trial has recorded one COMPLETE seed (the other one sleeps)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the driver ended before it could be stopped"
-        try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
-                rows = con.execute(
-                    "SELECT a.value_json FROM trial_user_attributes a JOIN trials t ON a.trial_id = t.trial_id "
-                    "WHERE a.key = 'seeds' AND t.state = 'RUNNING'"
-                ).fetchall()
-        except sqlite3.OperationalError:
-            rows = []
-        if any(s["state"] == "COMPLETE" for (value,) in rows for s in json.loads(value)):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"no running trial with a finished seed after {timeout} s")
-
-
 def test_a_resumed_run_keeps_the_seeds_that_finished(tmp_path, ray_session):
     spec = write_spec(tmp_path / "s.yaml", _one_architecture(tmp_path, slow_seed=8, slow_env=SLOW))
     run_dir = tmp_path / "run"
     marker = uuid.uuid4().hex
     try:  # the driver's seed 8 sleeps (SLOW is set for it and its Ray workers only): kill it once seed 7 finished
         with running_driver(["run", str(spec), "--out", str(run_dir), "--quiet"], tmp_path / "driver.log", {MARKER: marker, SLOW: "1"}) as proc:
-            _wait_for_a_kept_seed(proc, run_dir / "study.db")
+            wait_for_a_finished_seed(proc, run_dir / "study.db")
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=300)
     finally:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -152,3 +154,24 @@ def one_line_error(capsys, *words: str) -> str:
 def file_tree(folder: Path) -> dict[str, bytes | None]:
     """Every path under ``folder`` with its bytes (None for a folder): equal means untouched."""
     return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+
+
+def wait_for_a_finished_seed(proc: subprocess.Popen, db: Path, min_repeat: int = 0, timeout: float = 600.0) -> None:
+    """Block until a RUNNING trial of the SQLite study ``db`` records a COMPLETE seed of repeat
+    ``min_repeat`` or later (``search.repeats`` and the race store seeds as they end), so a
+    test can stop the driver with that seed kept and others unfinished."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the driver ended before it could be stopped"
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+                rows = con.execute(
+                    "SELECT a.value_json FROM trial_user_attributes a JOIN trials t ON a.trial_id = t.trial_id "
+                    "WHERE a.key = 'seeds' AND t.state = 'RUNNING'"
+                ).fetchall()
+        except sqlite3.OperationalError:
+            rows = []
+        if any(s["state"] == "COMPLETE" and s["repeat"] >= min_repeat for (value,) in rows for s in json.loads(value)):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"no running trial with a finished seed of repeat >= {min_repeat} after {timeout} s")
