@@ -17,12 +17,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import uuid
 
 import pandas as pd
 import pytest
 
 from share_search.cli import main
+from share_search.spec.registry import SAMPLERS
 from tests.runs import end_marked, running_driver, small_spec, study_of, wait_for_a_finished_seed, write_spec
 
 MARKER = "SHARE_SEARCH_TEST_MARKER"
@@ -50,8 +52,12 @@ def raced(tmp_path_factory, ray_session):
     finally:
         end_marked(f"{MARKER}={marker}")
     before = {t.number: t for t in study_of(run_dir, "race").get_trials()}
-    assert main(["run", str(spec), "--out", str(run_dir), "--resume"]) == 0
-    return run_dir, tmp, before, {t.number: t for t in study_of(run_dir, "race").get_trials()}
+    try:
+        assert main(["run", str(spec), "--out", str(run_dir), "--resume"]) == 0
+        yield run_dir, tmp, before, {t.number: t for t in study_of(run_dir, "race").get_trials()}
+    finally:  # the in-process resume imported the plugin: other tests list the registries
+        SAMPLERS.unregister("race_replay")
+        sys.modules.pop("tests.engine.race_plugin", None)
 
 
 def _race_trials(trials):
