@@ -302,11 +302,13 @@ def seeds_of(sampler_seed: int, count: int) -> list[int]:
 
 
 def search(table: Table, sampler_name: str, sampler_seed: int, repeats: int = 1, max_epochs: float = math.inf,
-           max_trials: float = math.inf, stop=None) -> list[dict]:
+           max_trials: float = math.inf, stop=None, dedupe: bool = False) -> list[dict]:
     """One search against the table at concurrency 1; its trials in order: architecture,
     observed value (None when ASHA stopped it), trial-epochs it trained (all its seeds) and
     trial-epochs spent so far. ``repeats`` seeds per trial, the objective their mean paired Δm
-    (what ``search.repeats`` tells Optuna); ``stop(trials)`` may end the search early."""
+    (what ``search.repeats`` tells Optuna); ``stop(trials)`` may end the search early.
+    ``dedupe`` models what the tool does not do: an architecture proposed again is told its
+    first outcome without training (no compute, nothing recorded at ASHA's rungs)."""
     import optuna
     from optuna.trial import TrialState
 
@@ -326,10 +328,17 @@ def search(table: Table, sampler_name: str, sampler_seed: int, repeats: int = 1,
     asha = Asha(grace, REDUCTION, table.epochs) if "+asha" in sampler_name else None
     if asha is not None and repeats > 1:
         raise ValueError("the tool refuses search.scheduler with repeats > 1 (spec/model.py)")
-    trials, spent = [], 0
+    trials, spent, first = [], 0, {}
     while spent < max_epochs and len(trials) < max_trials:
         trial = study.ask()
         arch = sample_trial(trial, p).arch.summary()
+        if dedupe and arch in first:
+            before = first[arch]
+            for epoch, value in enumerate(table.curve[(arch, seeds[0])][: before["epochs"]], start=1):
+                trial.report(value, epoch)
+            study.tell(trial, before["value"], state=TrialState.COMPLETE if before["value"] is not None else TrialState.PRUNED)
+            trials.append({**before, "epochs": 0, "spent": spent, "reference": False})
+            continue
         scheduled = asha is not None and len(trials) >= references
         trained = 0
         for epoch, value in enumerate(table.curve[(arch, seeds[0])], start=1):  # Optuna gets the first seed's curve, as the tool reports it
@@ -346,21 +355,23 @@ def search(table: Table, sampler_name: str, sampler_seed: int, repeats: int = 1,
             study.tell(trial, value)
         spent += trained
         trials.append({"arch": arch, "value": value, "epochs": trained, "spent": spent, "reference": len(trials) < references})
+        first.setdefault(arch, trials[-1])
         if stop is not None and stop(trials):
             break
     return trials
 
 
-def within(trials: list[dict], budget: float, longest: int) -> list[dict] | None:
+def within(trials: list[dict], budget: float, longest: int, capped: bool = False) -> list[dict] | None:
     """The search a budget of ``budget`` trial-epochs buys: trials in order while one more
     could still finish within it (``longest``: a full trial's trial-epochs); None when the
-    references alone do not fit."""
+    references alone do not fit. ``capped``: the search ended at its trial cap, so a larger
+    budget buys the whole of it."""
     out = []
     for t in trials:
         if (out[-1]["spent"] if out else 0) + longest > budget:
             break
         out.append(t)
-    if sum(t["reference"] for t in trials) > len(out) or len(out) == len(trials) and trials[-1]["spent"] + longest <= budget:
+    if sum(t["reference"] for t in trials) > len(out) or not capped and len(out) == len(trials) and trials[-1]["spent"] + longest <= budget:
         return None  # the references do not fit, or the search log is too short for this budget
     return out
 
@@ -404,7 +415,7 @@ def exported(table: Table, strategy: dict, logs: dict, sampler_seed: int, budget
     repeats = strategy.get("repeats", 1)
     race = strategy.get("race")
     reserve = race_reserve(*race, table.epochs) if race else 0
-    done = within(trials, budget - reserve, table.epochs * repeats)
+    done = within(trials, budget - reserve, table.epochs * repeats, capped=len(trials) >= DEDUPE_TRIALS)
     if not done:
         return None
     spent = done[-1]["spent"]
@@ -425,7 +436,16 @@ STRATEGIES = {  # name -> the search it reads (sampler, repeats) and what follow
     "(c) (a) + race K=5 S=3": {"search": ("tpe+asha-g3", 1), "race": (5, 3)},
     "(c) (a) + race K=3 S=4": {"search": ("tpe+asha-g3", 1), "race": (3, 4)},
     "(c) (a) + race K=3 S=5": {"search": ("tpe+asha-g3", 1), "race": (3, 5)},
+    # not the tool's default sampler: whether a search that explores more leaves the race something to confirm
+    "(d) one seed, random + ASHA g3": {"search": ("random+asha-g3", 1)},
+    "(d) + race K=2 S=3": {"search": ("random+asha-g3", 1), "race": (2, 3)},
+    "(d) + race K=3 S=3": {"search": ("random+asha-g3", 1), "race": (3, 3)},
+    # not what the tool does: an architecture proposed again is not retrained (its first outcome is told again, at no cost)
+    "(e) (a), re-proposals not retrained": {"search": ("tpe+asha-g3", 1, "dedupe")},
+    "(e) + race K=2 S=3": {"search": ("tpe+asha-g3", 1, "dedupe"), "race": (2, 3)},
+    "(e) + race K=3 S=3": {"search": ("tpe+asha-g3", 1, "dedupe"), "race": (3, 3)},
 }
+DEDUPE_TRIALS = 400  # trial cap of the (e) searches: re-proposals cost nothing, so a budget alone may never end them
 BUDGETS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0)  # fractions of exhaustive compute
 ALPHA = 0.05
 
@@ -437,11 +457,13 @@ def compare(table: Table, n_seeds: int, budgets: tuple[float, ...], exhaustive: 
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logs = {}
-    for sampler, repeats in dict.fromkeys(s["search"] for s in STRATEGIES.values()):
+    for key in dict.fromkeys(s["search"] for s in STRATEGIES.values()):
+        sampler, repeats, *dedupe = key
         started = time.perf_counter()
         for k in range(n_seeds):  # one search per sampler seed, long enough for the largest budget; a smaller budget reads its start
-            logs[((sampler, repeats), k)] = search(table, sampler, k, repeats, max_epochs=max(budgets) * exhaustive + table.epochs * repeats)
-        print(f"  {sampler}, repeats {repeats}: {n_seeds} searches in {time.perf_counter() - started:.1f} s", flush=True)
+            logs[(key, k)] = search(table, sampler, k, repeats, max_epochs=max(budgets) * exhaustive + table.epochs * repeats,
+                                    max_trials=DEDUPE_TRIALS if dedupe else math.inf, dedupe=bool(dedupe))
+        print(f"  {key}: {n_seeds} searches in {time.perf_counter() - started:.1f} s", flush=True)
     out = {}
     for name, strategy in STRATEGIES.items():
         out[name] = {}
