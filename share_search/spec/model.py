@@ -465,8 +465,8 @@ class Resources(_Section):
 
 class SchedulerSpec(_Section):
     type: Literal["asha"] = "asha"
-    # epochs before the first cut: replayed on an enumerated space (benchmarks/b3), with a first
-    # cut after 1 epoch 17 of 50 TPE searches never trained a tree near the best; after 3, none
+    # epochs before the first cut: on an enumerated space (benchmarks/b3, 5 seeds) an early epoch
+    # predicts the final ranking with Spearman 0.17 after 1 epoch, 0.57 after 3, 0.82 after 9
     grace_period: int = Field(3, gt=0)
     reduction_factor: float = Field(3.0, gt=1)
 
