@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
@@ -90,10 +90,14 @@ def save_weights(state_dict: Mapping[str, torch.Tensor], path: Path) -> str:
     return sha256_of(path)
 
 
-def load_weights(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
-    """Read safetensors weights, refusing a file whose hash differs from the recorded one."""
+def _weights_file_exists(path: Path) -> None:
     if not path.is_file():
         raise CheckpointError(f"{path}: weights file is missing")
+
+
+def load_weights(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Read safetensors weights, refusing a file whose hash differs from the recorded one."""
+    _weights_file_exists(path)
     if expected_sha256 is not None:
         check_sha256(path, expected_sha256)
     try:
@@ -115,6 +119,41 @@ def load_weights_into(model: torch.nn.Module, path: Path, expected_sha256: str |
             f"{path}: weights do not fit the recipe's network: missing {_some(result.missing_keys)}; "
             f"unexpected {_some(result.unexpected_keys)}"
         )
+
+
+def stored_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape in a safetensors file, read from its header alone (the format checks
+    that the header's tensors fill the file, so these shapes are backed by bytes on disk)."""
+    _weights_file_exists(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+
+
+def check_fits_weights(build, path: Path, required: bool) -> None:
+    """Build the network on the meta device (shapes only, no memory) and refuse it unless its
+    state has exactly the weights file's keys and shapes: a forged recipe (a width of a
+    billion) then cannot make ``load_model`` allocate more than the weights file holds.
+    ``required``: a built-in network must build on the meta device; a trusted user builder
+    that cannot is built for real instead, and checked when its weights are loaded."""
+    try:
+        with torch.device("meta"):
+            network = build()
+    except Exception as exc:
+        if required:
+            raise CheckpointError(f"{path.parent / RECIPE}: the recipe's network cannot be built ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+        return
+    expected = {key: tuple(value.shape) for key, value in network.state_dict().items()}
+    stored = stored_shapes(path)
+    if expected == stored:
+        return
+    shapes = [f"{k} {list(stored[k])} in the file, {list(expected[k])} in the recipe" for k in expected if k in stored and stored[k] != expected[k]]
+    raise CheckpointError(
+        f"{path}: weights do not fit the recipe's network: missing {_some([k for k in expected if k not in stored])}; "
+        f"unexpected {_some([k for k in stored if k not in expected])}; other shapes {_some(shapes, 2)}"
+    )
 
 
 def _some(keys: Sequence[str], shown: int = 3) -> str:
@@ -433,8 +472,13 @@ def load_model(
     except (KeyError, TypeError, ValueError, AttributeError) as exc:  # pydantic's ValidationError is a ValueError
         raise CheckpointError(f"{where}: not a share-search recipe ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
     input_shape = checked_input_shape(b["input_shape"], where)
-    stages = make_backbone(name, input_shape, options, builder=_stage_builder(where, name, trust_code, backbone))
-    model = predict_at_input_size(build_model(arch, stages, tasks))
+    builder = _stage_builder(where, name, trust_code, backbone)
+
+    def build() -> torch.nn.Module:
+        return predict_at_input_size(build_model(arch, make_backbone(name, input_shape, options, builder=builder), tasks))
+
+    check_fits_weights(build, folder / WEIGHTS, required=builder is not None and builder is BACKBONES.get(name))
+    model = build()
     load_weights_into(model, folder / WEIGHTS, weights_sha256)
     model.tasks = tasks
     model.recipe = recipe

@@ -156,3 +156,30 @@ def test_a_forged_input_shape_is_refused_before_anything_is_built(tmp_path, shap
     reseal(folder)
     with pytest.raises(CheckpointError, match=rf"recipe\.json: {words}"):
         load_model(folder)
+
+
+def test_a_forged_width_is_refused_before_its_memory_is_allocated(tmp_path):
+    """A recipe that names a 16-million-wide stage over the small weights file (1.2 GB of float32
+    once built): refused from the shapes alone, the network built on the meta device, so loading
+    it takes no more memory than loading the real export. Measured in a fresh process."""
+    real = export_to(tmp_path / "real")
+    forged = export_to(tmp_path / "rank-1")
+    edit_recipe(forged, lambda r: r["backbone"]["options"].update(widths=[6, 2**24]))
+    reseal(forged)
+    script = (
+        "import resource, sys\n"
+        "from share_search import CheckpointError, load_model\n"
+        "load_model(sys.argv[1])\n"  # the real one first: imports and allocator warmed
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    load_model(sys.argv[2])\n"
+        "except CheckpointError as exc:\n"
+        "    print('refused:', exc)\n"
+        "print('grew_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(real), str(forged)], env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "refused:" in done.stdout and "weights do not fit the recipe's network" in done.stdout, done.stdout
+    assert "[16777216, 6] in the recipe" in done.stdout, done.stdout
+    grew_mb = int(done.stdout.split("grew_kb")[1]) / 1024
+    assert grew_mb < 200, f"loading the forged export grew the peak memory by {grew_mb:.0f} MB"
