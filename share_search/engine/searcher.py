@@ -170,8 +170,8 @@ def make_searcher(**kwargs):
         from the baseline, each seed against the baseline's seed of the same repeat, and an
         architecture that ends before the baseline is known waits to be told.
 
-        A sampled trial whose values equal those of a trial that already trained and ended
-        COMPLETE or PRUNED (``runs.study.trained_twin``) is not trained: it is told that
+        A sampled trial whose values equal those of a searched trial that already trained and
+        ended COMPLETE or PRUNED (``runs.study.trained_twin``) is not trained: it is told that
         trial's outcome at once, takes no Tune trial and does not count against
         ``search.trials``; queued trials are always trained. After ``duplicate_limit`` such
         re-proposals in a row the phase ends (``Searcher.FINISHED``): the sampler finds

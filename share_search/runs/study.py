@@ -334,11 +334,14 @@ def is_queued(trial: optuna.Trial | optuna.trial.FrozenTrial) -> bool:
 
 
 def trained_twin(study: optuna.Study, params: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
-    """The earliest trial that trained exactly ``params`` and ended COMPLETE or PRUNED (race
-    trials and re-proposals left out), or None. Equal values mean an equal run: the seeds
-    derive from the spec's seed. A FAILED trial is no twin, since a failure may be transient."""
+    """The earliest searched trial that trained exactly ``params`` and ended COMPLETE or PRUNED,
+    or None. Equal values mean an equal run: the seeds derive from the spec's seed. A FAILED
+    trial is no twin (a failure may be transient), nor a reference (it is trained outside the
+    search, without the scheduler), a race trial or a re-proposal."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-        if RACE not in t.user_attrs and DUPLICATE_OF not in t.user_attrs and planned_params(t) == params:
+        if t.user_attrs.get("role") or RACE in t.user_attrs or DUPLICATE_OF in t.user_attrs:
+            continue
+        if planned_params(t) == params:
             return t
     return None
 

@@ -24,7 +24,7 @@ from share_search.spec.model import parse_spec
 from share_search.train.problem import load_problem
 from tests.runs import small_spec, study_of, write_spec
 
-TRIALS = 6  # above the space: 3 trees, two of them the references
+TRIALS = 6  # above the space: 3 trees, each trained once as a reference or a searched trial, or both
 DUPLICATE_LIMIT = 50  # re-proposals in a row that end a phase: max(50, search.trials), as the README states
 
 
@@ -38,7 +38,9 @@ def _ray_trials(run_dir: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def three_trees(ray_session, tmp_path_factory):
     """Two tasks, a two-stage MLP, trees whose first stage may split: three trees (the
-    single-task networks, hard sharing, one split after stage 0), six trials asked for."""
+    single-task networks, hard sharing, one split after stage 0), six trials asked for: the
+    two references and at most three distinct searched trials (a re-proposal of a reference
+    is trained once as a searched trial: references are no twins)."""
     folder = tmp_path_factory.mktemp("duplicates")
     spec = write_spec(folder / "s.yaml", small_spec(
         name="dup", backbone={"name": "mlp", "options": {"widths": [16, 16]}}, families={"tree": {"first_stage_shared": False}},
@@ -47,29 +49,30 @@ def three_trees(ray_session, tmp_path_factory):
     return spec, folder / "run"
 
 
-def test_a_space_smaller_than_the_trials_trains_each_tree_once_and_ends(three_trees, capsys):
+def test_a_space_smaller_than_the_trials_trains_each_architecture_once_and_ends(three_trees, capsys):
     spec, run_dir = three_trees
     assert main(["run", str(spec), "--out", str(run_dir), "--quiet"]) == 0
     out = capsys.readouterr().out
     trials = study_of(run_dir, "dup").get_trials()
     trained = [t for t in trials if "duplicate_of" not in t.user_attrs]
     duplicates = [t for t in trials if "duplicate_of" in t.user_attrs]
-    # every tree trained once, as one Ray trial each; the rest were re-proposals, told, not trained
-    assert len(trained) == 3 and len({t.user_attrs["arch"] for t in trained}) == 3
-    assert len(_ray_trials(run_dir)) == 3
+    searched = {t.number: t for t in trained if not t.user_attrs.get("role")}
+    # every tree searched once, as one Ray trial each (and the two references); the rest were re-proposals, told, not trained
+    assert len(trained) == 5 and len(searched) == 3 and len({t.user_attrs["arch"] for t in searched.values()}) == 3
+    assert len(_ray_trials(run_dir)) == 5
     assert len(duplicates) >= DUPLICATE_LIMIT
     by_number = {t.number: t for t in trained}
     for t in duplicates:
-        twin = by_number[t.user_attrs["duplicate_of"]]
+        twin = searched[t.user_attrs["duplicate_of"]]
         assert t.number > twin.number and planned_params(t) == planned_params(twin)
         assert t.state == twin.state and t.values == twin.values
         assert t.user_attrs["arch"] == twin.user_attrs["arch"] and t.user_attrs["fail_reason"] is None
         assert "checkpoint" not in t.user_attrs
     # they cost nothing, so they do not count against search.trials
     assert [t.number for t in finished_trials(study_of(run_dir, "dup"))] == sorted(by_number)
-    # the leaderboard and exports show each tree once, from the trial that trained it
+    # the leaderboard and exports show each trained trial once, and no re-proposal
     board = pd.read_csv(run_dir / "leaderboard.csv")
-    assert sorted(board["trial"]) == sorted(by_number) and board["arch"].is_unique
+    assert sorted(board["trial"]) == sorted(by_number) and board[board["role"].fillna("") == ""]["arch"].is_unique
     assert len(list((run_dir / "export").glob("rank-*"))) == 3
     # the guard ended the search: exit 0 above, a line in the summary and in run.log
     assert "search ended early: the sampler proposed only architectures already trained" in out
@@ -85,9 +88,9 @@ def test_a_resumed_run_counts_only_trained_trials(three_trees, capsys):
     assert main(["run", str(spec), "--out", str(run_dir), "--quiet", "--resume"]) == 0
     assert "search ended early" in capsys.readouterr().out
     after = study_of(run_dir, "dup").get_trials()
-    assert len(_ray_trials(run_dir)) == 3  # nothing new to train: the sampler found nothing new again
+    assert len(_ray_trials(run_dir)) == 5  # nothing new to train: the sampler found nothing new again
     assert len(after) > len(before) and all("duplicate_of" in t.user_attrs for t in after[len(before):])
-    assert len(finished_trials(study_of(run_dir, "dup"))) == 3
+    assert len(finished_trials(study_of(run_dir, "dup"))) == 5
 
 
 # --------------------------------------------------------------------------- one tree, run_phase on a real study
