@@ -230,7 +230,7 @@ def make_searcher(**kwargs):
             sampled = self.space(trial)
             twin = None if is_queued(trial) else trained_twin(self.study, trial.params)
             if twin is not None:
-                self._tell_duplicate(trial, twin)
+                self._tell_duplicate(trial, twin, sampled["plan"]["arch"])
                 return
             self.duplicates_in_a_row = 0
             number = trial.number
@@ -244,14 +244,16 @@ def make_searcher(**kwargs):
             if not missing:
                 self._all_ended(number)
 
-        def _tell_duplicate(self, trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> None:
+        def _tell_duplicate(self, trial: optuna.Trial, twin: optuna.trial.FrozenTrial, arch: dict) -> None:
             """A sampled trial that re-proposes a trained one is not trained again (Optuna's FAQ,
             "How can I ignore duplicated samples?"): it is told the earlier trial's outcome at
             once, COMPLETE with its values (the mean over seeds with ``repeats``) or PRUNED
-            after its intermediate values, and records ``duplicate_of``."""
+            after its intermediate values, and records ``duplicate_of``; the dashboard shows
+            its drawing and the earlier trial's metrics."""
             for key, value in twin.user_attrs.items():
                 if key in DUPLICATE_COPIES or key.startswith("val."):  # val.<task>, val.<task>.se: the dashboard's columns
                     trial.set_user_attr(key, value)
+            attach_trial_artifacts(self.study, trial, os.path.join(self.run_dir, "artifacts"), arch, twin.user_attrs.get("details"))
             trial.set_user_attr("fail_reason", None)
             trial.set_user_attr(DUPLICATE_OF, twin.number)
             if twin.state == TrialState.PRUNED and len(self.study.directions) == 1:
