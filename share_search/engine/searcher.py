@@ -23,9 +23,8 @@ from optuna.trial import TrialState
 from ..arch import config_from_dict
 from ..runs.artifacts import attach_trial_artifacts, pictures_from_result
 from ..runs.rank import DeltaMTerms, delta_m
-from ..runs.record import Cost, Failure, Plan, SeedResult, TrialRecord, baselines_by_repeat, seed_means, seed_of_repeat, seeds_from_attr, study_records
+from ..runs.record import Cost, Failure, Plan, SeedResult, TrialRecord, baselines_by_repeat, seed_delta_m, seed_means, seed_of_repeat, seeds_from_attr, study_records
 from ..runs.study import SEEDS, ask, completed_seed_attrs
-from ..runs.uncertainty import mean_and_se
 from ..space.spaces import ROLE_SINGLE_TASK
 from ..text import console
 from ..train.tasks import Task
@@ -120,11 +119,9 @@ def combined_record(number: int, plan: dict, seeds: Sequence[SeedResult], tasks:
     if failure is not None:
         return TrialRecord(number, TrialState.FAIL.name, plan=Plan.from_dict(plan), family=arch.family, arch=arch.summary(),
                            cost=Cost(params, macs, None), failure=failure, seeds=seeds)
-    val = seed_means(seeds)
-    deltas = [s.delta_m for s in seeds]
     return TrialRecord(
-        number, TrialState.COMPLETE.name, plan=Plan.from_dict(plan), family=arch.family, arch=arch.summary(), val=val,
-        delta_m=None if any(d is None for d in deltas) else mean_and_se(deltas).mean,
+        number, TrialState.COMPLETE.name, plan=Plan.from_dict(plan), family=arch.family, arch=arch.summary(), val=seed_means(seeds),
+        delta_m=seed_delta_m(seeds),
         cost=Cost(params, macs, math.fsum(s.time_s or 0.0 for s in seeds)),
         best_epoch=first.best_epoch, best_epochs=first.best_epochs, history=first.history, details=first.details,
         node=first.node, checkpoint=first.checkpoint, seeds=seeds,

@@ -18,9 +18,9 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from ..spec.roles import ROLE_HARD_SHARING, ROLE_SEARCHED, ROLE_SINGLE_TASK  # noqa: F401 (re-exported to readers)
 
-FAIL_ORIGINS = ("user", "internal")
+FAIL_ORIGINS = ("user", "internal")  # user code (backbone, data, a NaN loss) or share-search itself
 INTERRUPTED = "interrupted: the driver stopped before the trial finished"  # the reason of a trial a stopped driver left
-RACE = "race"  # user attribute of a confirmation-race trial: whose seeds it holds, its round, the race's setup  # user code (backbone, data, a NaN loss) or share-search itself
+RACE = "race"  # user attribute of a confirmation-race trial: whose seeds it holds, its round, the race's setup
 
 
 class TaskLike(Protocol):
@@ -273,6 +273,14 @@ def seed_means(seeds: Sequence[SeedResult]) -> dict[str, dict[str, float]]:
     return {task: {m: mean_and_se([s.value(task, m) for s in seeds]).mean for m in metrics} for task, metrics in first.items()}
 
 
+def seed_delta_m(seeds: Sequence[SeedResult]) -> float | None:
+    """The mean of the seeds' paired Δm; None when a seed has none."""
+    from .uncertainty import mean_and_se
+
+    deltas = [s.delta_m for s in seeds]
+    return None if any(d is None for d in deltas) else mean_and_se(deltas).mean
+
+
 def fold_race_seeds(records: Sequence[TrialRecord]) -> list[TrialRecord]:
     """The records with each race trial's COMPLETE seeds added to the trial it raced for
     (``race.of``), so the leaderboard, export and report read one architecture's seeds in
@@ -294,17 +302,13 @@ def fold_race_seeds(records: Sequence[TrialRecord]) -> list[TrialRecord]:
 def _with_race_seeds(record: TrialRecord, race_seeds: Mapping[int, SeedResult]) -> TrialRecord:
     from dataclasses import replace
 
-    from .uncertainty import mean_and_se
-
     own = record.completed_seeds()
     added = {r: s for r, s in race_seeds.items() if r not in own}
     if not added:
         return record
     seeds = [s for _, s in sorted({**own, **added}.items())]
-    deltas = [s.delta_m for s in seeds]
     time_s = None if record.cost.time_s is None else record.cost.time_s + math.fsum(s.time_s or 0.0 for s in added.values())
-    return replace(record, seeds=seeds, val=seed_means(seeds), delta_m=None if any(d is None for d in deltas) else mean_and_se(deltas).mean,
-                   cost=Cost(record.cost.params, record.cost.macs, time_s))
+    return replace(record, seeds=seeds, val=seed_means(seeds), delta_m=seed_delta_m(seeds), cost=Cost(record.cost.params, record.cost.macs, time_s))
 
 
 # --------------------------------------------------------------------------- the Δm baseline
