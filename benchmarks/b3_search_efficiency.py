@@ -39,8 +39,12 @@ Replay model (concurrency 1, in the order the sampler proposes):
   sharing, both trained in full (no scheduler), on every seed of the search, and counted.
 - Sampler seed k observes table seed k mod 5; its repeat r (``search.repeats`` or the
   race's rounds) observes seed (k + r) mod 5, as the tool numbers repeats (spec seed + r).
-- A proposal of a tree trained before is trained again and pays again (the tool does not
-  deduplicate).
+- A sampled proposal whose values equal those of a searched trial trained before (COMPLETE
+  or PRUNED; not a reference) is not trained: it is told that trial's outcome at no
+  cost and records nothing at ASHA's rungs, and after 50 such proposals in a row the search
+  ends, as the tool does (``engine/searcher.py``; its limit is max(50, search.trials)); the
+  replay also stops such a search at 400 proposals (for time; not the tool's).
+  The "before" rows replay the tool before that change: every proposal trained and paid.
 - ``*+asha``: the per-epoch Δm values go through the rule of Ray Tune's ``ASHAScheduler``
   as share-search configures it (one bracket, reduction factor 3), here with grace period 1
   (rungs at epochs 1, 3, 9, 27): at a rung a trial stops when its value is below the (1 - 1/3)
@@ -56,7 +60,7 @@ Replay model (concurrency 1, in the order the sampler proposes):
 Strategies compared at equal compute (a budget in trial-epochs; a search runs trials while
 one more could still finish within the budget):
 (a)  one seed per architecture, TPE + ASHA grace 3 (the tool's defaults); exports its best
-     observed trial.
+     observed trial. "(a) before": the same with every re-proposal retrained.
 (b)  ``search.repeats: 2``: each architecture on 2 seeds, the objective their mean paired Δm;
      TPE without a scheduler, because the tool refuses ASHA with repeats > 1.
 (c)  (a) then the confirmation race: the top K distinct architectures by observed value get
@@ -64,7 +68,7 @@ one more could still finish within the budget):
      ``share_search.runs.race.race_round`` (alpha 0.05) drops those clearly worse than the
      leader; the race's leader is exported. The search is cut so that the race's largest
      possible cost, (S - 1) x (K + 1) x 30 trial-epochs, fits the budget; the compute shown is
-     what it really spent.
+     what it really spent. "(c) before": raced after "(a) before".
 
 Run from the repository root:
     python benchmarks/b3_search_efficiency.py replay --quick     # 5 sampler seeds, 3 budgets, a minute
@@ -306,12 +310,17 @@ def search(table: Table, sampler_name: str, sampler_seed: int, repeats: int = 1,
     """One search against the table at concurrency 1; its trials in order: architecture,
     observed value (None when ASHA stopped it), trial-epochs it trained (all its seeds) and
     trial-epochs spent so far. ``repeats`` seeds per trial, the objective their mean paired Δm
-    (what ``search.repeats`` tells Optuna); ``stop(trials)`` may end the search early.
-    ``dedupe`` models what the tool does not do: an architecture proposed again is told its
-    first outcome without training (no compute, nothing recorded at ASHA's rungs)."""
+    (what ``search.repeats`` tells Optuna); ``stop(trials)`` may end the search early;
+    ``max_trials`` counts trained trials. ``dedupe`` models the tool: a proposal with the values
+    of a trial trained before is told that trial's outcome without training (no compute,
+    nothing recorded at ASHA's rungs; ``duplicate`` set), and ``DUPLICATE_LIMIT`` of them in
+    a row end the search, as does the replay's own cap of ``DEDUPE_PROPOSALS`` proposals (its
+    last trial then has ``exhausted`` set). Without it (the tool before), every proposal is
+    trained."""
     import optuna
     from optuna.trial import TrialState
 
+    from share_search.engine.searcher import DUPLICATE_LIMIT
     from share_search.space.spaces import arch_params, reference_archs, sample_trial
 
     p = table.problem
@@ -328,17 +337,25 @@ def search(table: Table, sampler_name: str, sampler_seed: int, repeats: int = 1,
     asha = Asha(grace, REDUCTION, table.epochs) if "+asha" in sampler_name else None
     if asha is not None and repeats > 1:
         raise ValueError("the tool refuses search.scheduler with repeats > 1 (spec/model.py)")
-    trials, spent, first = [], 0, {}
-    while spent < max_epochs and len(trials) < max_trials:
+    trials, spent, first, trained_trials, in_a_row = [], 0, {}, 0, 0
+    while spent < max_epochs and trained_trials < max_trials and len(trials) < (DEDUPE_PROPOSALS if dedupe else math.inf):
         trial = study.ask()
         arch = sample_trial(trial, p).arch.summary()
-        if dedupe and arch in first:
-            before = first[arch]
-            for epoch, value in enumerate(table.curve[(arch, seeds[0])][: before["epochs"]], start=1):
-                trial.report(value, epoch)
+        key = tuple(sorted(trial.params.items()))  # the tool compares the planned values (runs.study.trained_twin)
+        if dedupe and key in first:
+            before = first[key]
+            if before["value"] is None:  # a PRUNED twin: its intermediate values, then PRUNED, as the tool tells it
+                for epoch, value in enumerate(table.curve[(arch, seeds[0])][: before["epochs"]], start=1):
+                    trial.report(value, epoch)
             study.tell(trial, before["value"], state=TrialState.COMPLETE if before["value"] is not None else TrialState.PRUNED)
-            trials.append({**before, "epochs": 0, "spent": spent, "reference": False})
+            trials.append({**before, "epochs": 0, "spent": spent, "reference": False, "duplicate": True})
+            in_a_row += 1
+            if in_a_row >= DUPLICATE_LIMIT or len(trials) >= DEDUPE_PROPOSALS:
+                trials[-1]["exhausted"] = True
+                break
             continue
+        in_a_row = 0
+        trained_trials += 1
         scheduled = asha is not None and len(trials) >= references
         trained = 0
         for epoch, value in enumerate(table.curve[(arch, seeds[0])], start=1):  # Optuna gets the first seed's curve, as the tool reports it
@@ -355,7 +372,10 @@ def search(table: Table, sampler_name: str, sampler_seed: int, repeats: int = 1,
             study.tell(trial, value)
         spent += trained
         trials.append({"arch": arch, "value": value, "epochs": trained, "spent": spent, "reference": len(trials) < references})
-        first.setdefault(arch, trials[-1])
+        if dedupe and len(trials) >= DEDUPE_PROPOSALS:
+            trials[-1]["exhausted"] = True
+        if not trials[-1]["reference"]:  # a re-proposal of a reference is trained (once): the tool compares searched trials only
+            first.setdefault(key, trials[-1])
         if stop is not None and stop(trials):
             break
     return trials
@@ -364,8 +384,8 @@ def search(table: Table, sampler_name: str, sampler_seed: int, repeats: int = 1,
 def within(trials: list[dict], budget: float, longest: int, capped: bool = False) -> list[dict] | None:
     """The search a budget of ``budget`` trial-epochs buys: trials in order while one more
     could still finish within it (``longest``: a full trial's trial-epochs); None when the
-    references alone do not fit. ``capped``: the search ended at its trial cap, so a larger
-    budget buys the whole of it."""
+    references alone do not fit. ``capped``: the search ended by itself (the sampler proposed
+    only trained architectures), so a larger budget buys the whole of it."""
     out = []
     for t in trials:
         if (out[-1]["spent"] if out else 0) + longest > budget:
@@ -415,7 +435,7 @@ def exported(table: Table, strategy: dict, logs: dict, sampler_seed: int, budget
     repeats = strategy.get("repeats", 1)
     race = strategy.get("race")
     reserve = race_reserve(*race, table.epochs) if race else 0
-    done = within(trials, budget - reserve, table.epochs * repeats, capped=len(trials) >= DEDUPE_TRIALS)
+    done = within(trials, budget - reserve, table.epochs * repeats, capped=bool(trials) and trials[-1].get("exhausted", False))
     if not done:
         return None
     spent = done[-1]["spent"]
@@ -427,25 +447,28 @@ def exported(table: Table, strategy: dict, logs: dict, sampler_seed: int, budget
     return {"arch": arch, "truly_best": arch in table.targets, "spent": spent}
 
 
-STRATEGIES = {  # name -> the search it reads (sampler, repeats) and what follows it
-    "(a) one seed, TPE + ASHA g3": {"search": ("tpe+asha-g3", 1)},
-    "(a') one seed, TPE, no scheduler": {"search": ("tpe", 1)},
-    "(b) repeats 2, TPE (ASHA is refused with repeats)": {"search": ("tpe", 2), "repeats": 2},
-    "(c) (a) + race K=2 S=3": {"search": ("tpe+asha-g3", 1), "race": (2, 3)},
-    "(c) (a) + race K=3 S=3": {"search": ("tpe+asha-g3", 1), "race": (3, 3)},
-    "(c) (a) + race K=5 S=3": {"search": ("tpe+asha-g3", 1), "race": (5, 3)},
-    "(c) (a) + race K=3 S=4": {"search": ("tpe+asha-g3", 1), "race": (3, 4)},
-    "(c) (a) + race K=3 S=5": {"search": ("tpe+asha-g3", 1), "race": (3, 5)},
+# the replay's cap on proposals of a search that does not retrain re-proposals (for time: TPE's
+# proposals grow slower with the study; the tool has no such cap, it ends at DUPLICATE_LIMIT in a row)
+DEDUPE_PROPOSALS = 400
+# the searches as the tool runs them: a re-proposal is not retrained ("dedupe")
+DEFAULT, BEFORE = ("tpe+asha-g3", 1, "dedupe"), ("tpe+asha-g3", 1)
+STRATEGIES = {  # name -> the search it reads (sampler, repeats[, "dedupe"]) and what follows it
+    "(a) one seed, TPE + ASHA g3": {"search": DEFAULT},
+    "(a') one seed, TPE, no scheduler": {"search": ("tpe", 1, "dedupe")},
+    "(b) repeats 2, TPE (ASHA is refused with repeats)": {"search": ("tpe", 2, "dedupe"), "repeats": 2},
+    "(c) (a) + race K=2 S=3": {"search": DEFAULT, "race": (2, 3)},
+    "(c) (a) + race K=3 S=3": {"search": DEFAULT, "race": (3, 3)},
+    "(c) (a) + race K=5 S=3": {"search": DEFAULT, "race": (5, 3)},
+    "(c) (a) + race K=3 S=4": {"search": DEFAULT, "race": (3, 4)},
+    "(c) (a) + race K=3 S=5": {"search": DEFAULT, "race": (3, 5)},
     # not the tool's default sampler: whether a search that explores more leaves the race something to confirm
-    "(d) one seed, random + ASHA g3": {"search": ("random+asha-g3", 1)},
-    "(d) + race K=2 S=3": {"search": ("random+asha-g3", 1), "race": (2, 3)},
-    "(d) + race K=3 S=3": {"search": ("random+asha-g3", 1), "race": (3, 3)},
-    # not what the tool does: an architecture proposed again is not retrained (its first outcome is told again, at no cost)
-    "(e) (a), re-proposals not retrained": {"search": ("tpe+asha-g3", 1, "dedupe")},
-    "(e) + race K=2 S=3": {"search": ("tpe+asha-g3", 1, "dedupe"), "race": (2, 3)},
-    "(e) + race K=3 S=3": {"search": ("tpe+asha-g3", 1, "dedupe"), "race": (3, 3)},
+    "(d) one seed, random + ASHA g3": {"search": ("random+asha-g3", 1, "dedupe")},
+    "(d) + race K=2 S=3": {"search": ("random+asha-g3", 1, "dedupe"), "race": (2, 3)},
+    "(d) + race K=3 S=3": {"search": ("random+asha-g3", 1, "dedupe"), "race": (3, 3)},
+    # the tool before re-proposals were told instead of retrained: every proposal trained and paid
+    "(a) before: re-proposals retrained": {"search": BEFORE},
+    "(c) before: (a) before + race K=2 S=3": {"search": BEFORE, "race": (2, 3)},
 }
-DEDUPE_TRIALS = 400  # trial cap of the (e) searches: re-proposals cost nothing, so a budget alone may never end them
 BUDGETS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0)  # fractions of exhaustive compute
 ALPHA = 0.05
 
@@ -461,8 +484,7 @@ def compare(table: Table, n_seeds: int, budgets: tuple[float, ...], exhaustive: 
         sampler, repeats, *dedupe = key
         started = time.perf_counter()
         for k in range(n_seeds):  # one search per sampler seed, long enough for the largest budget; a smaller budget reads its start
-            logs[(key, k)] = search(table, sampler, k, repeats, max_epochs=max(budgets) * exhaustive + table.epochs * repeats,
-                                    max_trials=DEDUPE_TRIALS if dedupe else math.inf, dedupe=bool(dedupe))
+            logs[(key, k)] = search(table, sampler, k, repeats, max_epochs=max(budgets) * exhaustive + table.epochs * repeats, dedupe=bool(dedupe))
         print(f"  {key}: {n_seeds} searches in {time.perf_counter() - started:.1f} s", flush=True)
     out = {}
     for name, strategy in STRATEGIES.items():
@@ -509,18 +531,21 @@ def first_hits(trials: list[dict], targets: set[str]) -> dict:
     return {"found": found, "incumbent": incumbent}
 
 
+BEFORE_SUFFIX = " before"
+
+
 def run_replays(table: Table, samplers: list[str], n_seeds: int, max_trials: int) -> list[dict]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out = []
     done = lambda trials: all(first_hits(trials, table.targets).values())
-    for name in samplers:
+    for name in samplers:  # "<sampler> before": every re-proposal retrained, as the tool did before
         started = time.perf_counter()
         for k in range(n_seeds):
-            trials = search(table, name, k, max_trials=max_trials, stop=done)
+            trials = search(table, name.removesuffix(BEFORE_SUFFIX), k, max_trials=max_trials, stop=done, dedupe=not name.endswith(BEFORE_SUFFIX))
             out.append({"sampler": name, "sampler_seed": k, "observed_seed": seeds_of(k, 1)[0], **first_hits(trials, table.targets),
-                        "trials": len(trials), "distinct": len({t["arch"] for t in trials if t["value"] is not None})})
+                        "trials": len(trials), "trained": sum(not t.get("duplicate") for t in trials), "distinct": len({t["arch"] for t in trials if t["value"] is not None})})
         print(f"  {name}: {n_seeds} replays in {time.perf_counter() - started:.1f} s", flush=True)
     return out
 
@@ -637,7 +662,7 @@ def main(argv=None) -> int:
     )
 
     # Compute until a truly best tree is trained ('found') / is the search's own best ('incumbent'), one seed observed
-    samplers = ["random", "tpe", "tpe+asha", "random+asha", "tpe+asha-g3"]
+    samplers = ["random", "tpe", "tpe+asha", "random+asha", "tpe+asha-g3", "tpe+asha-g3" + BEFORE_SUFFIX]
     results = run_replays(table, samplers, n_seeds, max_trials=3 * len(table.archs))
     rows, summary = [], {}
     for name in samplers:

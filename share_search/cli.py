@@ -174,6 +174,7 @@ def cmd_run(args) -> int:
     _print_race(con, outcome.board)
     c = outcome.counts
     con.print(f"trials this run: {c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed")
+    _print_duplicates(con, c)
     failed = outcome.board[outcome.board["state"] == "FAIL"]
     for _, row in failed.iterrows():
         con.print(f"  trial {row['trial']} failed: {row['fail_reason']}")
@@ -187,6 +188,17 @@ def cmd_run(args) -> int:
     if internal:
         return EXIT_INTERNAL_FAILURE
     return 0 if ranked or c["complete"] else 1
+
+
+def _print_duplicates(con, counts: dict[str, int]) -> None:
+    """The run summary's lines on re-proposals: how many were told an earlier result instead of
+    being trained, and whether the search ended because the sampler proposed nothing new."""
+    if counts.get("duplicates"):
+        con.print(f"re-proposals: {plural(counts['duplicates'], 'architecture')} proposed again, not retrained "
+                  "(told the earlier trial's result; not counted against search.trials)")
+    if counts.get("exhausted"):
+        con.print("search ended early: the sampler proposed only architectures already trained "
+                  "(the space may hold fewer architectures than search.trials)")
 
 
 def _print_failure_origins(con, origins: dict[int, str], run_dir) -> list[int]:

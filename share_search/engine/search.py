@@ -32,7 +32,7 @@ from ..runs.study import completed_seed_attrs, enqueue, finished_trials, objecti
 from ..space.spaces import FAMILY_PARAM, ROLE_SINGLE_TASK, SpaceFunction, arch_params, default_train_values, grid_points, reference_archs, train_param_name
 from ..text import plural
 from ..train.problem import Problem
-from .searcher import make_progress_callback, make_searcher
+from .searcher import DUPLICATE_LIMIT, make_progress_callback, make_searcher
 from .trial import SCHEDULER_EPOCH, run_trial
 
 log = logging.getLogger("share_search")
@@ -236,7 +236,7 @@ def run_phase(
         study_name=study.study_name, storage=storage, sampler=make_sampler(problem), space=SpaceFunction(problem),
         tasks=problem.tasks, objectives=names, modes=modes, baselines=baseline,
         delta_m_over=delta_m_terms(problem.tasks, spec.search.delta_m), run_dir=str(run_dir),
-        repeats=repeats, n_trials=n_trials,
+        repeats=repeats, n_trials=n_trials, duplicate_limit=max(DUPLICATE_LIMIT, spec.search.searched_trials),
     )
     seeds = seeds_needed(study, n_trials, repeats)
     scheduler = None
@@ -274,7 +274,8 @@ def run_phase(
     searcher.ask_kept()
     searcher.finish()  # not after an interrupt: trials waiting for a baseline are retried then
     c = searcher.counts
-    log.info("phase ended (ray/%s): %d complete, %d pruned, %d failed", name, c["complete"], c["pruned"], c["failed"])
+    log.info("phase ended (ray/%s): %d complete, %d pruned, %d failed%s", name, c["complete"], c["pruned"], c["failed"],
+             f"; {plural(c['duplicates'], 're-proposed architecture')} not retrained (told the earlier trial's result)" if c["duplicates"] else "")
     return PhaseOutcome(ran=n_trials, baseline=searcher.baselines, counts=dict(searcher.counts))
 
 
@@ -323,7 +324,7 @@ def search(
     spec = problem.spec
     stamp = time.strftime("%Y%m%d-%H%M%S")
     done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    counts = {"complete": 0, "pruned": 0, "failed": 0}
+    counts = {"complete": 0, "pruned": 0, "failed": 0, "duplicates": 0, "exhausted": 0}
 
     def add(outcome: PhaseOutcome):
         for k, v in outcome.counts.items():

@@ -23,8 +23,8 @@ from optuna.trial import TrialState
 from ..arch import config_from_dict
 from ..runs.artifacts import attach_trial_artifacts, pictures_from_result
 from ..runs.rank import DeltaMTerms, delta_m
-from ..runs.record import Cost, Failure, Plan, SeedResult, TrialRecord, baselines_by_repeat, seed_delta_m, seed_means, seed_of_repeat, seeds_from_attr, study_records
-from ..runs.study import SEEDS, ask, completed_seed_attrs
+from ..runs.record import DUPLICATE_OF, Cost, Failure, Plan, SeedResult, TrialRecord, baselines_by_repeat, seed_delta_m, seed_means, seed_of_repeat, seeds_from_attr, study_records
+from ..runs.study import SEEDS, ask, completed_seed_attrs, is_queued, trained_twin
 from ..space.spaces import ROLE_SINGLE_TASK
 from ..text import console
 from ..train.tasks import Task
@@ -35,6 +35,9 @@ log = logging.getLogger("share_search")
 PRUNED_REASON = "stopped early by the ASHA scheduler"
 WORKER_DIED = "the trial's worker process died (see run.log)"
 STATE_COUNTS = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
+DUPLICATE_LIMIT = 50  # consecutive re-proposals (at least; search.trials when larger) after which a phase ends: the sampler found nothing new
+# what a re-proposal copies from the trial it repeats, so the dashboard shows what it stands for (its weights, history and cost stay there)
+DUPLICATE_COPIES = ("family", "arch", "arch_json", "train", "params", "macs", "val", "delta_m", "n_seeds", "delta_m.se")
 
 
 def trial_record(number: int, result: dict, state: TrialState, plan: dict | None, tasks: Sequence[Task], checkpoint: str | None) -> TrialRecord:
@@ -163,11 +166,18 @@ def make_searcher(**kwargs):
         with repeats), a failed one FAIL with its reason, traceback and origin; Δm is computed
         from the baseline, each seed against the baseline's seed of the same repeat, and an
         architecture that ends before the baseline is known waits to be told.
+
+        A sampled trial whose values equal those of a searched trial that already trained and
+        ended COMPLETE or PRUNED (``runs.study.trained_twin``) is not trained: it is told that
+        trial's outcome at once, takes no Tune trial and does not count against
+        ``search.trials``; queued trials are always trained. After ``duplicate_limit`` such
+        re-proposals in a row the phase ends (``Searcher.FINISHED``): the sampler finds
+        nothing new, e.g. a space smaller than the budget.
         """
 
         def __init__(self, *, study_name: str, storage, sampler, space: Callable, tasks: Sequence[Task], objectives: list[str],
                      modes: list[str], baselines: dict[int, dict[str, dict[str, float]]] | None, delta_m_over: DeltaMTerms, run_dir: str,
-                     repeats: int = 1, n_trials: int | None = None):
+                     repeats: int = 1, n_trials: int | None = None, duplicate_limit: int = DUPLICATE_LIMIT):
             super().__init__(metric=objectives[0] if len(objectives) == 1 else objectives, mode=modes[0] if len(modes) == 1 else modes)
             self.study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=optuna.pruners.NopPruner())
             self.space = space
@@ -190,12 +200,16 @@ def make_searcher(**kwargs):
             self.told: set[int] = set()
             self.waiting: set[int] = set()
             self.errored: set[str] = set()
-            self.counts = {"complete": 0, "pruned": 0, "failed": 0}
+            self.counts = {"complete": 0, "pruned": 0, "failed": 0, "duplicates": 0, "exhausted": 0}
             self.best: float | None = None
+            self.duplicate_limit = duplicate_limit
+            self.duplicates_in_a_row = 0
 
         # ------------------------------------------------------------------ asking
         def suggest(self, trial_id: str) -> dict | None:
             while not self.pending:
+                if self.duplicates_in_a_row >= self.duplicate_limit:
+                    return self._exhausted()
                 self._ask_one()
             number, repeat = self.pending.pop(0)
             self.tune_ids[trial_id] = (number, repeat)
@@ -211,6 +225,11 @@ def make_searcher(**kwargs):
             seeds that are not kept from an interrupted run; one with every seed kept is told."""
             trial = ask(self.study)
             sampled = self.space(trial)
+            twin = None if is_queued(trial) else trained_twin(self.study, trial.params)
+            if twin is not None:
+                self._tell_duplicate(trial, twin, sampled["plan"]["arch"])
+                return
+            self.duplicates_in_a_row = 0
             number = trial.number
             self.trials[number] = trial
             self.plans[number] = sampled["plan"]  # the recipe, for attributes and artifacts
@@ -221,6 +240,35 @@ def make_searcher(**kwargs):
             self.pending += missing
             if not missing:
                 self._all_ended(number)
+
+        def _tell_duplicate(self, trial: optuna.Trial, twin: optuna.trial.FrozenTrial, arch: dict) -> None:
+            """A sampled trial that re-proposes a trained one is not trained again (Optuna's FAQ,
+            "How can I ignore duplicated samples?"): it is told the earlier trial's outcome at
+            once, COMPLETE with its values (the mean over seeds with ``repeats``) or PRUNED
+            after its intermediate values, and records ``duplicate_of``; the dashboard shows
+            its drawing and the earlier trial's metrics."""
+            for key, value in twin.user_attrs.items():
+                if key in DUPLICATE_COPIES or key.startswith("val."):  # val.<task>, val.<task>.se: the dashboard's columns
+                    trial.set_user_attr(key, value)
+            attach_trial_artifacts(self.study, trial, os.path.join(self.run_dir, "artifacts"), arch, twin.user_attrs.get("details"))
+            trial.set_user_attr("fail_reason", None)
+            trial.set_user_attr(DUPLICATE_OF, twin.number)
+            if twin.state == TrialState.PRUNED and len(self.study.directions) == 1:
+                for step, value in sorted(twin.intermediate_values.items()):
+                    trial.report(value, step)
+            self.study.tell(trial, twin.values if twin.state == TrialState.COMPLETE else None, state=twin.state)
+            self.counts["duplicates"] += 1
+            self.duplicates_in_a_row += 1
+            log.info("trial %d: re-proposes trial %d (%s), not trained: told its result (%s)", trial.number, twin.number,
+                     twin.user_attrs.get("arch") or "no architecture", twin.state.name.lower())
+
+        def _exhausted(self) -> str:
+            """End the phase: the sampler proposed only architectures already trained, ``duplicate_limit`` in a row."""
+            if not self.counts["exhausted"]:
+                self.counts["exhausted"] = 1
+                log.warning("search ended early: the sampler proposed only architectures already trained (%d in a row); "
+                            "the space may hold fewer architectures than search.trials", self.duplicates_in_a_row)
+            return Searcher.FINISHED
 
         def ask_kept(self) -> None:
             """End of phase: architectures at the head of the queue whose every seed was kept

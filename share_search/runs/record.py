@@ -21,6 +21,7 @@ from ..spec.roles import ROLE_HARD_SHARING, ROLE_SEARCHED, ROLE_SINGLE_TASK  # n
 FAIL_ORIGINS = ("user", "internal")  # user code (backbone, data, a NaN loss) or share-search itself
 INTERRUPTED = "interrupted: the driver stopped before the trial finished"  # the reason of a trial a stopped driver left
 RACE = "race"  # user attribute of a confirmation-race trial: whose seeds it holds, its round, the race's setup
+DUPLICATE_OF = "duplicate_of"  # user attribute of a sampled trial that re-proposed a trained one: that trial's number (it was not trained)
 
 
 class TaskLike(Protocol):
@@ -134,6 +135,7 @@ class TrialRecord:
     fixed_arch: Mapping[str, Any] | None = None  # a reference queued with its recipe (outside the space)
     seeds: Sequence[SeedResult] | None = None  # with search.repeats > 1: every seed; val and delta_m are their means
     race: Mapping[str, Any] | None = None  # a confirmation-race trial: {"of": the candidate's number, "round", setup...}
+    duplicate_of: int | None = None  # a re-proposal told the result of this earlier trial, not trained (engine.searcher)
 
     @property
     def seed_results(self) -> list[SeedResult]:
@@ -203,6 +205,7 @@ class TrialRecord:
             "fail_origin": self.failure and self.failure.origin,
             "checkpoint": self.checkpoint,
             "seeds": None if self.seeds is None else [seed.to_dict() for seed in self.seeds],
+            DUPLICATE_OF: self.duplicate_of,
         })
         return {key: json_safe(value) for key, value in attrs.items() if value is not None}
 
@@ -245,6 +248,7 @@ class TrialRecord:
             fixed_arch=_json(a.get("fixed_arch")),
             seeds=seeds_from_attr(a.get("seeds")),
             race=a.get(RACE) if isinstance(a.get(RACE), dict) else None,
+            duplicate_of=a.get(DUPLICATE_OF) if isinstance(a.get(DUPLICATE_OF), int) else None,
         )
 
 
@@ -261,8 +265,11 @@ def _json(text: str | None) -> Any:
 
 def study_records(study, states: Sequence | None = None) -> list[TrialRecord]:
     """Every trial of ``study`` (those in ``states`` when given), in trial order, with the
-    seeds the confirmation race trained folded into their architectures (``fold_race_seeds``)."""
-    return fold_race_seeds([TrialRecord.from_frozen_trial(t) for t in study.get_trials(deepcopy=False, states=states)])
+    seeds the confirmation race trained folded into their architectures (``fold_race_seeds``).
+    Re-proposals that were not trained (``duplicate_of``) are left out: each architecture is
+    the trial that trained it, once, on the leaderboard, in the report and in exports."""
+    records = (TrialRecord.from_frozen_trial(t) for t in study.get_trials(deepcopy=False, states=states))
+    return fold_race_seeds([r for r in records if r.duplicate_of is None])
 
 
 def seed_means(seeds: Sequence[SeedResult]) -> dict[str, dict[str, float]]:

@@ -20,7 +20,7 @@ from ..errors import RunError, SpecError
 from ..train.problem import Problem
 from .racing import race_order, race_standing
 from .rank import delta_m_terms, leaderboard, metric_column
-from .record import INTERRUPTED, RACE, ROLE_SEARCHED, ROLE_SINGLE_TASK, TrialRecord, json_safe  # noqa: F401 (json_safe: the searcher and trial import it from here)
+from .record import DUPLICATE_OF, INTERRUPTED, RACE, ROLE_SEARCHED, ROLE_SINGLE_TASK, TrialRecord, json_safe  # noqa: F401 (json_safe: the searcher and trial import it from here)
 from ..spec.model import DELTA_M_CONVENTIONS, DELTA_M_PRIMARY, TRIAL_COLUMNS, Spec
 from ..train.tasks import Task
 
@@ -314,16 +314,36 @@ def completed_seed_attrs(t: optuna.trial.FrozenTrial) -> list[dict[str, Any]]:
 
 def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Trials that count against the budget: complete, pruned, or failed for a reason of their own
-    (the race's trials add seeds to architectures already counted)."""
+    (the race's trials add seeds to architectures already counted; a re-proposal that was not
+    trained, ``duplicate_of``, cost nothing)."""
     out = []
     for t in study.get_trials(deepcopy=False):
-        if RACE in t.user_attrs:
+        if RACE in t.user_attrs or DUPLICATE_OF in t.user_attrs:
             continue
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
             out.append(t)
         elif t.state == TrialState.FAIL and not is_interrupted(t):
             out.append(t)
     return out
+
+
+def is_queued(trial: optuna.Trial | optuna.trial.FrozenTrial) -> bool:
+    """Whether a trial was queued (``enqueue``: a reference, a retry, an untried family, a race
+    trial, a grid point) rather than proposed by the sampler."""
+    return QUEUED_PARAMS in trial.user_attrs
+
+
+def trained_twin(study: optuna.Study, params: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
+    """The earliest searched trial that trained exactly ``params`` and ended COMPLETE or PRUNED,
+    or None. Equal values mean an equal run: the seeds derive from the spec's seed. A FAILED
+    trial is no twin (a failure may be transient), nor a reference (it is trained outside the
+    search, without the scheduler), a race trial or a re-proposal."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        if t.user_attrs.get("role") or RACE in t.user_attrs or DUPLICATE_OF in t.user_attrs:
+            continue
+        if planned_params(t) == params:
+            return t
+    return None
 
 
 def trials_frame(records: Sequence[TrialRecord], tasks: Sequence[Task]) -> pd.DataFrame:
