@@ -341,7 +341,7 @@ def search(table: Table, sampler_name: str, sampler_seed: int, repeats: int = 1,
     while spent < max_epochs and trained_trials < max_trials and len(trials) < (DEDUPE_PROPOSALS if dedupe else math.inf):
         trial = study.ask()
         arch = sample_trial(trial, p).arch.summary()
-        key = tuple(sorted(trial.params.items()))  # the tool compares the planned values (runs.study.trained_twin)
+        key = tuple(sorted(trial.params.items()))  # the tool compares the planned values (runs.study.searched_twin)
         if dedupe and key in first:
             before = first[key]
             if before["value"] is None:  # a PRUNED twin: its intermediate values, then PRUNED, as the tool tells it

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import share_search
+from share_search.runs.study import finished_trials
 from share_search import Run, RunError, ShareSearchError, SpecError, open_run
 from share_search.cli import main
 from tests.runs import file_tree, small_spec, write_spec
@@ -32,7 +33,7 @@ def run_dir(template, tmp_path):
 def test_open_run_gives_the_folder_its_spec_and_study(run_dir):
     run = share_search.open_run(run_dir)
     assert isinstance(run, Run) and run.path == run_dir.resolve()
-    assert isinstance(run.study, optuna.Study) and run.study.study_name == "small" and len(run.study.trials) == 4
+    assert isinstance(run.study, optuna.Study) and run.study.study_name == "small" and len(finished_trials(run.study)) == 4
     assert isinstance(run.spec, share_search.Spec) and run.spec.name == "small"
     assert run.task_names == ["digit", "odd"]
     assert repr(run) == f"Run({str(run_dir.resolve())!r}, study='small')"
@@ -135,7 +136,7 @@ def test_run_searches_and_returns_the_run(ray_session, tmp_path, capfd, recwarn)
     assert "A new study created" not in capfd.readouterr().err
     assert not [w for w in recwarn if issubclass(w.category, optuna.exceptions.ExperimentalWarning)]
     assert isinstance(run, Run) and run.path == (tmp_path / "r").resolve()
-    assert len(run.study.trials) == 3 and run.spec.search.trials == 3 and run.spec.search.concurrency == 1
+    assert len(finished_trials(run.study)) == 3 and run.spec.search.trials == 3 and run.spec.search.concurrency == 1
     board = run.leaderboard()
     assert board["state"].tolist() == ["COMPLETE"] * 3 and board["rank"].tolist() == [1, 2, 3]
     pd.testing.assert_frame_equal(open_run(run.path).leaderboard(), board)
@@ -147,7 +148,7 @@ def test_run_searches_and_returns_the_run(ray_session, tmp_path, capfd, recwarn)
     assert model.recipe["arch"]["family"] == board.loc[0, "family"]
 
     resumed = share_search.run(small_spec(), out=tmp_path / "r", trials=4, concurrency=1, sampler="random", resume=True, quiet=True)
-    assert len(resumed.study.trials) == 4 and resumed.path == run.path
+    assert len(finished_trials(resumed.study)) == 4 and resumed.path == run.path
 
 
 def test_run_reads_a_spec_file_and_a_spec(ray_session, tmp_path):
@@ -160,6 +161,6 @@ def test_run_reads_a_spec_file_and_a_spec(ray_session, tmp_path):
     np.savez(tmp_path / "spaces" / "digits.npz", x=digits.data[:300].astype("float32"), digit=digits.target[:300], odd=digits.target[:300] % 2)
     path = write_spec(tmp_path / "spaces" / "s.yaml", small_spec(data={"source": "digits.npz", "max_samples": None}))
     run = share_search.run(str(path), out=tmp_path / "from-file", trials=2, quiet=True)
-    assert run.spec.data.source == str(tmp_path / "spaces" / "digits.npz") and len(run.study.trials) == 2
+    assert run.spec.data.source == str(tmp_path / "spaces" / "digits.npz") and len(finished_trials(run.study)) == 2
     run = share_search.run(share_search.parse_spec(small_spec()), out=tmp_path / "from-spec", trials=2, quiet=True)
-    assert [t.state.name for t in run.study.trials] == ["COMPLETE", "COMPLETE"]
+    assert [t.state.name for t in finished_trials(run.study)] == ["COMPLETE", "COMPLETE"]

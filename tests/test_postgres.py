@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
+from share_search.runs.study import finished_trials
 from share_search.cli import main
 from share_search.runs.study import SQLITE_TIMEOUT_S, hide_password, open_storage
 from tests.runs import small_spec, write_spec
@@ -45,7 +46,7 @@ def test_a_search_keeps_its_study_in_postgresql(tmp_path, postgres, ray_session,
     try:
         assert main(["run", str(path), "--out", str(run_dir), "--quiet"]) == 0, capsys.readouterr()
         study = optuna.load_study(study_name=name, storage=postgres)
-        trials = study.get_trials()
+        trials = finished_trials(study)  # trained trials: a re-proposal is told, not retrained
         assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
         assert all(t.user_attrs["val"]["digit"]["accuracy"] > 0 for t in trials)
         assert study.user_attrs["spec"]["search"]["storage"] == hide_password(postgres)  # the password is never stored

@@ -23,8 +23,8 @@ from optuna.trial import TrialState
 from ..arch import config_from_dict
 from ..runs.artifacts import attach_trial_artifacts, pictures_from_result
 from ..runs.rank import DeltaMTerms, delta_m
-from ..runs.record import DUPLICATE_OF, Cost, Failure, Plan, SeedResult, TrialRecord, baselines_by_repeat, seed_delta_m, seed_means, seed_of_repeat, seeds_from_attr, study_records
-from ..runs.study import SEEDS, ask, completed_seed_attrs, is_queued, trained_twin
+from ..runs.record import DUPLICATE_OF, INTERRUPTED, Cost, Failure, Plan, SeedResult, TrialRecord, baselines_by_repeat, seed_delta_m, seed_means, seed_of_repeat, seeds_from_attr, study_records
+from ..runs.study import SEEDS, ask, completed_seed_attrs, is_queued, searched_twin
 from ..space.spaces import ROLE_SINGLE_TASK
 from ..text import console
 from ..train.tasks import Task
@@ -167,10 +167,12 @@ def make_searcher(**kwargs):
         from the baseline, each seed against the baseline's seed of the same repeat, and an
         architecture that ends before the baseline is known waits to be told.
 
-        A sampled trial whose values equal those of a searched trial that already trained and
-        ended COMPLETE or PRUNED (``runs.study.trained_twin``) is not trained: it is told that
-        trial's outcome at once, takes no Tune trial and does not count against
-        ``search.trials``; queued trials are always trained. After ``duplicate_limit`` such
+        A sampled trial whose values equal those of a searched trial that ended COMPLETE or
+        PRUNED, or is still training in this phase (``runs.study.searched_twin``), is not
+        trained: it is told that trial's outcome, at once or when the twin ends (trained after
+        all if the twin fails), takes no Tune trial and does not count against
+        ``search.trials``; so what is trained depends on the order of proposals, not on which
+        trial finished first. Queued trials are always trained. After ``duplicate_limit`` such
         re-proposals in a row the phase ends (``Searcher.FINISHED``): the sampler finds
         nothing new, e.g. a space smaller than the budget.
         """
@@ -204,12 +206,14 @@ def make_searcher(**kwargs):
             self.best: float | None = None
             self.duplicate_limit = duplicate_limit
             self.duplicates_in_a_row = 0
+            self.deferred: dict[int, list[tuple[optuna.Trial, dict]]] = {}  # twin still training -> re-proposals of it (trial, plan)
 
         # ------------------------------------------------------------------ asking
         def suggest(self, trial_id: str) -> dict | None:
             while not self.pending:
                 if self.duplicates_in_a_row >= self.duplicate_limit:
-                    return self._exhausted()
+                    # re-proposals still wait for a twin in training: it may fail, and one of them train instead
+                    return None if self.deferred else self._exhausted()
                 self._ask_one()
             number, repeat = self.pending.pop(0)
             self.tune_ids[trial_id] = (number, repeat)
@@ -225,19 +229,29 @@ def make_searcher(**kwargs):
             seeds that are not kept from an interrupted run; one with every seed kept is told."""
             trial = ask(self.study)
             sampled = self.space(trial)
-            twin = None if is_queued(trial) else trained_twin(self.study, trial.params)
-            if twin is not None:
-                self._tell_duplicate(trial, twin, sampled["plan"]["arch"])
+            twin = None if is_queued(trial) else searched_twin(self.study, trial.params, training=self.trials.keys() - self.told)
+            if twin is None:
+                self.duplicates_in_a_row = 0
+                self._train(trial, sampled["plan"])
                 return
-            self.duplicates_in_a_row = 0
+            self.duplicates_in_a_row += 1
+            trial.set_user_attr(DUPLICATE_OF, twin.number)  # off the board and not retried on --resume, from now on
+            if twin.state == TrialState.RUNNING:  # told when its twin ends, so the outcome does not depend on timing
+                self.deferred.setdefault(twin.number, []).append((trial, sampled["plan"]))
+                log.info("trial %d: re-proposes trial %d, still training: told its result when it ends", trial.number, twin.number)
+            else:
+                self._tell_duplicate(trial, twin, sampled["plan"]["arch"])
+
+        def _train(self, trial: optuna.Trial, plan: dict, first: bool = False) -> None:
+            """Queue the seeds of an asked architecture (``first``: ahead of those queued already)."""
             number = trial.number
             self.trials[number] = trial
-            self.plans[number] = sampled["plan"]  # the recipe, for attributes and artifacts
+            self.plans[number] = plan  # the recipe, for attributes and artifacts
             kept = seeds_from_attr(trial.user_attrs.get(SEEDS)) or []
             self.ended[number] = {s.repeat: s for s in kept if s.state == "COMPLETE" and s.repeat < self.repeats}
             self.raw[number] = {}
             missing = [(number, r) for r in range(self.repeats) if r not in self.ended[number]]
-            self.pending += missing
+            self.pending = missing + self.pending if first else self.pending + missing
             if not missing:
                 self._all_ended(number)
 
@@ -258,9 +272,29 @@ def make_searcher(**kwargs):
                     trial.report(value, step)
             self.study.tell(trial, twin.values if twin.state == TrialState.COMPLETE else None, state=twin.state)
             self.counts["duplicates"] += 1
-            self.duplicates_in_a_row += 1
             log.info("trial %d: re-proposes trial %d (%s), not trained: told its result (%s)", trial.number, twin.number,
                      twin.user_attrs.get("arch") or "no architecture", twin.state.name.lower())
+
+        def _settle_deferred(self, number: int) -> None:
+            """Trial ``number`` was told: its re-proposals asked while it trained are told its
+            outcome, or trained when it failed, as they would have been had it ended before
+            they were asked (``searched_twin``)."""
+            if number not in self.deferred:
+                return
+            twin = next(t for t in self.study.get_trials(deepcopy=False) if t.number == number)
+            waiting = self.deferred.pop(number)
+            if twin.state == TrialState.FAIL:  # the first re-proposal trains; the others are its re-proposals now
+                (trial, plan), rest = waiting[0], waiting[1:]
+                log.info("trial %d: re-proposes trial %d, which failed: trained", trial.number, number)
+                trial.set_user_attr(DUPLICATE_OF, None)
+                self._train(trial, plan, first=True)
+                for other, _ in rest:
+                    other.set_user_attr(DUPLICATE_OF, trial.number)
+                if rest:
+                    self.deferred[trial.number] = rest
+                return
+            for trial, plan in waiting:
+                self._tell_duplicate(trial, twin, plan["arch"])
 
         def _exhausted(self) -> str:
             """End the phase: the sampler proposed only architectures already trained, ``duplicate_limit`` in a row."""
@@ -326,6 +360,14 @@ def make_searcher(**kwargs):
                 reason = "the single-task baseline did not finish, so Δm is undefined"
                 self._tell_failed_waiting(number, {"fail_reason": reason, "fail_origin": ORIGIN_USER})
             self.waiting.clear()
+            # a re-proposal of a failed trial that the phase had no Tune trial left for: trained on --resume, as an
+            # interrupted trial (its own re-proposals are not retried: they wait for it no more)
+            untrained = [self.trials[n] for n in sorted({n for n, _ in self.pending})]
+            for trial in untrained + [t for n in sorted(self.deferred) for t, _ in self.deferred[n]]:
+                trial.set_user_attr("fail_reason", INTERRUPTED)
+                self.study.tell(trial, None, state=TrialState.FAIL)
+            self.pending.clear()
+            self.deferred.clear()
 
         def _seed_ended(self, trial_id: str, result: dict, state: TrialState) -> None:
             self.seed_done.add(trial_id)
@@ -434,6 +476,7 @@ def make_searcher(**kwargs):
                 state = TrialState.FAIL
             _log_outcome(trial.number, trial.user_attrs.get("role"), state, attrs, self.tasks)
             self.told.add(number)
+            self._settle_deferred(number)
             self.counts[STATE_COUNTS[state]] += 1
             if state == TrialState.COMPLETE and record.delta_m is not None:
                 dm = float(record.delta_m)

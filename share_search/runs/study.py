@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 from urllib.parse import quote, unquote
 
 import optuna
@@ -289,7 +289,9 @@ def unretried_interrupted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get(RETRY_OF) for t in trials}
     # a race trial is not retried here: the race resumes its rounds itself (engine.race)
-    return [t for t in trials if is_interrupted(t) and t.number not in retried and RACE not in t.user_attrs]
+    # nor a re-proposal waiting for its twin (duplicate_of): the twin's retry stands for it
+    return [t for t in trials if is_interrupted(t) and t.number not in retried and RACE not in t.user_attrs
+            and t.user_attrs.get(DUPLICATE_OF) is None]
 
 
 def queue_retries(study: optuna.Study) -> list[int]:
@@ -318,7 +320,7 @@ def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     trained, ``duplicate_of``, cost nothing)."""
     out = []
     for t in study.get_trials(deepcopy=False):
-        if RACE in t.user_attrs or DUPLICATE_OF in t.user_attrs:
+        if RACE in t.user_attrs or t.user_attrs.get(DUPLICATE_OF) is not None:
             continue
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
             out.append(t)
@@ -333,13 +335,17 @@ def is_queued(trial: optuna.Trial | optuna.trial.FrozenTrial) -> bool:
     return QUEUED_PARAMS in trial.user_attrs
 
 
-def trained_twin(study: optuna.Study, params: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
-    """The earliest searched trial that trained exactly ``params`` and ended COMPLETE or PRUNED,
-    or None. Equal values mean an equal run: the seeds derive from the spec's seed. A FAILED
-    trial is no twin (a failure may be transient), nor a reference (it is trained outside the
-    search, without the scheduler), a race trial or a re-proposal."""
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-        if t.user_attrs.get("role") or RACE in t.user_attrs or DUPLICATE_OF in t.user_attrs:
+def searched_twin(study: optuna.Study, params: dict[str, Any], training: Collection[int] = ()) -> optuna.trial.FrozenTrial | None:
+    """The earliest searched trial with exactly ``params`` that ended COMPLETE or PRUNED or is
+    among ``training`` (still training in this phase), or None. Equal values mean an equal run:
+    the seeds derive from the spec's seed. Counting a twin still training as one keeps what is
+    trained independent of timing (same spec, same leaderboard). A FAILED trial is no twin (a
+    failure may be transient), nor a reference (trained outside the search, without the
+    scheduler), a race trial or a re-proposal."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)):
+        if t.state == TrialState.RUNNING and t.number not in training:
+            continue
+        if t.user_attrs.get("role") or RACE in t.user_attrs or t.user_attrs.get(DUPLICATE_OF) is not None:
             continue
         if planned_params(t) == params:
             return t

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from share_search.cli import main
 from share_search.engine.search import run_phase
-from share_search.runs.study import ask, create_or_load_study, enqueue, finished_trials, open_storage, planned_params, storage_url
+from share_search.runs.study import ask, create_or_load_study, enqueue, finished_trials, is_interrupted, open_storage, planned_params, storage_url, unretried_interrupted
 from share_search.space.spaces import SpaceFunction
 from share_search.spec.model import parse_spec
 from share_search.train.problem import load_problem
@@ -94,11 +94,11 @@ def test_a_resumed_run_counts_only_trained_trials(three_trees, capsys):
 
 
 # --------------------------------------------------------------------------- one tree, run_phase on a real study
-def _one_tree(tmp_path, objective: str):
+def _one_tree(tmp_path, objective: str, concurrency: int = 1, lr: float = 0.01):
     """Two tasks on one stage that the tree family keeps shared: a space of one tree (hard sharing)."""
     spec = parse_spec(small_spec(
-        name="one", families={"tree": {}},
-        search={"sampler": "random", "trials": 3, "concurrency": 1, "baselines": objective == "delta_m", "objective": objective},
+        name="one", families={"tree": {}}, train={"lr": lr},
+        search={"sampler": "random", "trials": 3, "concurrency": concurrency, "baselines": objective == "delta_m", "objective": objective},
     ))
     problem = load_problem(spec)
     run_dir = tmp_path / "run"
@@ -144,3 +144,38 @@ def test_queued_trials_and_re_proposals_of_a_failed_trial_are_trained(tmp_path, 
     outcome = run_phase(study, problem, storage, run_dir, "queued", 1, None, False, False)
     assert outcome.counts["complete"] == 1 and outcome.counts["duplicates"] == 0
     assert len(_ray_trials(run_dir)) == 2
+
+
+def test_a_re_proposal_of_a_trial_still_training_waits_for_it_and_is_told_its_result(tmp_path, ray_session):
+    """With two trials at once, the sampler re-proposes the one tree while it trains: those
+    re-proposals are not trained beside it but told its result when it ends, so what is trained
+    does not depend on which trial finished first (same spec, same leaderboard)."""
+    problem, run_dir, storage, study = _one_tree(tmp_path, "delta_m", concurrency=2)
+    baseline = {0: {"digit": {"accuracy": 0.5}, "odd": {"accuracy": 0.5}}}
+    outcome = run_phase(study, problem, storage, run_dir, "deferred", 3, baseline, False, False)
+    trials = study.get_trials()
+    twin, rest = trials[0], trials[1:]
+    assert twin.state == TrialState.COMPLETE and "duplicate_of" not in twin.user_attrs
+    assert len(_ray_trials(run_dir)) == 1 and outcome.counts["complete"] == 1
+    assert outcome.counts["duplicates"] == len(rest) == DUPLICATE_LIMIT and outcome.counts["exhausted"] == 1
+    for t in rest:
+        assert t.user_attrs["duplicate_of"] == twin.number and t.state == TrialState.COMPLETE and t.values == twin.values
+    assert any(t.datetime_start < twin.datetime_complete for t in rest)  # asked while the twin trained, told after it
+    assert [t.number for t in finished_trials(study)] == [twin.number]
+
+
+def test_when_a_trial_still_training_fails_its_first_re_proposal_is_trained_instead(tmp_path, ray_session):
+    """A learning rate of 1e30 makes every training fail (NaN loss). Re-proposals asked while
+    the tree trained wait for it; when it fails, the first of them is trained, as it would have
+    been had it been asked after the failure, and the others wait for that one. The phase's two
+    Tune trials spent, a re-proposal left untrained is interrupted (trained on --resume) and
+    the rest are not retried: they re-propose it."""
+    problem, run_dir, storage, study = _one_tree(tmp_path, "per_task", concurrency=2, lr=1e30)
+    run_phase(study, problem, storage, run_dir, "failing", 2, None, False, False)
+    trials = study.get_trials()
+    assert len(_ray_trials(run_dir)) == 2
+    assert [t.state for t in trials[:2]] == [TrialState.FAIL] * 2 and not is_interrupted(trials[0]) and not is_interrupted(trials[1])
+    assert all(t.user_attrs.get("duplicate_of") is None for t in trials[:2])
+    assert all(is_interrupted(t) for t in trials[2:])
+    assert {t.number for t in unretried_interrupted(study)} <= {2}
+    assert all(t.user_attrs["duplicate_of"] == 2 for t in trials[3:])

@@ -32,6 +32,7 @@ import pytest
 import sqlalchemy
 import yaml
 
+from share_search.runs.study import finished_trials
 from share_search.cli import main
 from share_search.runs.study import hide_password, open_storage
 from tests.runs import REPO, cli_command, cli_env, small_spec, write_spec
@@ -215,7 +216,7 @@ def test_a_password_from_a_variable_reference_stays_a_reference(tmp_path, secret
     assert done.returncode == 0, done.stdout + done.stderr
     printed += done.stdout + done.stderr + capsys.readouterr().out
     study = optuna.load_study(study_name=secret_db.role, storage=secret_db.url())
-    assert len(study.trials) == 4
+    assert len(finished_trials(study)) == 4  # trained trials: a re-proposal is told, not retrained
     assert study.user_attrs["spec"]["search"]["storage"] == reference
     assert_nowhere(secret_db, run_dir, ray_tmp, printed)
 
@@ -227,7 +228,7 @@ def test_share_search_storage_gives_the_url_when_the_spec_has_none(tmp_path, sec
     assert done.returncode == 0, done.stdout + done.stderr
     assert not (run_dir / "study.db").exists()  # the study went to PostgreSQL
     assert yaml.safe_load((run_dir / "spec.resolved.yaml").read_text())["search"]["storage"] == "${SHARE_SEARCH_STORAGE}"
-    assert len(optuna.load_study(study_name=secret_db.role, storage=secret_db.url()).trials) == 3
+    assert len(finished_trials(optuna.load_study(study_name=secret_db.role, storage=secret_db.url()))) == 3
     monkeypatch.setenv("SHARE_SEARCH_STORAGE", secret_db.url())
     assert main(["leaderboard", str(run_dir), "--format", "csv"]) == 0
     assert_nowhere(secret_db, run_dir, ray_tmp, done.stdout + done.stderr + capsys.readouterr().out)
