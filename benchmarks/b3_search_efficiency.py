@@ -405,16 +405,19 @@ def best_observed(trials: list[dict], k: int = 1) -> list[str]:
     return out[:k]
 
 
-def confirm(table: Table, candidates: list[str], seeds: list[int]) -> tuple[str, int, int]:
+def confirm(table: Table, candidates: list[str], seeds: list[int], left: float = math.inf) -> tuple[str, int, int]:
     """The confirmation race on the table: ``candidates`` (best observed first) hold their
     search seed ``seeds[0]``; each round every survivor trains the next seed, and so does the
     single-task baseline (paired Δm needs it); ``share_search.runs.race.race_round`` drops the
-    clearly worse. Returns the leader, the trial-epochs the race trained, and its rounds."""
+    clearly worse. ``left``: trial-epochs the race may spend (it stops before a round that
+    does not fit). Returns the leader, the trial-epochs the race trained, and its rounds."""
     from share_search.runs.race import race_is_over, race_round
 
     values = {a: {0: table.final[(a, seeds[0])]} for a in candidates}
     survivors, leader, spent, have = list(candidates), candidates[0], 0, 1
     while not race_is_over(len(survivors), have, len(seeds)):
+        if spent + table.epochs * (len(survivors) + 1) > left:
+            break
         spent += table.epochs * (len(survivors) + 1)
         for a in survivors:
             values[a][have] = table.final[(a, seeds[have])]
@@ -434,7 +437,7 @@ def exported(table: Table, strategy: dict, logs: dict, sampler_seed: int, budget
     trials = logs[(strategy["search"], sampler_seed)]
     repeats = strategy.get("repeats", 1)
     race = strategy.get("race")
-    reserve = race_reserve(*race, table.epochs) if race else 0
+    reserve = race_reserve(*race, table.epochs) if race and not strategy.get("leftover") else 0
     done = within(trials, budget - reserve, table.epochs * repeats, capped=bool(trials) and trials[-1].get("exhausted", False))
     if not done:
         return None
@@ -442,7 +445,8 @@ def exported(table: Table, strategy: dict, logs: dict, sampler_seed: int, budget
     if race is None:
         arch = best_observed(done)[0]
     else:
-        arch, race_spent, _ = confirm(table, best_observed(done, race[0]), seeds_of(sampler_seed, race[1]))
+        left = budget - spent if strategy.get("leftover") else math.inf
+        arch, race_spent, _ = confirm(table, best_observed(done, race[0]), seeds_of(sampler_seed, race[1]), left)
         spent += race_spent
     return {"arch": arch, "truly_best": arch in table.targets, "spent": spent}
 
@@ -457,10 +461,13 @@ STRATEGIES = {  # name -> the search it reads (sampler, repeats[, "dedupe"]) and
     "(a') one seed, TPE, no scheduler": {"search": ("tpe", 1, "dedupe")},
     "(b) repeats 2, TPE (ASHA is refused with repeats)": {"search": ("tpe", 2, "dedupe"), "repeats": 2},
     "(c) (a) + race K=2 S=3": {"search": DEFAULT, "race": (2, 3)},
+    "(c) (a) + race K=2 S=2": {"search": DEFAULT, "race": (2, 2)},
     "(c) (a) + race K=3 S=3": {"search": DEFAULT, "race": (3, 3)},
     "(c) (a) + race K=5 S=3": {"search": DEFAULT, "race": (5, 3)},
     "(c) (a) + race K=3 S=4": {"search": DEFAULT, "race": (3, 4)},
     "(c) (a) + race K=3 S=5": {"search": DEFAULT, "race": (3, 5)},
+    # not what the tool does: no reserve, the race spends only what the search left (it ends by itself, see README)
+    "(c') (a) + race K=2 S=3 on what the search left": {"search": DEFAULT, "race": (2, 3), "leftover": True},
     # not the tool's default sampler: whether a search that explores more leaves the race something to confirm
     "(d) one seed, random + ASHA g3": {"search": ("random+asha-g3", 1, "dedupe")},
     "(d) + race K=2 S=3": {"search": ("random+asha-g3", 1, "dedupe"), "race": (2, 3)},
