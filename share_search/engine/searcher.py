@@ -212,14 +212,20 @@ def make_searcher(**kwargs):
         def suggest(self, trial_id: str) -> dict | None:
             while not self.pending:
                 if self.duplicates_in_a_row >= self.duplicate_limit:
-                    # re-proposals still wait for a twin in training: it may fail, and one of them train instead
-                    return None if self.deferred else self._exhausted()
+                    # re-proposals wait for a twin still in training: it may fail, and one of them train instead
+                    return None if any(self._training(n) for n in self.deferred) else self._exhausted()
                 self._ask_one()
             number, repeat = self.pending.pop(0)
             self.tune_ids[trial_id] = (number, repeat)
             plan = self.plans[number]
             seeded = {**plan, "train": {**plan["train"], "seed": self._seed(number, repeat)}}
             return {**self.trials[number].params, "plan": seeded, "optuna_trial": number, "repeat": repeat}
+
+        def _training(self, number: int) -> bool:
+            """Whether a Tune trial of this architecture is still to run or running; one that
+            ended but waits for the baseline, or errored (told after the phase), is not."""
+            return any(n == number for n, _ in self.pending) or any(
+                n == number and tid not in self.seed_done and tid not in self.errored for tid, (n, _) in self.tune_ids.items())
 
         def _seed(self, number: int, repeat: int) -> int:
             return seed_of_repeat(self.plans[number]["train"]["seed"], repeat)

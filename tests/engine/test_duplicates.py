@@ -179,3 +179,17 @@ def test_when_a_trial_still_training_fails_its_first_re_proposal_is_trained_inst
     assert all(is_interrupted(t) for t in trials[2:])
     assert {t.number for t in unretried_interrupted(study)} <= {2}
     assert all(t.user_attrs["duplicate_of"] == 2 for t in trials[3:])
+
+
+def test_re_proposals_waiting_for_a_trial_that_waits_for_the_baseline_do_not_stall_the_phase(tmp_path, ray_session):
+    """No baseline comes (none is known and no single-task trial runs): the tree trains, then
+    waits to be told; its re-proposals reach the limit while it waits. The phase ends (it
+    must not wait for a twin whose training is over), the tree fails for the missing
+    baseline, and its re-proposals are left to --resume as for a failed twin."""
+    problem, run_dir, storage, study = _one_tree(tmp_path, "delta_m", concurrency=2)
+    outcome = run_phase(study, problem, storage, run_dir, "no-baseline", 3, None, False, False)
+    trials = study.get_trials()
+    assert len(_ray_trials(run_dir)) == 1 and outcome.counts["failed"] == 1 and outcome.counts["exhausted"] == 1
+    assert trials[0].state == TrialState.FAIL and "baseline did not finish" in trials[0].user_attrs["fail_reason"]
+    assert len(trials) == 1 + DUPLICATE_LIMIT and all(is_interrupted(t) for t in trials[1:])
+    assert [t.number for t in unretried_interrupted(study)] == [1]  # the first trains on --resume; the rest re-propose it
