@@ -147,12 +147,15 @@ def test_run_searches_and_returns_the_run(ray_session, tmp_path, capfd, recwarn)
     model = share_search.load_model(exported[0])
     assert model.recipe["arch"]["family"] == board.loc[0, "family"]
 
-    resumed = share_search.run(small_spec(), out=tmp_path / "r", trials=4, concurrency=1, sampler="random", resume=True, quiet=True)
+    # a ``Spec`` is taken as it is: here it continues the run the dict started
+    resumed = share_search.run(share_search.parse_spec(small_spec()), out=tmp_path / "r", trials=4, concurrency=1, sampler="random", resume=True, quiet=True)
     assert len(finished_trials(resumed.study)) == 4 and resumed.path == run.path
+    assert [t.state.name for t in finished_trials(resumed.study)] == ["COMPLETE"] * 4
 
 
-def test_run_reads_a_spec_file_and_a_spec(ray_session, tmp_path):
-    """A YAML file's relative data path starts from its folder; a ``Spec`` is taken as it is."""
+def test_run_reads_a_spec_file(ray_session, tmp_path):
+    """A YAML file's relative data path starts from its folder (a ``Spec``: the resume of
+    ``test_run_searches_and_returns_the_run``)."""
     import numpy as np
     from sklearn.datasets import load_digits
 
@@ -162,5 +165,4 @@ def test_run_reads_a_spec_file_and_a_spec(ray_session, tmp_path):
     path = write_spec(tmp_path / "spaces" / "s.yaml", small_spec(data={"source": "digits.npz", "max_samples": None}))
     run = share_search.run(str(path), out=tmp_path / "from-file", trials=2, quiet=True)
     assert run.spec.data.source == str(tmp_path / "spaces" / "digits.npz") and len(finished_trials(run.study)) == 2
-    run = share_search.run(share_search.parse_spec(small_spec()), out=tmp_path / "from-spec", trials=2, quiet=True)
     assert [t.state.name for t in finished_trials(run.study)] == ["COMPLETE", "COMPLETE"]

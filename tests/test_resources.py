@@ -29,10 +29,27 @@ def test_a_resource_that_is_not_a_finite_number_is_a_spec_error(tmp_path, key, v
     assert "finite number" in str(err.value)
 
 
+def _refusal(key: str, asked: str) -> str:
+    return rf"error: search\.resources\.{key}: .* asks for {asked}, the largest node has \d+ "
+
+
 @pytest.mark.parametrize("key, value, asked", [("gpu", 1, "1 GPU"), ("cpu", 4096, "4096 CPU")])
-def test_more_than_any_node_has_exits_2_naming_the_key(tmp_path, key, value, asked):
-    """``resources: {gpu: 1}`` on this CPU-only machine (or 4096 CPUs): a real ``share-search
-    run`` with its own local Ray; before, its trials waited for them forever."""
+def test_a_trial_no_node_can_hold_is_refused_naming_the_key(ray_session, key, value, asked):
+    """The check a run makes before anything is written, for each key, on the session's Ray."""
+    from share_search.engine.search import check_resources
+    from share_search.errors import RunError
+    from share_search.spec.model import Resources
+
+    with pytest.raises(RunError) as caught:
+        check_resources(Resources(**{key: value}))
+    assert re.match(_refusal(key, asked), f"error: {caught.value}"), str(caught.value)
+
+
+def test_more_than_any_node_has_exits_2_naming_the_key(tmp_path):
+    """``resources: {gpu: 1}`` on this CPU-only machine: a real ``share-search run`` with its
+    own local Ray; before, its trials waited for them forever. (The same refusal for
+    ``cpu``: ``test_a_trial_no_node_can_hold_is_refused_naming_the_key``.)"""
+    key, value, asked = "gpu", 1, "1 GPU"
     spec = write_spec(tmp_path / "spec.yaml", small_spec(search={"resources": {key: value}}))
     run_dir = tmp_path / "run"
     marker = uuid.uuid4().hex
@@ -43,7 +60,7 @@ def test_more_than_any_node_has_exits_2_naming_the_key(tmp_path, key, value, ask
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
     error = done.stderr.strip().splitlines()
     assert len(error) == 1, done.stderr
-    assert re.match(rf"error: search\.resources\.{key}: .* asks for {asked}, the largest node has \d+ ", error[0]), error[0]
+    assert re.match(_refusal(key, asked), error[0]), error[0]
     assert not run_dir.exists()  # nothing written: nothing to resume or clean up
 
 

@@ -83,13 +83,13 @@ def _mean_se(xs):
 def test_delta_m_pairs_each_seed_with_the_baseline_of_the_same_seed(tmp_path, ray_session, capsys):
     spec = write_spec(tmp_path / "s.yaml", small_spec(
         name="paired", seed=3, families={"tree": {}, "cross_stitch": {}}, train={"epochs": 2},
-        search={"trials": 4, "repeats": 3, "concurrency": 3, "export_top": 2},
+        search={"trials": 3, "repeats": 3, "concurrency": 3, "export_top": 2},  # the two references and one sampled trial
     ))
     assert main(["run", str(spec), "--out", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     study = study_of(tmp_path / "run", "paired")
     trials = {t.number: t for t in study.get_trials()}
-    assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials.values())
+    assert len(trials) == 3 and all(t.state.name == "COMPLETE" for t in trials.values())
     baseline = next(t for t in trials.values() if t.user_attrs.get("role") == "single_task")
     base = {s["repeat"]: s["val"] for s in baseline.user_attrs["seeds"]}
     assert sorted(base) == [0, 1, 2] and [s["seed"] for s in baseline.user_attrs["seeds"]] == [3, 4, 5]

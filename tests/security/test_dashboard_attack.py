@@ -165,16 +165,14 @@ def test_every_page_of_the_read_only_dashboard_works_in_a_real_browser(read_only
     sid = study_id(port)
     browser = Chromium(binary)
     try:
-        for page in ("", f"studies/{sid}", f"studies/{sid}/analytics", f"studies/{sid}/trials", f"studies/{sid}/trialTable", f"studies/{sid}/note"):
-            tab = browser.open(f"http://127.0.0.1:{port}/dashboard/{page}", settle_s=3.0)
-            try:
-                load = tab.load()
-                assert load.errors == [], (page, load.errors)
-                assert any("/api/" in u for u in load.requests), (page, load.requests)
-                if page == f"studies/{sid}":  # the study's page asks for the parameter importances
-                    assert any(u.endswith("/param_importances") for u in load.requests), load.requests
-            finally:
-                tab.close()
+        pages = ("", f"studies/{sid}", f"studies/{sid}/analytics", f"studies/{sid}/trials", f"studies/{sid}/trialTable", f"studies/{sid}/note")
+        tabs = browser.open_all([f"http://127.0.0.1:{port}/dashboard/{page}" for page in pages], settle_s=3.0)
+        for page, tab in zip(pages, tabs):
+            load = tab.load()
+            assert load.errors == [], (page, load.errors)
+            assert any("/api/" in u for u in load.requests), (page, load.requests)
+            if page == f"studies/{sid}":  # the study's page asks for the parameter importances
+                assert any(u.endswith("/param_importances") for u in load.requests), load.requests
     finally:
         browser.close()
 

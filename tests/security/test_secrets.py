@@ -39,8 +39,8 @@ from tests.runs import REPO, cli_command, cli_env, small_spec, write_spec
 
 ADMIN_URL = os.environ.get("SHARE_SEARCH_TEST_POSTGRES", "postgresql+psycopg2://share:share@127.0.0.1:5432/share_search")
 PASSWORD_VAR = "SHARE_SEARCH_TEST_SECRET_PASSWORD"
-# one Tuner phase, one exported checkpoint (recipe and zip artifact), a trial or two to rank
-SEARCH = {"trials": 3, "baselines": False, "objective": "per_task", "export_top": 1}
+# one Tuner phase of one round (concurrency 2), one exported checkpoint (recipe and zip artifact), two trials to rank
+SEARCH = {"trials": 2, "baselines": False, "objective": "per_task", "export_top": 1}
 
 
 def _unavailable(reason: str):
@@ -211,12 +211,12 @@ def test_a_password_from_a_variable_reference_stays_a_reference(tmp_path, secret
     # with it: the run folder opens, and --resume continues the study
     monkeypatch.setenv(PASSWORD_VAR, secret_db.password)
     assert main(["leaderboard", str(run_dir), "--format", "csv"]) == 0
-    write_spec(spec, {**spec_data, "search": {**spec_data["search"], "trials": 4}})
+    write_spec(spec, {**spec_data, "search": {**spec_data["search"], "trials": 3}})
     done = run_cli("run", str(spec), "--out", str(run_dir), "--quiet", "--resume", ray_tmp=ray_tmp, **secret)
     assert done.returncode == 0, done.stdout + done.stderr
     printed += done.stdout + done.stderr + capsys.readouterr().out
     study = optuna.load_study(study_name=secret_db.role, storage=secret_db.url())
-    assert len(finished_trials(study)) == 4  # trained trials: a re-proposal is told, not retrained
+    assert len(finished_trials(study)) == 3  # trained trials: a re-proposal is told, not retrained
     assert study.user_attrs["spec"]["search"]["storage"] == reference
     assert_nowhere(secret_db, run_dir, ray_tmp, printed)
 
@@ -228,7 +228,7 @@ def test_share_search_storage_gives_the_url_when_the_spec_has_none(tmp_path, sec
     assert done.returncode == 0, done.stdout + done.stderr
     assert not (run_dir / "study.db").exists()  # the study went to PostgreSQL
     assert yaml.safe_load((run_dir / "spec.resolved.yaml").read_text())["search"]["storage"] == "${SHARE_SEARCH_STORAGE}"
-    assert len(finished_trials(optuna.load_study(study_name=secret_db.role, storage=secret_db.url()))) == 3
+    assert len(finished_trials(optuna.load_study(study_name=secret_db.role, storage=secret_db.url()))) == 2
     monkeypatch.setenv("SHARE_SEARCH_STORAGE", secret_db.url())
     assert main(["leaderboard", str(run_dir), "--format", "csv"]) == 0
     assert_nowhere(secret_db, run_dir, ray_tmp, done.stdout + done.stderr + capsys.readouterr().out)
