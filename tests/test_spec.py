@@ -62,7 +62,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("key,value,path,words", BAD, ids=[f"{b[0]}={b[1]!r}" for b in BAD])
+@pytest.mark.parametrize("key,value,path,words", BAD, ids=[f"{b[0]}=" + ("<deleted>" if b[1] is DELETE else repr(b[1])) for b in BAD])
 def test_bad_spec_names_key_path_and_value(key, value, path, words):
     with pytest.raises(SpecError) as info:
         parse_spec(with_change(key, value))
