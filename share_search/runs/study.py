@@ -251,8 +251,6 @@ def mark_interrupted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     RUNNING ones, for a retry."""
     left = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for t in left:
-        if "fail_reason" not in t.user_attrs:  # stopped between Optuna's ask and ``ask`` setting it
-            optuna.Trial(study, t._trial_id).set_user_attr("fail_reason", INTERRUPTED)
         study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
     _close_queued_race_trials(study)
     now = study.get_trials(deepcopy=False)
