@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from ..arch import config_from_dict
 from ..runs.artifacts import attach_trial_artifacts, pictures_from_result
 from ..runs.rank import DeltaMTerms, delta_m
-from ..runs.record import DUPLICATE_OF, INTERRUPTED, Cost, Failure, Plan, SeedResult, TrialRecord, baselines_by_repeat, seed_delta_m, seed_means, seed_of_repeat, seeds_from_attr, study_records
+from ..runs.record import DUPLICATE_OF, Cost, Failure, Plan, SeedResult, TrialRecord, baselines_by_repeat, seed_delta_m, seed_means, seed_of_repeat, seeds_from_attr, study_records
 from ..runs.study import SEEDS, ask, completed_seed_attrs, is_queued, searched_twin
 from ..space.spaces import ROLE_SINGLE_TASK
 from ..text import console
@@ -272,7 +272,6 @@ def make_searcher(**kwargs):
                     trial.set_user_attr(key, value)
             attach_trial_artifacts(self.study, trial, os.path.join(self.run_dir, "artifacts"), arch, twin.user_attrs.get("details"))
             trial.set_user_attr("fail_reason", None)
-            trial.set_user_attr(DUPLICATE_OF, twin.number)
             if twin.state == TrialState.PRUNED and len(self.study.directions) == 1:
                 for step, value in sorted(twin.intermediate_values.items()):
                     trial.report(value, step)
@@ -287,7 +286,7 @@ def make_searcher(**kwargs):
             they were asked (``searched_twin``)."""
             if number not in self.deferred:
                 return
-            twin = next(t for t in self.study.get_trials(deepcopy=False) if t.number == number)
+            twin = self.study.get_trials(deepcopy=False)[number]  # a study's trials are numbered from 0
             waiting = self.deferred.pop(number)
             if twin.state == TrialState.FAIL:  # the first re-proposal trains; the others are its re-proposals now
                 (trial, plan), rest = waiting[0], waiting[1:]
@@ -367,10 +366,9 @@ def make_searcher(**kwargs):
                 self._tell_failed_waiting(number, {"fail_reason": reason, "fail_origin": ORIGIN_USER})
             self.waiting.clear()
             # a re-proposal of a failed trial that the phase had no Tune trial left for: trained on --resume, as an
-            # interrupted trial (its own re-proposals are not retried: they wait for it no more)
+            # interrupted trial (``ask`` gave it that reason); its own re-proposals are not retried: they wait for it no more
             untrained = [self.trials[n] for n in sorted({n for n, _ in self.pending})]
             for trial in untrained + [t for n in sorted(self.deferred) for t, _ in self.deferred[n]]:
-                trial.set_user_attr("fail_reason", INTERRUPTED)
                 self.study.tell(trial, None, state=TrialState.FAIL)
             self.pending.clear()
             self.deferred.clear()

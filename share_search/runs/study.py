@@ -290,8 +290,7 @@ def unretried_interrupted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]
     retried = {t.user_attrs.get(RETRY_OF) for t in trials}
     # a race trial is not retried here: the race resumes its rounds itself (engine.race)
     # nor a re-proposal waiting for its twin (duplicate_of): the twin's retry stands for it
-    return [t for t in trials if is_interrupted(t) and t.number not in retried and RACE not in t.user_attrs
-            and t.user_attrs.get(DUPLICATE_OF) is None]
+    return [t for t in trials if is_interrupted(t) and t.number not in retried and RACE not in t.user_attrs and not is_re_proposal(t)]
 
 
 def queue_retries(study: optuna.Study) -> list[int]:
@@ -320,7 +319,7 @@ def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     trained, ``duplicate_of``, cost nothing)."""
     out = []
     for t in study.get_trials(deepcopy=False):
-        if RACE in t.user_attrs or t.user_attrs.get(DUPLICATE_OF) is not None:
+        if RACE in t.user_attrs or is_re_proposal(t):
             continue
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
             out.append(t)
@@ -335,6 +334,12 @@ def is_queued(trial: optuna.Trial | optuna.trial.FrozenTrial) -> bool:
     return QUEUED_PARAMS in trial.user_attrs
 
 
+def is_re_proposal(t: optuna.trial.FrozenTrial) -> bool:
+    """Whether a sampled trial re-proposed a searched one (``duplicate_of``): told that trial's
+    result, or waiting for it, and not trained itself."""
+    return t.user_attrs.get(DUPLICATE_OF) is not None
+
+
 def searched_twin(study: optuna.Study, params: dict[str, Any], training: Collection[int] = ()) -> optuna.trial.FrozenTrial | None:
     """The earliest searched trial with exactly ``params`` that ended COMPLETE or PRUNED or is
     among ``training`` (still training in this phase), or None. Equal values mean an equal run:
@@ -345,7 +350,7 @@ def searched_twin(study: optuna.Study, params: dict[str, Any], training: Collect
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)):
         if t.state == TrialState.RUNNING and t.number not in training:
             continue
-        if t.user_attrs.get("role") or RACE in t.user_attrs or t.user_attrs.get(DUPLICATE_OF) is not None:
+        if t.user_attrs.get("role") or RACE in t.user_attrs or is_re_proposal(t):
             continue
         if planned_params(t) == params:
             return t
