@@ -416,9 +416,10 @@ def confirm(table: Table, candidates: list[str], seeds: list[int], left: float =
     values = {a: {0: table.final[(a, seeds[0])]} for a in candidates}
     survivors, leader, spent, have = list(candidates), candidates[0], 0, 1
     while not race_is_over(len(survivors), have, len(seeds)):
-        if spent + table.epochs * (len(survivors) + 1) > left:
+        cost = table.epochs * (len(survivors) + 1)
+        if spent + cost > left:
             break
-        spent += table.epochs * (len(survivors) + 1)
+        spent += cost
         for a in survivors:
             values[a][have] = table.final[(a, seeds[have])]
         have += 1

@@ -148,7 +148,7 @@ class Chromium:
         tabs = [self.open(url, settle_s=0.0) for url in urls]
         time.sleep(settle_s)
         for tab in tabs:
-            self.send("Runtime.evaluate", {"expression": "1"}, session=tab.session)  # drains events sent meanwhile
+            tab.evaluate("1")  # drains events sent meanwhile
         return tabs
 
     def close(self) -> None:

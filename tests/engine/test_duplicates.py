@@ -22,7 +22,7 @@ from share_search.runs.study import ask, create_or_load_study, enqueue, finished
 from share_search.space.spaces import SpaceFunction
 from share_search.spec.model import parse_spec
 from share_search.train.problem import load_problem
-from tests.runs import small_spec, study_of, write_spec
+from tests.runs import ray_trial_folders, small_spec, study_of, write_spec
 
 TRIALS = 6  # above the space: 3 trees, each trained once as a reference or a searched trial, or both
 DUPLICATE_LIMIT = 50  # re-proposals in a row that end a phase: max(50, search.trials), as the README states
@@ -32,7 +32,7 @@ def _ray_trials(run_dir: Path) -> list[Path]:
     """Every Ray Tune trial folder of the run, over all its phases."""
     if not (run_dir / "ray").is_dir():
         return []
-    return [p for phase in (run_dir / "ray").iterdir() if phase.is_dir() for p in phase.iterdir() if p.is_dir() and p.name.startswith("run_trial")]
+    return [p for phase in (run_dir / "ray").iterdir() if phase.is_dir() for p in ray_trial_folders(phase)]
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ import pytest
 
 from share_search.cli import main
 from share_search.spec.registry import SAMPLERS
-from tests.runs import end_marked, running_driver, small_spec, study_of, wait_for_a_finished_seed, write_spec
+from tests.runs import end_marked, ray_trial_folders, running_driver, small_spec, study_of, wait_for_a_finished_seed, write_spec
 
 MARKER = "SHARE_SEARCH_TEST_MARKER"
 SLOW = "SHARE_SEARCH_TEST_SLOW_RACE_SEED"
@@ -113,7 +113,7 @@ def test_race_seeds_are_separate_ray_trials_trained_in_parallel(raced):
     folders = sorted(p.name for p in (run_dir / "ray").iterdir() if p.is_dir())
     rounds = [f for f in folders if f.startswith("race-round-1-")]
     assert len(rounds) == 1
-    in_round = [p for p in (run_dir / "ray" / rounds[0]).iterdir() if p.is_dir() and p.name.startswith("run_trial")]
+    in_round = ray_trial_folders(run_dir / "ray" / rounds[0])
     assert len(in_round) == 3  # HARD, TWIN, USELESS: one Ray trial each (the baseline has its seed already)
     race = study_of(run_dir, "race").user_attrs["race"]
     told = [t for t in _race_trials(trials) if t.state.name == "COMPLETE"]
@@ -134,7 +134,7 @@ def test_a_resumed_race_keeps_the_seeds_that_finished(raced):
     assert by_repeat[2]["started_at"] > kept[0]["ended_at"]
     pairing = sorted(p for p in (run_dir / "ray").iterdir() if p.name.startswith("race-baseline-seeds-"))
     assert len(pairing) == 2
-    assert len([p for p in pairing[-1].iterdir() if p.is_dir() and p.name.startswith("run_trial")]) == 1  # seed 2's only
+    assert len(ray_trial_folders(pairing[-1])) == 1  # seed 2's only
 
 
 def test_the_report_draws_the_race(raced):

@@ -19,7 +19,7 @@ import pytest
 
 from share_search.cli import main
 from share_search.runs.study import RETRY_OF
-from tests.runs import end_marked, one_line_error, running_driver, small_spec, study_of, wait_for_a_finished_seed, write_spec
+from tests.runs import end_marked, one_line_error, ray_trial_folders, running_driver, small_spec, study_of, wait_for_a_finished_seed, write_spec
 
 BACKBONE = "tests.engine.seed_backbones:by_seed"
 MARKER = "SHARE_SEARCH_TEST_MARKER"
@@ -142,7 +142,7 @@ def test_a_resumed_run_keeps_the_seeds_that_finished(tmp_path, ray_session):
     assert seeds[0] == kept[0]  # the same record: same start, end, checkpoint; it did not train again
     assert seeds[1]["started_at"] > kept[0]["ended_at"]
     ray_folders = sorted(p.name for p in (run_dir / "ray").iterdir() if p.is_dir())
-    resumed = [p for p in (run_dir / "ray" / ray_folders[-1]).iterdir() if p.is_dir() and p.name.startswith("run_trial")]
+    resumed = ray_trial_folders(run_dir / "ray" / ray_folders[-1])
     assert len(ray_folders) == 2 and len(resumed) == 1, (ray_folders, resumed)  # one Ray trial: seed 8's
 
 

@@ -175,3 +175,8 @@ def wait_for_a_finished_seed(proc: subprocess.Popen, db: Path, min_repeat: int =
             return
         time.sleep(0.5)
     raise AssertionError(f"no running trial with a finished seed of repeat >= {min_repeat} after {timeout} s")
+
+
+def ray_trial_folders(phase: Path) -> list[Path]:
+    """The Ray Tune trial folders of one phase folder (``run_dir/ray/<phase>``): one per Tune trial."""
+    return [p for p in Path(phase).iterdir() if p.is_dir() and p.name.startswith("run_trial")]
